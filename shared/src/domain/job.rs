@@ -1,0 +1,128 @@
+//! The queue message a receiver (or the reconciler) enqueues: a versioned, serde-tagged [`Job`].
+//!
+//! Jobs are small: they name the record that changed and the delivery that said so. The mapper always
+//! re-reads the record, because Basecamp webhooks are thin and Jira deliveries can be late or out of order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{DeliveryId, JiraIssueId, JiraKey, ProjectId, RouteId, TodoId};
+
+/// The wire form on the queue: `{"v":1,"job":{...}}`. A new incompatible shape gets a new version, and
+/// the mapper keeps reading the old one until the queue has drained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum JobEnvelope {
+    #[serde(rename = "1")]
+    V1 { job: Job },
+}
+
+/// Something changed on one side; the mapper should look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// A Basecamp to-do was created, changed, completed, moved… (any `todo_*` kind).
+    TodoChanged {
+        delivery: DeliveryId,
+        route: RouteId,
+        project: ProjectId,
+        todo: TodoId,
+        /// The webhook `kind` (`todo_created`, …) or `poll` for the reconciler; informational only.
+        event: String,
+        received_at: DateTime<Utc>,
+    },
+    /// A Jira issue was created, updated or deleted.
+    IssueChanged {
+        delivery: DeliveryId,
+        issue: JiraIssueId,
+        key: JiraKey,
+        event: String,
+        received_at: DateTime<Utc>,
+    },
+}
+
+/// The record a job is about: the FIFO message group, and what a batch coalesces on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RecordRef {
+    Todo { route: RouteId, project: ProjectId, todo: TodoId },
+    Issue { issue: JiraIssueId, key: JiraKey },
+}
+
+impl RecordRef {
+    /// The SQS FIFO message group id: one group per source record, so each record's events apply in order.
+    pub fn group_id(&self) -> String {
+        match self {
+            Self::Todo { todo, .. } => format!("bc-todo-{todo}"),
+            Self::Issue { issue, .. } => format!("jira-issue-{issue}"),
+        }
+    }
+}
+
+impl Job {
+    pub fn delivery(&self) -> &DeliveryId {
+        match self {
+            Self::TodoChanged { delivery, .. } | Self::IssueChanged { delivery, .. } => delivery,
+        }
+    }
+
+    pub fn record(&self) -> RecordRef {
+        match self {
+            Self::TodoChanged { route, project, todo, .. } => {
+                RecordRef::Todo { route: route.clone(), project: *project, todo: *todo }
+            }
+            Self::IssueChanged { issue, key, .. } => RecordRef::Issue { issue: issue.clone(), key: key.clone() },
+        }
+    }
+
+    pub fn received_at(&self) -> DateTime<Utc> {
+        match self {
+            Self::TodoChanged { received_at, .. } | Self::IssueChanged { received_at, .. } => *received_at,
+        }
+    }
+
+    /// Serializes into the versioned wire form.
+    pub fn to_wire(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&JobEnvelope::V1 { job: self.clone() })
+    }
+
+    /// Reads any supported wire version. A message that fails here is poison: see the mapper's policy.
+    pub fn from_wire(body: &str) -> Result<Self, serde_json::Error> {
+        let JobEnvelope::V1 { job } = serde_json::from_str(body)?;
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn todo_job() -> Job {
+        Job::TodoChanged {
+            delivery: DeliveryId::basecamp(1_052_473_966),
+            route: RouteId("web".into()),
+            project: ProjectId(2_085_958_505),
+            todo: TodoId(9_007_199_254_741_210),
+            event: "todo_completed".into(),
+            received_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_job_round_trips_through_the_versioned_wire_form() {
+        let job = todo_job();
+        let wire = job.to_wire().unwrap_or_default();
+        assert!(wire.starts_with(r#"{"v":"1","job":{"kind":"todo_changed""#), "{wire}");
+        assert_eq!(Job::from_wire(&wire).ok(), Some(job));
+    }
+
+    #[test]
+    fn an_unknown_wire_version_is_rejected() {
+        let wire = todo_job().to_wire().unwrap_or_default().replace(r#""v":"1""#, r#""v":"9""#);
+        assert!(Job::from_wire(&wire).is_err());
+    }
+
+    #[test]
+    fn jobs_for_one_todo_share_a_message_group() {
+        assert_eq!(todo_job().record().group_id(), "bc-todo-9007199254741210");
+    }
+}

@@ -1,0 +1,13 @@
+//! The domain: identifiers, normalized records, pairs, jobs and route rules. No I/O.
+
+mod ids;
+mod job;
+mod model;
+mod pair;
+mod route;
+
+pub use ids::*;
+pub use job::*;
+pub use model::*;
+pub use pair::*;
+pub use route::*;

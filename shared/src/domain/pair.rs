@@ -1,0 +1,123 @@
+//! A [`Pair`]: one to-do ⇄ one dev item on one route, with what the sync last wrote or saw on each side.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{BasecampCommentId, ProjectId, RouteId, TodoId};
+use super::model::{DevItemRef, Field, Fields};
+
+/// PENDING while a worker holds the lease to create the dev item; LINKED once the item is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PairState {
+    Pending,
+    Linked,
+}
+
+impl PairState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Linked => "LINKED",
+        }
+    }
+}
+
+/// Who may act on a PENDING pair, and until when. Past `until`, another worker may take it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// Each side's synced field values as the sync last wrote or saw them. An event whose fresh values equal
+/// its side's snapshot is our own write coming back (or nothing new): a no-op, whoever the actor is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub todo: Fields,
+    pub tracker: Fields,
+}
+
+/// The one-time Basecamp comment that links the to-do to its dev item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "state", content = "comment", rename_all = "snake_case")]
+pub enum Backlink {
+    #[default]
+    NotPosted,
+    /// A post was started; if this is still the state on a retry, the comment may exist already and the
+    /// to-do's comments are searched before posting again.
+    Attempting,
+    Posted(BasecampCommentId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    pub route: RouteId,
+    pub project: ProjectId,
+    pub todo: TodoId,
+    pub item: Option<DevItemRef>,
+    pub state: PairState,
+    pub lease: Option<Lease>,
+    /// Incremented by every successful write; every update is conditional on it.
+    pub version: u64,
+    pub snapshot: Snapshot,
+    pub backlink: Backlink,
+    /// Fields whose conflict waits for a person (`manual` policy): skipped until resolved.
+    pub open_conflicts: BTreeSet<Field>,
+    /// The newest `updated_at` seen on each side; a fresh read older than this is stale and ignored.
+    pub todo_seen_at: Option<DateTime<Utc>>,
+    pub item_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Pair {
+    /// A new PENDING claim, version 0, leased to `owner` until `until`.
+    pub fn pending(route: RouteId, project: ProjectId, todo: TodoId, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+        Self {
+            route,
+            project,
+            todo,
+            item: None,
+            state: PairState::Pending,
+            lease: Some(Lease { owner: owner.to_owned(), until }),
+            version: 0,
+            snapshot: Snapshot::default(),
+            backlink: Backlink::NotPosted,
+            open_conflicts: BTreeSet::new(),
+            todo_seen_at: None,
+            item_seen_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The key the store files this pair under: one per (route, to-do).
+    pub fn key(&self) -> PairKey {
+        PairKey { route: self.route.clone(), todo: self.todo }
+    }
+
+    /// A PENDING pair whose lease has run out (or that has none) may be taken over.
+    pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {
+        self.lease.as_ref().is_none_or(|l| l.until <= now)
+    }
+
+    pub fn is_linked(&self) -> bool {
+        self.state == PairState::Linked && self.item.is_some()
+    }
+}
+
+/// The identity of a pair: one to-do on one route.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PairKey {
+    pub route: RouteId,
+    pub todo: TodoId,
+}
+
+impl std::fmt::Display for PairKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.route, self.todo)
+    }
+}

@@ -1,0 +1,16 @@
+//! campbridge's library: everything the Lambda functions and the `campbridge` command share.
+//!
+//! - [`domain`]: identifiers, normalized records, pairs, jobs and route rules (pure).
+//! - [`sync`]: the engine — a pure `decide` and an executor that applies its plan through the ports.
+//! - [`ports`]: one trait per external capability, with written contracts.
+//! - [`adapters`]: memory and SQLite implementations of the storage ports.
+//! - [`config`]: `campbridge.toml`, validated with line-numbered errors.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod sync;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -1,0 +1,9 @@
+//! Ports: one small trait per external capability. Use cases take `&dyn Trait`; adapters live in
+//! [`crate::adapters`] (memory and SQLite here, DynamoDB/SQS/Secrets Manager beside them) and all pass
+//! the same contract suite ([`crate::testkit`]).
+
+mod store;
+mod upstream;
+
+pub use store::*;
+pub use upstream::*;
