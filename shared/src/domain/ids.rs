@@ -209,11 +209,7 @@ impl RepoRef {
         let err = || IdError { what: "Bitbucket repository (workspace/repo)", value: s.to_owned() };
         let (w, r) = s.split_once('/').ok_or_else(err)?;
         let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if ok(w) && ok(r) {
-            Ok(Self { workspace: w.to_owned(), repo_slug: r.to_owned() })
-        } else {
-            Err(err())
-        }
+        if ok(w) && ok(r) { Ok(Self { workspace: w.to_owned(), repo_slug: r.to_owned() }) } else { Err(err()) }
     }
 }
 

@@ -32,13 +32,7 @@ pub enum Job {
         received_at: DateTime<Utc>,
     },
     /// A Jira issue was created, updated or deleted.
-    IssueChanged {
-        delivery: DeliveryId,
-        issue: JiraIssueId,
-        key: JiraKey,
-        event: String,
-        received_at: DateTime<Utc>,
-    },
+    IssueChanged { delivery: DeliveryId, issue: JiraIssueId, key: JiraKey, event: String, received_at: DateTime<Utc> },
 }
 
 /// The record a job is about: the FIFO message group, and what a batch coalesces on.

@@ -75,7 +75,14 @@ pub struct Pair {
 
 impl Pair {
     /// A new PENDING claim, version 0, leased to `owner` until `until`.
-    pub fn pending(route: RouteId, project: ProjectId, todo: TodoId, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+    pub fn pending(
+        route: RouteId,
+        project: ProjectId,
+        todo: TodoId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Self {
         Self {
             route,
             project,

@@ -437,7 +437,9 @@ impl Route {
             Field::Title => self.ownership.title,
             Field::Assignee => self.ownership.assignee,
             Field::Status => self.status.owner(),
-            Field::Description | Field::DueDate | Field::Priority | Field::Labels | Field::Components => Owner::Basecamp,
+            Field::Description | Field::DueDate | Field::Priority | Field::Labels | Field::Components => {
+                Owner::Basecamp
+            }
         }
     }
 
@@ -558,7 +560,10 @@ mod tests {
     #[test]
     fn p1_and_urgent_mean_highest_with_escalation_and_the_strongest_marker_wins() {
         assert_eq!(priority_marker("Fix it !P1"), Some(PriorityMarker { priority: Priority::Highest, escalate: true }));
-        assert_eq!(priority_marker("URGENT: checkout down"), Some(PriorityMarker { priority: Priority::Highest, escalate: true }));
+        assert_eq!(
+            priority_marker("URGENT: checkout down"),
+            Some(PriorityMarker { priority: Priority::Highest, escalate: true })
+        );
         assert_eq!(priority_marker("later !p3"), Some(PriorityMarker { priority: Priority::Medium, escalate: false }));
         assert_eq!(priority_marker("!P3 and !P2"), Some(PriorityMarker { priority: Priority::High, escalate: false }));
         assert_eq!(priority_marker("non-urgent tidy-up"), None);
@@ -568,7 +573,8 @@ mod tests {
     #[test]
     fn the_description_template_escapes_values_but_keeps_rich_text() {
         let todo = crate::testkit::todo(1, "Fix <login>");
-        let html = DescriptionTemplate::default().render(&Todo { description: "<p>Steps <b>here</b></p>".into(), ..todo });
+        let html =
+            DescriptionTemplate::default().render(&Todo { description: "<p>Steps <b>here</b></p>".into(), ..todo });
         assert!(html.contains("<p>Steps <b>here</b></p>"), "{html}");
         assert!(html.contains("Leto Laptop &amp; Co"), "{html}");
         assert!(html.contains("<p><strong>Due:</strong> none</p>"), "{html}");

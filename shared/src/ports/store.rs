@@ -57,7 +57,12 @@ pub trait PairStore: Send + Sync {
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError>;
 
     /// Pairs in `state` on `route` (all routes if `None`), oldest first, at most `limit`.
-    async fn list(&self, route: Option<&RouteId>, state: Option<PairState>, limit: usize) -> Result<Vec<Pair>, StoreError>;
+    async fn list(
+        &self,
+        route: Option<&RouteId>,
+        state: Option<PairState>,
+        limit: usize,
+    ) -> Result<Vec<Pair>, StoreError>;
 }
 
 /// The outcome of claiming a delivery (the Powertools idempotency protocol).
