@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod ports;
+pub mod richtext_canon;
 pub mod sync;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -64,6 +64,9 @@ pub struct Pair {
     pub version: u64,
     pub snapshot: Snapshot,
     pub backlink: Backlink,
+    /// Whether the tracker item carries its link back to the to-do (an idempotent upsert, repeated
+    /// until it succeeded once).
+    pub remote_linked: bool,
     /// Fields whose conflict waits for a person (`manual` policy): skipped until resolved.
     pub open_conflicts: BTreeSet<Field>,
     /// The newest `updated_at` seen on each side; a fresh read older than this is stale and ignored.
@@ -93,6 +96,7 @@ impl Pair {
             version: 0,
             snapshot: Snapshot::default(),
             backlink: Backlink::NotPosted,
+            remote_linked: false,
             open_conflicts: BTreeSet::new(),
             todo_seen_at: None,
             item_seen_at: None,

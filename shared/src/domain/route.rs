@@ -421,16 +421,30 @@ pub fn priority_marker(title: &str) -> Option<PriorityMarker> {
             "!p3" => Some(PriorityMarker { priority: Priority::Medium, escalate: false }),
             _ => None,
         };
-        if let Some(f) = found {
-            if best.is_none_or(|b| f.priority < b.priority) {
-                best = Some(f);
-            }
+        if let Some(f) = found.filter(|f| best.is_none_or(|b| f.priority < b.priority)) {
+            best = Some(f);
         }
     }
     best
 }
 
+/// Jira rejects summaries over 255 characters and summaries with line breaks.
+pub const MAX_SUMMARY_CHARS: usize = 255;
+
 impl Route {
+    /// The tracker summary for a to-do title: the template applied, on one line, cut to the tracker's
+    /// limit (on a character boundary).
+    pub fn summary_for(&self, title: &str) -> String {
+        let rendered = self.title.render(title.trim());
+        let one_line: String = rendered.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+        one_line.chars().take(MAX_SUMMARY_CHARS).collect::<String>().trim_end().to_owned()
+    }
+
+    /// The title the tracker will show for `title` once written (see [`Route::summary_for`]).
+    pub fn tracker_title(&self, title: &str) -> String {
+        self.title.extract(&self.summary_for(title)).trim().to_owned()
+    }
+
     /// The owner of `field` on this route.
     pub fn owner(&self, field: Field) -> Owner {
         match field {
@@ -493,8 +507,8 @@ impl Route {
             labels.insert(self.escalation_label.clone());
         }
         Fields {
-            title: todo.title.clone(),
-            description: self.description.render(todo),
+            title: todo.title.trim().to_owned(),
+            description: crate::richtext_canon::canonical_html(&self.description.render(todo)),
             done: todo.completed,
             assignee: self.assignee_for(users, todo),
             due: todo.due_on,
@@ -509,7 +523,7 @@ impl Route {
         let managed_labels = self.managed_labels();
         let managed_components = self.managed_components();
         Fields {
-            title: self.title.extract(&item.summary).to_owned(),
+            title: self.title.extract(&item.summary).trim().to_owned(),
             description: item.description.clone(),
             done: item.status.is_done(),
             assignee: item.assignee.clone(),

@@ -1,0 +1,612 @@
+//! The executor: runs [`decide`] for one record, performs the reads it asks for, and carries out its plan
+//! through the ports — claiming before creating, recording conflicts, and updating the pair on its version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::domain::{
+    Backlink, DeliveryId, DevItem, DevItemRef, Job, NewDevItem, Pair, PairState, RecordRef, Route, RouteId, SyncMarker,
+    Todo, UserTable, escape_html,
+};
+use crate::ports::{
+    ApiError, AuditEntry, AuditLog, BasecampApi, Clock, Conflict, ConflictLog, DeliveryLog, DevItemPatch, PairStore,
+    RemoteLink, Replaced, StoreError, TrackerApi,
+};
+
+use super::decide::{DecideInput, Fresh, decide, snapshot_after_create};
+use super::plan::{Apply, Plan, Side, Skip};
+
+/// What the engine needs to know about the deployment.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub routes: Vec<Route>,
+    pub users: UserTable,
+    /// Names this worker in leases (a Lambda request id, or `host:pid:n` locally).
+    pub worker: String,
+    /// How long a PENDING claim is ours before another worker may take it over. Longer than the
+    /// slowest create (Jira's create + property + indexing), shorter than the queue's visibility.
+    pub lease: Duration,
+    /// How long completed deliveries are remembered (webhook retries arrive within ~30 minutes).
+    pub delivery_retention: Duration,
+}
+
+impl SyncSettings {
+    pub fn new(routes: Vec<Route>, users: UserTable, worker: &str) -> Self {
+        Self {
+            routes,
+            users,
+            worker: worker.to_owned(),
+            lease: Duration::from_secs(60),
+            delivery_retention: Duration::from_secs(2 * 60 * 60),
+        }
+    }
+}
+
+/// Why a record could not be synced now. [`SyncError::retry_after`] is the one place that maps an error
+/// to a retry decision.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{} rate limit; retry after {retry_after:?}", side.as_str())]
+    RateLimited { side: Side, retry_after: Duration },
+    /// Another worker holds the record (a live lease or a newer pair version): try again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("{} API: {source}", side.as_str())]
+    Upstream {
+        side: Side,
+        #[source]
+        source: ApiError,
+    },
+    #[error("route {0:?} is not configured")]
+    UnknownRoute(RouteId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    fn upstream(side: Side) -> impl Fn(ApiError) -> SyncError {
+        move |source| match source {
+            ApiError::RateLimited { retry_after } => SyncError::RateLimited { side, retry_after },
+            source => SyncError::Upstream { side, source },
+        }
+    }
+
+    /// How long the message should stay invisible before the next attempt; `None` = the queue's default
+    /// visibility timeout (and, after the max receive count, the dead-letter queue).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Busy(_) => Some(Duration::from_secs(2)),
+            Self::Upstream { source, .. } if source.is_retryable() => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Skipped(Skip),
+    /// A dev item was created (or, after a takeover, found by its marker) and the pair linked.
+    Created {
+        item: DevItemRef,
+        recovered: bool,
+    },
+    /// Writes were made (`writes` requests' worth) and the pair updated.
+    Updated {
+        writes: usize,
+        conflicts: usize,
+    },
+    /// Only the pair's snapshot moved (both sides already agreed), or a conflict was left open.
+    Recorded {
+        conflicts: usize,
+    },
+}
+
+impl Outcome {
+    /// Our own write came back (or nothing we sync changed) and was dropped.
+    pub fn is_echo(&self) -> bool {
+        matches!(self, Self::Skipped(Skip::Unchanged))
+    }
+}
+
+/// The sync engine for one deployment. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Engine {
+    pub settings: Arc<SyncSettings>,
+    pub pairs: Arc<dyn PairStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub audit: Arc<dyn AuditLog>,
+    pub conflicts: Arc<dyn ConflictLog>,
+    pub basecamp: Arc<dyn BasecampApi>,
+    pub tracker: Arc<dyn TrackerApi>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Reads of both sides made so far for one record.
+struct Reads {
+    todo: Fresh<Todo>,
+    item: Fresh<DevItem>,
+}
+
+fn as_ref<T>(f: &Fresh<T>) -> Fresh<&T> {
+    match f {
+        Fresh::NotFetched => Fresh::NotFetched,
+        Fresh::Gone => Fresh::Gone,
+        Fresh::Found(t) => Fresh::Found(t),
+    }
+}
+
+impl Engine {
+    fn route(&self, id: &RouteId) -> Result<&Route, SyncError> {
+        self.settings.routes.iter().find(|r| &r.id == id).ok_or_else(|| SyncError::UnknownRoute(id.clone()))
+    }
+
+    /// Syncs one record for all of `jobs` (which must share a record): one fresh read per side at most,
+    /// one write per side at most — a burst of events coalesces here.
+    #[tracing::instrument(skip_all, fields(record = %jobs.first().map(|j| j.record().group_id()).unwrap_or_default()))]
+    pub async fn sync_record(&self, jobs: &[Job]) -> Result<Outcome, SyncError> {
+        let Some(first) = jobs.first() else { return Ok(Outcome::Skipped(Skip::Unchanged)) };
+        let delivery = Some(first.delivery().clone());
+        // A pair can change under us (another worker linked it, or took a lease over): re-read and
+        // decide again, a bounded number of times.
+        for _ in 0..3 {
+            let (route_id, changed, pair, project, todo_id) = match first.record() {
+                RecordRef::Todo { route, project, todo } => {
+                    let pair = self.pairs.get(&crate::domain::PairKey { route: route.clone(), todo }).await?;
+                    (route, Side::Basecamp, pair, project, todo)
+                }
+                RecordRef::Issue { issue, key } => {
+                    let item = DevItemRef::Jira { id: issue, key };
+                    let Some(pair) = self.pairs.find_by_item(&item).await? else {
+                        self.note(None, &item.index_key(), delivery.as_ref(), &Skip::NotPaired).await?;
+                        return Ok(Outcome::Skipped(Skip::NotPaired));
+                    };
+                    (pair.route.clone(), Side::Tracker, Some(pair.clone()), pair.project, pair.todo)
+                }
+            };
+            let route = self.route(&route_id)?;
+            match self.run(route, changed, pair, project, todo_id, delivery.as_ref()).await? {
+                Some(outcome) => return Ok(outcome),
+                None => continue,
+            }
+        }
+        Err(SyncError::Busy("the pair kept changing while syncing".to_owned()))
+    }
+
+    /// One decide → act round. `Ok(None)` means the pair changed under us: start again.
+    async fn run(
+        &self,
+        route: &Route,
+        changed: Side,
+        pair: Option<Pair>,
+        project: crate::domain::ProjectId,
+        todo_id: crate::domain::TodoId,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Outcome>, SyncError> {
+        let users = &self.settings.users;
+        let mut reads = Reads { todo: Fresh::NotFetched, item: Fresh::NotFetched };
+        let subject = format!("{}/{}", route.id, todo_id);
+        let mut pair = pair;
+        // A pair linked by a worker that stopped before both links were made: finish them first.
+        if let Some(p) =
+            pair.as_mut().filter(|p| p.is_linked() && (!p.remote_linked || !matches!(p.backlink, Backlink::Posted(_))))
+        {
+            let todo = self.basecamp.get_todo(project, todo_id).await.map_err(SyncError::upstream(Side::Basecamp))?;
+            let item = match &p.item {
+                Some(r) => self.tracker.get_item(r).await.map_err(SyncError::upstream(Side::Tracker))?,
+                None => None,
+            };
+            if let (Some(todo), Some(item)) = (&todo, &item) {
+                self.finish_links(route, p, todo, item).await?;
+            }
+            reads.todo = todo.map_or(Fresh::Gone, Fresh::Found);
+            reads.item = item.map_or(Fresh::Gone, Fresh::Found);
+        }
+        // decide asks for at most one read per side, so three rounds always reach a verdict.
+        for _ in 0..3 {
+            let plan = decide(&DecideInput {
+                route,
+                users,
+                changed,
+                pair: pair.as_ref(),
+                todo: as_ref(&reads.todo),
+                item: as_ref(&reads.item),
+            });
+            match plan {
+                Plan::Fetch(Side::Basecamp) => {
+                    let t =
+                        self.basecamp.get_todo(project, todo_id).await.map_err(SyncError::upstream(Side::Basecamp))?;
+                    reads.todo = t.map_or(Fresh::Gone, Fresh::Found);
+                }
+                Plan::Fetch(Side::Tracker) => {
+                    let Some(item_ref) = pair.as_ref().and_then(|p| p.item.as_ref()) else {
+                        return Ok(Some(Outcome::Skipped(Skip::NotPaired)));
+                    };
+                    let i = self.tracker.get_item(item_ref).await.map_err(SyncError::upstream(Side::Tracker))?;
+                    reads.item = i.map_or(Fresh::Gone, Fresh::Found);
+                }
+                Plan::Skip(skip) => {
+                    self.note(Some(&route.id), &subject, delivery, &skip).await?;
+                    return Ok(Some(Outcome::Skipped(skip)));
+                }
+                Plan::Create(draft) => {
+                    let Fresh::Found(todo) = &reads.todo else {
+                        return Err(SyncError::Busy("create planned without a fresh to-do".to_owned()));
+                    };
+                    return self.create(route, pair, todo, *draft, delivery).await;
+                }
+                Plan::Apply(apply) => {
+                    let Some(pair) = pair else { return Ok(None) };
+                    return self.apply(route, pair, *apply, delivery).await;
+                }
+            }
+        }
+        Err(SyncError::Busy("decide kept asking for reads".to_owned()))
+    }
+
+    /// Find-or-create: claim the pair PENDING with a lease, create the item (or, after taking over a
+    /// stale claim, find the one a crashed worker created), then link.
+    async fn create(
+        &self,
+        route: &Route,
+        existing: Option<Pair>,
+        todo: &Todo,
+        mut draft: NewDevItem,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Outcome>, SyncError> {
+        let now = self.clock.now();
+        let until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+        let worker = self.settings.worker.as_str();
+        let (mut pair, took_over) = match existing {
+            None => {
+                let fresh = Pair::pending(route.id.clone(), todo.project, todo.id, worker, now, until);
+                match self.pairs.insert(&fresh).await? {
+                    crate::ports::Inserted::Inserted => (fresh, false),
+                    crate::ports::Inserted::AlreadyExists(_) => return Ok(None),
+                }
+            }
+            Some(p) if p.is_linked() => return Ok(None),
+            Some(p) => {
+                let mine = p.lease.as_ref().is_some_and(|l| l.owner == worker);
+                if !mine && !p.lease_expired(now) {
+                    return Err(SyncError::Busy(format!("pair {} is being created by another worker", p.key())));
+                }
+                let mut taken = p.clone();
+                taken.lease = Some(crate::domain::Lease { owner: worker.to_owned(), until });
+                taken.updated_at = now;
+                match self.pairs.replace(&taken).await? {
+                    Replaced::Replaced(v) => {
+                        taken.version = v;
+                        (taken, true)
+                    }
+                    Replaced::Stale(_) => return Ok(None),
+                }
+            }
+        };
+        let subject = pair.key().to_string();
+
+        // A claim we took over may hide an item a crashed worker created: find it by its marker.
+        let found = if took_over {
+            self.tracker
+                .find_by_marker(&route.target, &draft.marker)
+                .await
+                .map_err(SyncError::upstream(Side::Tracker))?
+        } else {
+            None
+        };
+        let recovered = found.is_some();
+        let item = match found {
+            Some(item) => item,
+            None => self.create_with_fallback(route, &mut draft, &subject, delivery).await?,
+        };
+
+        pair.state = PairState::Linked;
+        pair.item = Some(item.item.clone());
+        pair.lease = None;
+        pair.snapshot = snapshot_after_create(route, &self.settings.users, todo, &item);
+        pair.todo_seen_at = Some(todo.updated_at);
+        pair.item_seen_at = Some(item.updated_at);
+        pair.updated_at = self.clock.now();
+        match self.pairs.replace(&pair).await? {
+            Replaced::Replaced(v) => pair.version = v,
+            Replaced::Stale(_) => {
+                // Our lease ran out mid-create and another worker took over; it finds this item by marker.
+                warn!(pair = %subject, item = %item.item, "lease lost while creating; the new owner will link the item");
+                return Err(SyncError::Busy(format!("lease on {subject} was taken over while creating")));
+            }
+        }
+        let action = if recovered { "recovered" } else { "created" };
+        info!(pair = %subject, item = %item.item, action, "paired");
+        self.record(
+            Some(&route.id),
+            &subject,
+            delivery,
+            action,
+            &format!(
+                "{} {} for to-do {:?}",
+                if recovered { "found existing" } else { "created" },
+                item.item,
+                todo.title
+            ),
+        )
+        .await?;
+        self.finish_links(route, &mut pair, todo, &item).await?;
+        Ok(Some(Outcome::Created { item: item.item, recovered }))
+    }
+
+    /// Creates the item; when the tracker refuses the assignee, falls back to triage, then to unassigned.
+    async fn create_with_fallback(
+        &self,
+        route: &Route,
+        draft: &mut NewDevItem,
+        subject: &str,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<DevItem, SyncError> {
+        loop {
+            match self.tracker.create_item(&route.target, draft).await {
+                Ok(item) => return Ok(item),
+                Err(ApiError::FieldRejected { field, message }) if field == "assignee" && draft.assignee.is_some() => {
+                    let next = route.triage.clone().filter(|t| Some(t) != draft.assignee.as_ref());
+                    let detail = format!(
+                        "the tracker refused assignee {} ({message}); {}",
+                        draft.assignee.as_ref().map(|a| a.0.as_str()).unwrap_or_default(),
+                        next.as_ref()
+                            .map_or_else(|| "left unassigned".to_owned(), |t| format!("assigned to triage {t}"))
+                    );
+                    self.record(Some(&route.id), subject, delivery, "assignee_fallback", &detail).await?;
+                    draft.assignee = next;
+                }
+                Err(e) => return Err(SyncError::upstream(Side::Tracker)(e)),
+            }
+        }
+    }
+
+    /// The links both ways that a linked pair must have: the tracker's remote link to the to-do, and the
+    /// one-time Basecamp comment naming the item. Repeated on later jobs until each succeeded once.
+    async fn finish_links(&self, route: &Route, pair: &mut Pair, todo: &Todo, item: &DevItem) -> Result<(), SyncError> {
+        if !pair.remote_linked {
+            let link = RemoteLink {
+                global_id: format!("system=basecamp&id={}/{}", todo.project, todo.id),
+                url: todo.app_url.clone(),
+                title: format!("Basecamp: {}", todo.title),
+            };
+            self.tracker.upsert_remote_link(&item.item, &link).await.map_err(SyncError::upstream(Side::Tracker))?;
+            pair.remote_linked = true;
+            self.save(pair).await?;
+        }
+        if matches!(pair.backlink, Backlink::Posted(_)) {
+            return Ok(());
+        }
+        // If an earlier attempt may have posted already, look before posting again.
+        if pair.backlink == Backlink::Attempting {
+            let comments = self
+                .basecamp
+                .list_comments(todo.project, todo.id)
+                .await
+                .map_err(SyncError::upstream(Side::Basecamp))?;
+            if let Some(c) = comments.iter().find(|c| c.content.contains(&item.url)) {
+                pair.backlink = Backlink::Posted(c.id);
+                return self.save(pair).await;
+            }
+        } else {
+            pair.backlink = Backlink::Attempting;
+            self.save(pair).await?;
+        }
+        let html = format!(
+            "<p>Linked to {} <a href=\"{}\">{}</a>: {}</p>",
+            tracker_name(&item.item),
+            escape_html(&item.url),
+            escape_html(item.item.display_name()),
+            escape_html(route.title.extract(&item.summary))
+        );
+        let id = self
+            .basecamp
+            .post_comment(todo.project, todo.id, &html)
+            .await
+            .map_err(SyncError::upstream(Side::Basecamp))?;
+        pair.backlink = Backlink::Posted(id);
+        self.save(pair).await
+    }
+
+    /// Saves `pair` on its version; a concurrent change is `Busy` (the job retries and re-reads).
+    async fn save(&self, pair: &mut Pair) -> Result<(), SyncError> {
+        pair.updated_at = self.clock.now();
+        match self.pairs.replace(pair).await? {
+            Replaced::Replaced(v) => {
+                pair.version = v;
+                Ok(())
+            }
+            Replaced::Stale(_) => Err(SyncError::Busy(format!("pair {} changed concurrently", pair.key()))),
+        }
+    }
+
+    /// Carries out an [`Apply`]: conflicts first (so a retry records the same ones once), then the writes,
+    /// then the pair on its version.
+    async fn apply(
+        &self,
+        route: &Route,
+        mut pair: Pair,
+        mut apply: Apply,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Outcome>, SyncError> {
+        let subject = pair.key().to_string();
+        let now = self.clock.now();
+        for c in &apply.conflicts {
+            let conflict = Conflict {
+                id: format!("{}:{}:v{}", subject, c.field, pair.version),
+                pair: pair.key(),
+                item: pair.item.clone(),
+                field: c.field,
+                basecamp_value: c.basecamp_value.clone(),
+                tracker_value: c.tracker_value.clone(),
+                policy: route.conflict_policy.as_str().to_owned(),
+                resolution: c.resolution.clone(),
+                at: now,
+            };
+            self.conflicts.record(&conflict).await?;
+        }
+        let Some(item_ref) = pair.item.clone() else { return Ok(None) };
+        if !apply.item.is_empty() {
+            self.update_item_with_fallback(route, &item_ref, &mut apply, &subject, delivery).await?;
+        }
+        if !apply.todo.is_empty() {
+            self.basecamp
+                .update_todo(pair.project, pair.todo, &apply.todo)
+                .await
+                .map_err(SyncError::upstream(Side::Basecamp))?;
+        }
+        let writes = apply.writes();
+        let conflicts = apply.conflicts.len();
+        let fields = describe_writes(&apply);
+        pair.snapshot = apply.snapshot;
+        pair.open_conflicts = apply.open_conflicts;
+        pair.todo_seen_at = apply.todo_seen_at;
+        pair.item_seen_at = apply.item_seen_at;
+        self.save(&mut pair).await?;
+        let mut detail = if fields.is_empty() { "snapshot updated; no writes needed".to_owned() } else { fields };
+        for note in &apply.notes {
+            detail.push_str("; ");
+            detail.push_str(note);
+        }
+        if conflicts > 0 {
+            detail.push_str(&format!("; {conflicts} conflict(s) logged"));
+        }
+        let action = if writes > 0 { "updated" } else { "recorded" };
+        self.record(Some(&route.id), &subject, delivery, action, &detail).await?;
+        Ok(Some(if writes > 0 { Outcome::Updated { writes, conflicts } } else { Outcome::Recorded { conflicts } }))
+    }
+
+    /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit.
+    async fn update_item_with_fallback(
+        &self,
+        route: &Route,
+        item: &DevItemRef,
+        apply: &mut Apply,
+        subject: &str,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<(), SyncError> {
+        loop {
+            match self.tracker.update_item(item, &apply.item).await {
+                Ok(()) => return Ok(()),
+                Err(ApiError::FieldRejected { field, message })
+                    if field == "assignee" && matches!(apply.item.assignee, Some(Some(_))) =>
+                {
+                    let refused = apply.item.assignee.clone().flatten();
+                    let next = route.triage.clone().filter(|t| Some(t) != refused.as_ref());
+                    let detail = format!(
+                        "the tracker refused assignee {} ({message}); {}",
+                        refused.map(|a| a.0).unwrap_or_default(),
+                        next.as_ref()
+                            .map_or_else(|| "left unassigned".to_owned(), |t| format!("assigned to triage {t}"))
+                    );
+                    self.record(Some(&route.id), subject, delivery, "assignee_fallback", &detail).await?;
+                    apply.item.assignee = Some(next.clone());
+                    apply.snapshot.tracker.assignee = next;
+                }
+                Err(e) => return Err(SyncError::upstream(Side::Tracker)(e)),
+            }
+        }
+    }
+
+    /// Skips are traced; the ones a person may ask about ("why was my to-do not synced?") are audited too.
+    /// Echoes and stale reads are not: they are the normal, frequent case, and auditing each would double
+    /// the store writes per event.
+    async fn note(
+        &self,
+        route: Option<&RouteId>,
+        subject: &str,
+        delivery: Option<&DeliveryId>,
+        skip: &Skip,
+    ) -> Result<(), SyncError> {
+        tracing::debug!(subject, action = skip.action(), "{}", skip.describe());
+        match skip {
+            Skip::Filtered(_) | Skip::Gone(_) => {
+                self.record(route, subject, delivery, skip.action(), &skip.describe()).await
+            }
+            Skip::NotPaired | Skip::Pending | Skip::Stale(_) | Skip::Unchanged => Ok(()),
+        }
+    }
+
+    async fn record(
+        &self,
+        route: Option<&RouteId>,
+        subject: &str,
+        delivery: Option<&DeliveryId>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), SyncError> {
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            route: route.cloned(),
+            subject: subject.to_owned(),
+            delivery: delivery.cloned(),
+            action: action.to_owned(),
+            detail: detail.to_owned(),
+        };
+        self.audit.record(&entry).await?;
+        Ok(())
+    }
+
+    /// The marker a route's item for `todo` carries.
+    pub fn marker(route: &Route, todo: crate::domain::TodoId) -> SyncMarker {
+        SyncMarker { route: route.id.clone(), todo }
+    }
+}
+
+fn tracker_name(item: &DevItemRef) -> &'static str {
+    match item {
+        DevItemRef::Jira { .. } => "Jira issue",
+    }
+}
+
+/// "wrote tracker summary, status; Basecamp completion" — for the audit log.
+fn describe_writes(apply: &Apply) -> String {
+    let p: &DevItemPatch = &apply.item;
+    let mut tracker = Vec::new();
+    if p.summary.is_some() {
+        tracker.push("summary");
+    }
+    if p.description.is_some() {
+        tracker.push("description");
+    }
+    if p.assignee.is_some() {
+        tracker.push("assignee");
+    }
+    if p.due.is_some() {
+        tracker.push("due date");
+    }
+    if p.priority.is_some() {
+        tracker.push("priority");
+    }
+    if !p.labels_add.is_empty() || !p.labels_remove.is_empty() {
+        tracker.push("labels");
+    }
+    if !p.components_add.is_empty() || !p.components_remove.is_empty() {
+        tracker.push("components");
+    }
+    if p.status.is_some() {
+        tracker.push("status");
+    }
+    let t = &apply.todo;
+    let mut basecamp = Vec::new();
+    if t.title.is_some() {
+        basecamp.push("title");
+    }
+    if t.completed.is_some() {
+        basecamp.push("completion");
+    }
+    if t.assignees.is_some() {
+        basecamp.push("assignees");
+    }
+    let mut parts = Vec::new();
+    if !tracker.is_empty() {
+        parts.push(format!("wrote tracker {}", tracker.join(", ")));
+    }
+    if !basecamp.is_empty() {
+        parts.push(format!("wrote Basecamp {}", basecamp.join(", ")));
+    }
+    parts.join("; ")
+}
