@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod ports;
 pub mod sync;
+pub mod webhook;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
