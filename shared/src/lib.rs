@@ -12,6 +12,7 @@ pub mod domain;
 pub mod ports;
 pub mod richtext_canon;
 pub mod sync;
+pub mod webhook;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
