@@ -35,3 +35,4 @@ pub fn todo(id: i64, title: &str) -> Todo {
 }
 
 pub mod contract;
+pub mod fakes;
