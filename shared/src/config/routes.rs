@@ -55,7 +55,7 @@ pub(super) fn users(ctx: &mut Ctx, root: &Section<'_>) -> Users {
     let mut seen_people: HashMap<i64, Span> = HashMap::new();
     let mut seen_accounts: HashMap<String, Span> = HashMap::new();
     for (i, (table, span)) in root.tables(ctx, "users").into_iter().enumerate() {
-        let scope = match table.get("name").and_then(Item::as_str) {
+        let scope = match table.get("name").and_then(Item::as_str).filter(|s| !s.trim().is_empty()) {
             Some(name) => Scope::named("user", name),
             None => Scope::numbered("user", i + 1),
         };
@@ -111,7 +111,7 @@ pub(super) fn routes(ctx: &mut Ctx, root: &Section<'_>, users: &Users) -> Vec<Ro
     let mut routes = Vec::new();
     let mut seen_ids: HashMap<String, Span> = HashMap::new();
     for (i, (table, span)) in root.tables(ctx, "routes").into_iter().enumerate() {
-        let scope = match table.get("id").and_then(Item::as_str) {
+        let scope = match table.get("id").and_then(Item::as_str).filter(|s| !s.trim().is_empty()) {
             Some(id) => Scope::named("route", id),
             None => Scope::numbered("route", i + 1),
         };
@@ -125,7 +125,9 @@ pub(super) fn routes(ctx: &mut Ctx, root: &Section<'_>, users: &Users) -> Vec<Ro
 
 /// A route needs `[basecamp]`, `[jira]` and a webhook key; each missing one is reported once.
 pub(super) fn check_route_prerequisites(ctx: &mut Ctx, root: &Section<'_>, has_webhook_key: bool) {
-    if !root.has("routes") {
+    let has_routes =
+        root.table.get("routes").is_some_and(|r| r.is_array_of_tables() || r.as_array().is_some_and(|a| !a.is_empty()));
+    if !has_routes {
         return;
     }
     let routes_span = root.table.get("routes").and_then(Item::span);
@@ -395,7 +397,11 @@ fn triage(ctx: &mut Ctx, sec: &Section<'_>, users: &Users) -> Option<Option<Jira
         );
         return None;
     }
-    let inner = sec.table(ctx, "triage", sec.scope.child("triage"))?;
+    let Some(table) = item.as_table_like() else {
+        ctx.error(&span, sec.scope.say("triage must be a name from [[users]] or { jira = \"<account id>\" }"));
+        return None;
+    };
+    let inner = Section::new(table, span, sec.scope.child("triage"));
     inner.check_keys(ctx, &["jira"]);
     let text = inner.non_empty_str(ctx, "jira", true)?;
     jira_account(ctx, &inner, "jira", &text).map(Some)

@@ -316,6 +316,11 @@ fn triage_names_a_user_or_a_raw_jira_account() {
     assert_eq!(config.routes[0].triage, Some(JiraAccountId("acc-ana".into())));
     let config = parse_ok(&format!("{MINIMAL}triage = {{ jira = \"557058:abc\" }}\n"));
     assert_eq!(config.routes[0].triage, Some(JiraAccountId("557058:abc".into())));
+    let p = problems(&format!("{MINIMAL}triage = 5\n"));
+    assert!(
+        p[0].ends_with("route \"web\": triage must be a name from [[users]] or { jira = \"<account id>\" }"),
+        "{p:?}"
+    );
 
     let text = format!("{MINIMAL}triage = \"anna\"\n");
     let line = line_of(&text, "triage");
