@@ -1,0 +1,285 @@
+//! `campbridge.toml`: one typed [`Config`], read once at startup and validated as a whole.
+//!
+//! Every problem in the file is reported, not just the first, each as `file:line: message`
+//! (e.g. `campbridge.toml:14: route "web": unknown status strategy "dev_owned" (expected dev-owned, …)`).
+//! Secrets are never in the file: keys that need one hold a reference, `{ secret = "name" }`, which
+//! the `SecretStore` port resolves later. Nothing here reads environment variables.
+//! The keys and their defaults are described in docs/configuration.md.
+
+mod reader;
+mod routes;
+mod sections;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use crate::domain::{AccountId, JiraAccountId, RepoRef, Route, UserTable};
+use reader::{Ctx, Scope, Section};
+
+/// The whole configuration. Built only from a file without a single problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    /// Required as soon as there is a route.
+    pub basecamp: Option<BasecampConfig>,
+    /// Required as soon as there is a route.
+    pub jira: Option<JiraConfig>,
+    pub bitbucket: Option<BitbucketConfig>,
+    /// Basecamp people ⇄ Jira accounts, from `[[users]]`.
+    pub users: UserTable,
+    /// The optional contact details of `[[users]]`, in the same order as `users.users`.
+    pub user_contacts: Vec<UserContact>,
+    /// Routes in file order. Their `webhook_token` is `None`: it is derived from `server.webhook_key`.
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`: local mode's HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Always a loopback address: local mode never listens on a public interface.
+    pub listen: SocketAddr,
+    /// The public base URL (e.g. a tunnel) used to print the webhook URLs to register upstream.
+    pub public_url: Option<BaseUrl>,
+    /// The server key each route's Basecamp webhook URL token is derived from. Required with routes.
+    pub webhook_key: Option<SecretRef>,
+    /// Lets upstream URLs be `http://127.0.0.1:*` / `http://localhost:*` (the demo's simulators).
+    pub allow_insecure_loopback_upstreams: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            public_url: None,
+            webhook_key: None,
+            allow_insecure_loopback_upstreams: false,
+        }
+    }
+}
+
+/// `[store]`: where pairs, deliveries and the queue live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Local mode: one embedded database file.
+    Sqlite { path: PathBuf },
+    /// AWS mode: one DynamoDB table and an SQS FIFO queue.
+    DynamoDb { table: String, queue_url: Url },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self::Sqlite { path: PathBuf::from("campbridge.db") }
+    }
+}
+
+/// `[basecamp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasecampConfig {
+    pub account_id: AccountId,
+    /// The API host, without the account id (default `https://3.basecampapi.com`).
+    pub base_url: BaseUrl,
+    /// Sent on every request; Basecamp requires an app name and a contact, `app (contact)`.
+    pub user_agent: String,
+    pub access_token: SecretRef,
+    /// Present when the access token can be refreshed (it lasts two weeks).
+    pub refresh: Option<BasecampRefresh>,
+}
+
+/// What the OAuth refresh flow needs. The three keys come together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasecampRefresh {
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub refresh_token: SecretRef,
+}
+
+/// `[jira]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JiraConfig {
+    /// The site (`https://team.atlassian.net`), used for browse links and, without `cloud_id`, for the API.
+    pub site: Option<BaseUrl>,
+    pub cloud_id: Option<String>,
+    /// Where API calls go: `https://api.atlassian.com/ex/jira/{cloud_id}` with a cloud id, else the site.
+    pub base_url: BaseUrl,
+    /// The account the API token belongs to (Basic `email:token`).
+    pub email: String,
+    pub api_token: SecretRef,
+    /// The HMAC secret of the Jira admin webhook.
+    pub webhook_secret: SecretRef,
+    /// The integration account, an optional pre-filter for our own writes.
+    pub service_account_id: Option<JiraAccountId>,
+}
+
+/// `[bitbucket]`: pull-request, build and push signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitbucketConfig {
+    pub workspace: String,
+    /// The API root (default `https://api.bitbucket.org/2.0`).
+    pub base_url: BaseUrl,
+    pub auth: BitbucketAuth,
+    /// The HMAC secret of the repository webhooks.
+    pub webhook_secret: SecretRef,
+    pub repos: Vec<RepoRef>,
+}
+
+/// How campbridge authenticates to Bitbucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BitbucketAuth {
+    /// An Atlassian API token, sent as Basic `email:token`.
+    ApiToken { email: String, token: SecretRef },
+    /// A repository, project or workspace access token, sent as Bearer.
+    AccessToken(SecretRef),
+}
+
+/// A `[[users]]` entry's optional contact details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserContact {
+    pub name: String,
+    pub email: Option<String>,
+    pub bitbucket: Option<String>,
+}
+
+/// The name of a secret in the `SecretStore` (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretRef(String);
+
+impl SecretRef {
+    /// Names use the characters secret stores accept: letters, digits and `/_+=.@-`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 512
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(format!("secret name {name:?} may use only letters, digits and /_+=.@- (at most 512)"))
+        }
+    }
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An API base URL: https (or http on loopback when allowed), no credentials, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(Url);
+
+impl BaseUrl {
+    /// The URL without a trailing slash, ready for `format!("{}/path", base.as_str())`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+    /// `base` + `path`, with exactly one slash between them.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}/{}", self.as_str(), path.trim_start_matches('/'))
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in the file. `line` is 1-based; `None` only when the file could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a config file, in file order; never empty. Displays one problem per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes"];
+
+impl Config {
+    /// Reads and validates a config file. Problems are reported against the path as given.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &file),
+            Err(e) => Err(ConfigErrors(vec![ConfigError { file, line: None, message: format!("cannot read: {e}") }])),
+        }
+    }
+
+    /// Validates config text; `file_name` only labels the problems.
+    pub fn parse(text: &str, file_name: &str) -> Result<Self, ConfigErrors> {
+        let mut ctx = Ctx::new(file_name, text);
+        let doc = match toml_edit::Document::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                ctx.error(&e.span(), format!("invalid TOML: {}", e.message().trim_end()));
+                return Err(ConfigErrors(ctx.into_errors()));
+            }
+        };
+        let root = Section::new(doc.as_table(), Some(0..0), Scope::root());
+        root.check_keys(&mut ctx, TOP_LEVEL_KEYS);
+
+        let server = sections::server(&mut ctx, &root);
+        ctx.allow_insecure_loopback = server.allow_insecure_loopback_upstreams;
+        let store = sections::store(&mut ctx, &root);
+        let basecamp = root.table(&mut ctx, "basecamp", Scope::section("basecamp"));
+        let basecamp = basecamp.and_then(|s| sections::basecamp(&mut ctx, &s));
+        let jira = root.table(&mut ctx, "jira", Scope::section("jira"));
+        let jira = jira.and_then(|s| sections::jira(&mut ctx, &s));
+        let bitbucket = root.table(&mut ctx, "bitbucket", Scope::section("bitbucket"));
+        let bitbucket = bitbucket.and_then(|s| sections::bitbucket(&mut ctx, &s));
+        let users = routes::users(&mut ctx, &root);
+        let routes = routes::routes(&mut ctx, &root, &users);
+        routes::check_route_prerequisites(&mut ctx, &root, server.webhook_key.is_some());
+
+        if ctx.has_errors() {
+            return Err(ConfigErrors(ctx.into_errors()));
+        }
+        Ok(Self { server, store, basecamp, jira, bitbucket, users: users.table, user_contacts: users.contacts, routes })
+    }
+}

@@ -1,0 +1,520 @@
+//! Config tests: the example parses, defaults apply, and every kind of problem reads `file:line: message`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::*;
+use crate::domain::{
+    ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraProjectKey, Owner, Ownership, PersonId, ProjectId,
+    StatusStrategy,
+};
+use crate::ports::TrackerTarget;
+
+const EXAMPLE: &str = include_str!("../../../campbridge.example.toml");
+
+/// The smallest config with one route; tests append to it or replace lines in it.
+const MINIMAL: &str = r#"[server]
+webhook_key = { secret = "hook-key" }
+
+[basecamp]
+account_id = 42
+user_agent = "campbridge (ops@example.com)"
+access_token = { secret = "bc-token" }
+
+[jira]
+site = "https://team.atlassian.net"
+email = "bot@example.com"
+api_token = { secret = "jira-token" }
+webhook_secret = { secret = "jira-hook" }
+
+[[users]]
+name = "ana"
+basecamp = 7
+jira = "acc-ana"
+
+[[routes]]
+id = "web"
+basecamp_project = 100
+jira_project = "WEB"
+"#;
+
+/// Every problem reported for `text`, one string per problem.
+fn problems(text: &str) -> Vec<String> {
+    match Config::parse(text, "campbridge.toml") {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.errors().iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn parse_ok(text: &str) -> Config {
+    match Config::parse(text, "campbridge.toml") {
+        Ok(config) => config,
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn the_example_config_parses_with_two_routes_and_a_user_table() {
+    let config = parse_ok(EXAMPLE);
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.users.users.len(), 3);
+    assert_eq!(config.users.jira_for(PersonId(1_049_715_913)), Some(&JiraAccountId("5b10ac8d82e05b22cc7d4ef5".into())));
+    assert_eq!(config.user_contacts[0].bitbucket.as_deref(), Some("ana-dev"));
+    assert!(config.bitbucket.as_ref().is_some_and(|b| b.repos.len() == 2));
+    assert!(config.basecamp.as_ref().is_some_and(|b| b.refresh.is_some()));
+
+    let web = &config.routes[0];
+    assert_eq!(web.id.as_str(), "web");
+    assert_eq!(web.project, ProjectId(2_085_958_499));
+    assert_eq!(web.title.render("Fix login"), "[BC][WEB] Fix login");
+    assert_eq!(web.triage, Some(JiraAccountId("5b109f2e9729b51b54dc274d".into())));
+    assert_eq!(web.lists.len(), 2);
+    assert_eq!(web.lists[0].components, vec!["Web".to_owned()]);
+    assert!(web.webhook_token.is_none());
+
+    let mobile = &config.routes[1];
+    assert_eq!(mobile.title.render("Crash"), "[BC][APP] Crash");
+    assert_eq!(mobile.filter.todolists, vec![Glob::new("Release *"), Glob::new("Crashes")]);
+    assert_eq!(mobile.filter.marker.as_deref(), Some("#dev"));
+    assert_eq!(mobile.triage, Some(JiraAccountId("5b10ac8d82e05b22cc7d4ef5".into())));
+    assert_eq!(mobile.status, StatusStrategy::PmOwned);
+    assert_eq!(mobile.conflict_policy, ConflictPolicy::Manual);
+    assert_eq!(mobile.ownership, Ownership { title: Owner::Basecamp, assignee: Owner::Both });
+    assert_eq!(
+        mobile.target,
+        TrackerTarget::Jira { project: JiraProjectKey::parse("MOB").unwrap(), issue_type: "Bug".into() }
+    );
+}
+
+#[test]
+fn defaults_apply_to_everything_left_out() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(config.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.server.public_url, None);
+    assert!(!config.server.allow_insecure_loopback_upstreams);
+    assert_eq!(config.store, StoreConfig::Sqlite { path: PathBuf::from("campbridge.db") });
+    let basecamp = config.basecamp.unwrap();
+    assert_eq!(basecamp.base_url.as_str(), "https://3.basecampapi.com");
+    assert_eq!(basecamp.refresh, None);
+    assert_eq!(config.jira.unwrap().base_url.as_str(), "https://team.atlassian.net");
+    assert_eq!(config.bitbucket, None);
+
+    let route = &config.routes[0];
+    assert_eq!(route.code, "WEB");
+    assert_eq!(route.title.render("T"), "[BC][WEB] T");
+    assert_eq!(
+        route.target,
+        TrackerTarget::Jira { project: JiraProjectKey::parse("WEB").unwrap(), issue_type: "Task".into() }
+    );
+    assert_eq!(route.description, DescriptionTemplate::default());
+    assert_eq!(route.filter, Filter::default());
+    assert!(route.lists.is_empty());
+    assert_eq!(route.escalation_label, "escalated");
+    assert_eq!(route.triage, None);
+    assert_eq!(route.status, StatusStrategy::DevOwned);
+    assert_eq!(route.conflict_policy, ConflictPolicy::LastWriterWins);
+    assert_eq!(route.ownership, Ownership { title: Owner::Both, assignee: Owner::Basecamp });
+}
+
+#[test]
+fn an_empty_file_is_a_valid_config_without_routes() {
+    let config = parse_ok("");
+    assert!(config.routes.is_empty());
+    assert_eq!(config.basecamp, None);
+}
+
+#[test]
+fn an_unknown_status_strategy_names_the_file_the_line_and_the_route() {
+    let text = format!("{MINIMAL}status_strategy = \"dev_owned\"\n");
+    let line = line_of(&text, "status_strategy");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\": unknown status strategy \"dev_owned\" (expected dev-owned, pm-owned, bidirectional)"
+        )]
+    );
+}
+
+#[test]
+fn an_unknown_conflict_policy_is_reported_with_the_expected_words() {
+    let text = format!("{MINIMAL}conflict_policy = \"newest\"\n");
+    let line = line_of(&text, "conflict_policy");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\": unknown conflict policy \"newest\" (expected last-writer-wins, basecamp-wins, tracker-wins, manual)"
+        )]
+    );
+}
+
+#[test]
+fn an_unknown_key_is_reported_with_the_nearest_known_key() {
+    let text = format!("{MINIMAL}stauts_strategy = \"dev-owned\"\n");
+    let line = line_of(&text, "stauts_strategy");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: unknown key \"stauts_strategy\" in route \"web\" (did you mean \"status_strategy\"?)"
+        )]
+    );
+}
+
+#[test]
+fn unknown_sections_and_far_off_keys_are_reported_without_a_guess() {
+    let text = format!("{MINIMAL}\n[rotues]\nx = 1\n[basecamp2]\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].ends_with("unknown key \"rotues\" in the top level (did you mean \"routes\"?)"), "{p:?}");
+    let text = MINIMAL.replace("account_id = 42", "account_id = 42\ncolour = \"blue\"");
+    assert_eq!(problems(&text), vec!["campbridge.toml:6: unknown key \"colour\" in [basecamp]".to_owned()]);
+}
+
+#[test]
+fn a_secret_literal_is_rejected() {
+    let text = MINIMAL.replace(r#"access_token = { secret = "bc-token" }"#, r#"access_token = "bc-live-1234""#);
+    assert_eq!(
+        problems(&text),
+        vec![
+            "campbridge.toml:7: [basecamp] access_token must be a secret reference like { secret = \"name\" }, \
+             not a literal — secrets never live in this file"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn the_secret_value_is_never_echoed_in_a_problem() {
+    let text = MINIMAL.replace(r#"{ secret = "jira-token" }"#, r#""s3cr3t-value""#);
+    let p = problems(&text).join("\n");
+    assert!(p.contains("api_token must be a secret reference"), "{p}");
+    assert!(!p.contains("s3cr3t-value"), "{p}");
+}
+
+#[test]
+fn a_malformed_secret_reference_is_reported() {
+    let text = MINIMAL.replace(r#"{ secret = "jira-token" }"#, r#"{ secrte = "jira-token" }"#);
+    let line = line_of(&text, "secrte");
+    assert_eq!(
+        problems(&text),
+        vec![
+            format!("campbridge.toml:{line}: unknown key \"secrte\" in [jira] api_token (did you mean \"secret\"?)"),
+            format!("campbridge.toml:{line}: [jira] api_token secret is required"),
+        ]
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported_in_file_order() {
+    let text = MINIMAL
+        .replace("webhook_key = { secret = \"hook-key\" }", "listen = \"0.0.0.0:8080\"\nwebhook_key = \"k\"")
+        .replace("account_id = 42", "account_id = \"42\"")
+        .replace("jira_project = \"WEB\"", "jira_project = \"web\"\nstatus_strategy = \"dev_owned\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 5, "{p:#?}");
+    assert!(
+        p[0].starts_with("campbridge.toml:2: [server] listen \"0.0.0.0:8080\" is not a loopback address"),
+        "{p:#?}"
+    );
+    assert!(p[1].starts_with("campbridge.toml:3: [server] webhook_key must be a secret reference"), "{p:#?}");
+    assert_eq!(p[2], "campbridge.toml:6: [basecamp] account_id must be an integer, not the string \"42\"");
+    assert!(p[3].starts_with("campbridge.toml:24: route \"web\": invalid Jira project key: \"web\""), "{p:#?}");
+    assert!(p[4].starts_with("campbridge.toml:25: route \"web\": unknown status strategy"), "{p:#?}");
+}
+
+#[test]
+fn a_toml_syntax_error_has_a_line_number() {
+    let text = MINIMAL.replace("account_id = 42", "account_id = ");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("campbridge.toml:5: invalid TOML: "), "{p:?}");
+}
+
+#[test]
+fn a_non_loopback_listen_address_is_rejected_and_loopback_forms_are_accepted() {
+    let text = MINIMAL.replace("[server]\n", "[server]\nlisten = \"192.168.1.5:8080\"\n");
+    assert_eq!(
+        problems(&text),
+        vec![
+            "campbridge.toml:2: [server] listen \"192.168.1.5:8080\" is not a loopback address: local mode binds \
+             127.0.0.1 or [::1] only (put a tunnel or proxy in front to receive webhooks)"
+                .to_owned()
+        ]
+    );
+    for (listen, expected) in
+        [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:9000", "[::1]:9000"), ("localhost:8081", "127.0.0.1:8081")]
+    {
+        let text = MINIMAL.replace("[server]\n", &format!("[server]\nlisten = \"{listen}\"\n"));
+        assert_eq!(parse_ok(&text).server.listen, expected.parse::<SocketAddr>().unwrap());
+    }
+}
+
+#[test]
+fn a_duplicate_route_id_points_at_the_second_one() {
+    let text = format!("{MINIMAL}\n[[routes]]\nid = \"web\"\nbasecamp_project = 101\njira_project = \"WEB\"\n");
+    let second = text.rfind("id = \"web\"").map(|i| text[..i].matches('\n').count() + 1).unwrap();
+    assert_eq!(
+        problems(&text),
+        vec![format!("campbridge.toml:{second}: route \"web\": the route id is used twice (first on line 21)")]
+    );
+}
+
+#[test]
+fn route_ids_and_jira_project_keys_must_be_valid() {
+    let text = MINIMAL.replace("id = \"web\"", "id = \"Web Site\"").replace("\"WEB\"", "\"W-1\"");
+    assert_eq!(
+        problems(&text),
+        vec![
+            "campbridge.toml:21: route \"Web Site\": invalid route id: \"Web Site\": use lower-case letters, digits and dashes"
+                .to_owned(),
+            "campbridge.toml:23: route \"Web Site\": invalid Jira project key: \"W-1\": a project key is upper-case \
+             letters, digits and _, like WEB"
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_key_points_at_its_table() {
+    let text = MINIMAL.replace("basecamp_project = 100\n", "");
+    assert_eq!(problems(&text), vec!["campbridge.toml:20: route \"web\": basecamp_project is required".to_owned()]);
+}
+
+#[test]
+fn routes_need_basecamp_jira_and_a_webhook_key() {
+    let text = "[[routes]]\nid = \"web\"\nbasecamp_project = 1\njira_project = \"WEB\"\n";
+    assert_eq!(
+        problems(text),
+        vec![
+            "campbridge.toml:1: routes need a [basecamp] section".to_owned(),
+            "campbridge.toml:1: routes need a [jira] section".to_owned(),
+            "campbridge.toml:1: routes need [server] webhook_key = { secret = \"name\" } (each route's Basecamp \
+             webhook URL token is derived from it)"
+                .to_owned(),
+        ]
+    );
+    let text = MINIMAL.replace("webhook_key = { secret = \"hook-key\" }\n", "");
+    assert_eq!(
+        problems(&text),
+        vec![
+            "campbridge.toml:1: [server] webhook_key is required when routes are configured (each route's Basecamp \
+             webhook URL token is derived from it)"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn triage_names_a_user_or_a_raw_jira_account() {
+    let config = parse_ok(&format!("{MINIMAL}triage = \"ana\"\n"));
+    assert_eq!(config.routes[0].triage, Some(JiraAccountId("acc-ana".into())));
+    let config = parse_ok(&format!("{MINIMAL}triage = {{ jira = \"557058:abc\" }}\n"));
+    assert_eq!(config.routes[0].triage, Some(JiraAccountId("557058:abc".into())));
+    let p = problems(&format!("{MINIMAL}triage = 5\n"));
+    assert!(
+        p[0].ends_with("route \"web\": triage must be a name from [[users]] or { jira = \"<account id>\" }"),
+        "{p:?}"
+    );
+
+    let text = format!("{MINIMAL}triage = \"anna\"\n");
+    let line = line_of(&text, "triage");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\": triage \"anna\" is not a name from [[users]] (did you mean \"ana\"?); \
+             to name a Jira account directly write triage = {{ jira = \"<account id>\" }}"
+        )]
+    );
+}
+
+#[test]
+fn a_title_template_needs_title_exactly_once_and_known_placeholders() {
+    let text = format!("{MINIMAL}title_template = \"[{{code}}] fixed\"\n");
+    let line = line_of(&text, "title_template");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\": title template \"[{{code}}] fixed\" must contain {{title}} exactly once"
+        )]
+    );
+    let p = problems(&format!("{MINIMAL}title_template = \"{{title}} {{title}}\"\n"));
+    assert!(p[0].ends_with("must contain {title} exactly once"), "{p:?}");
+    let p = problems(&format!("{MINIMAL}title_template = \"[{{cod}}] {{title}}\"\n"));
+    assert!(p[0].ends_with("title_template has unknown placeholder {cod} (known: {code}, {title})"), "{p:?}");
+}
+
+#[test]
+fn a_description_template_with_an_unknown_placeholder_is_rejected() {
+    let text = format!("{MINIMAL}description_template = \"{{context}} {{body}}\"\n");
+    let line = line_of(&text, "description_template");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\": description_template has unknown placeholder {{body}} (known: \
+             {{context}}, {{description}}, {{link}}, {{due}}, {{artifacts}}, {{project}}, {{list}}, {{creator}}, {{title}})"
+        )]
+    );
+}
+
+#[test]
+fn globs_must_not_be_empty() {
+    let text = format!("{MINIMAL}todolists = [\"Bugs*\", \"  \"]\n[[routes.lists]]\nlist = \"\"\nlabels = [\"bug\"]\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].ends_with("route \"web\": todolists has an empty pattern"), "{p:?}");
+    assert!(p[1].ends_with("route \"web\" list mapping #1: list has an empty pattern"), "{p:?}");
+    let p = problems(&format!("{MINIMAL}todolists = []\n"));
+    assert!(p[0].ends_with("todolists is empty; leave it out to take every to-do list"), "{p:?}");
+}
+
+#[test]
+fn fields_that_flow_one_way_can_only_be_owned_by_basecamp() {
+    let text =
+        format!("{MINIMAL}[routes.ownership]\ntitle = \"tracker\"\ndescription = \"basecamp\"\ndue_date = \"both\"\n");
+    let line = line_of(&text, "due_date");
+    assert_eq!(
+        problems(&text),
+        vec![format!(
+            "campbridge.toml:{line}: route \"web\" ownership: due_date = \"both\" is not possible: description, \
+             due_date, priority, labels, components flow Basecamp → tracker only (write \"basecamp\" or leave it out)"
+        )]
+    );
+    let config = parse_ok(&format!("{MINIMAL}[routes.ownership]\ntitle = \"tracker\"\ndescription = \"basecamp\"\n"));
+    assert_eq!(config.routes[0].ownership.title, Owner::Tracker);
+    let p = problems(&format!("{MINIMAL}ownership = {{ assignee = \"jira\" }}\n"));
+    assert!(
+        p[0].ends_with("route \"web\" ownership: assignee: unknown owner \"jira\" (expected basecamp, tracker, both)"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn upstream_urls_must_be_https_unless_loopback_is_explicitly_allowed() {
+    let local = MINIMAL.replace("https://team.atlassian.net", "http://127.0.0.1:9001");
+    assert_eq!(
+        problems(&local),
+        vec![
+            "campbridge.toml:10: [jira] site \"http://127.0.0.1:9001\" must be an https URL (http on loopback needs \
+             [server] allow_insecure_loopback_upstreams = true)"
+                .to_owned()
+        ]
+    );
+    let allowed = local.replace("[server]\n", "[server]\nallow_insecure_loopback_upstreams = true\n");
+    assert_eq!(parse_ok(&allowed).jira.unwrap().base_url.as_str(), "http://127.0.0.1:9001");
+
+    let remote = allowed.replace("http://127.0.0.1:9001", "http://jira.example.com");
+    assert_eq!(
+        problems(&remote),
+        vec!["campbridge.toml:11: [jira] site \"http://jira.example.com\" must be an https URL".to_owned()]
+    );
+    let creds = MINIMAL.replace("https://team.atlassian.net", "https://bot:pw@team.atlassian.net");
+    assert!(problems(&creds)[0].contains("must not carry credentials"));
+}
+
+#[test]
+fn a_cloud_id_sends_api_calls_through_the_gateway() {
+    let text =
+        MINIMAL.replace("site = \"https://team.atlassian.net\"", "cloud_id = \"11111111-2222-3333-4444-555555555555\"");
+    let jira = parse_ok(&text).jira.unwrap();
+    assert_eq!(jira.base_url.as_str(), "https://api.atlassian.com/ex/jira/11111111-2222-3333-4444-555555555555");
+    assert_eq!(jira.base_url.join("/rest/api/3/myself"), format!("{}/rest/api/3/myself", jira.base_url));
+    assert_eq!(jira.site, None);
+    let p = problems(&MINIMAL.replace("site = \"https://team.atlassian.net\"\n", ""));
+    assert_eq!(
+        p,
+        vec!["campbridge.toml:9: [jira] needs site (https://your-team.atlassian.net) or cloud_id (for scoped API tokens)"
+            .to_owned()]
+    );
+}
+
+#[test]
+fn a_user_agent_without_a_contact_is_rejected() {
+    let text = MINIMAL.replace("\"campbridge (ops@example.com)\"", "\"campbridge\"");
+    assert_eq!(
+        problems(&text),
+        vec![
+            "campbridge.toml:6: [basecamp] user_agent \"campbridge\" must name the app and a contact in parentheses, \
+             e.g. \"campbridge (ops@example.com)\" — Basecamp requires it"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn token_refresh_needs_all_three_keys() {
+    let text = MINIMAL.replace("account_id = 42", "account_id = 42\nclient_id = \"abc\"");
+    let p = problems(&text);
+    assert_eq!(
+        p,
+        vec![
+            "campbridge.toml:6: [basecamp] refreshing the access token needs client_id, client_secret and \
+              refresh_token together (missing client_secret, refresh_token)"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn user_names_people_and_accounts_are_each_mapped_once() {
+    let text = format!("{MINIMAL}\n[[users]]\nname = \"ana\"\nbasecamp = 7\njira = \"acc-ana\"\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(p[0].ends_with("user \"ana\": the name \"ana\" is used twice (first on line 16)"), "{p:#?}");
+    assert!(p[1].ends_with("user \"ana\": basecamp person 7 is mapped twice (first on line 17)"), "{p:#?}");
+    assert!(p[2].ends_with("user \"ana\": jira account \"acc-ana\" is mapped twice (first on line 18)"), "{p:#?}");
+}
+
+#[test]
+fn the_dynamodb_store_needs_a_table_and_a_fifo_queue() {
+    let text = format!(
+        "{MINIMAL}[store]\nkind = \"dynamodb\"\ntable = \"campbridge\"\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/campbridge.fifo\"\n"
+    );
+    let store = parse_ok(&text).store;
+    assert!(matches!(store, StoreConfig::DynamoDb { ref table, .. } if table == "campbridge"));
+
+    let text = format!("{MINIMAL}[store]\nkind = \"dynamodb\"\npath = \"x.db\"\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(p.iter().any(|e| e.ends_with("unknown key \"path\" in [store]")), "{p:#?}");
+    assert!(p.iter().any(|e| e.ends_with("[store] table is required")), "{p:#?}");
+    assert!(p.iter().any(|e| e.ends_with("[store] queue_url is required")), "{p:#?}");
+
+    let p = problems(&format!("{MINIMAL}[store]\nkind = \"postgres\"\n"));
+    assert!(p[0].ends_with("[store] unknown store kind \"postgres\" (expected sqlite, dynamodb)"), "{p:?}");
+}
+
+#[test]
+fn bitbucket_needs_exactly_one_kind_of_token() {
+    let base = format!(
+        "{MINIMAL}[bitbucket]\nworkspace = \"team\"\nwebhook_secret = {{ secret = \"bb-hook\" }}\nrepos = [\"team/web\"]\n"
+    );
+    let p = problems(&base);
+    assert!(p[0].ends_with("[bitbucket] needs api_token (with email) or access_token"), "{p:?}");
+    let config = parse_ok(&format!("{base}access_token = {{ secret = \"bb-token\" }}\n"));
+    assert_eq!(config.bitbucket.unwrap().auth, BitbucketAuth::AccessToken(SecretRef::parse("bb-token").unwrap()));
+    let p = problems(&format!("{base}api_token = {{ secret = \"bb-token\" }}\n"));
+    assert!(p[0].ends_with("[bitbucket] api_token needs email (Basic email:token)"), "{p:?}");
+    let p = problems(&format!("{base}repos = [\"web\"]\n").replace("repos = [\"team/web\"]\n", ""));
+    assert!(p.iter().any(|e| e.contains("invalid Bitbucket repository (workspace/repo): \"web\"")), "{p:?}");
+}
+
+#[test]
+fn problems_display_one_per_line_and_an_unreadable_file_has_no_line() {
+    let err = Config::parse("[jira]\nsite = 1\n", "c.toml").unwrap_err();
+    assert_eq!(err.to_string().lines().count(), err.errors().len());
+    let missing = Config::from_file("/nonexistent/campbridge.toml").unwrap_err();
+    assert_eq!(missing.errors()[0].line, None);
+    assert!(missing.to_string().starts_with("/nonexistent/campbridge.toml: cannot read: "), "{missing}");
+}
+
+#[test]
+fn the_example_file_loads_from_disk() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../campbridge.example.toml");
+    assert!(Config::from_file(path).is_ok());
+}
