@@ -14,7 +14,9 @@ use crate::domain::{
     BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraIssueId, JiraKey, NewDevItem, ProjectId, StatusCategory,
     SyncMarker, Todo, TodoId,
 };
-use crate::ports::{ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerTarget};
+use crate::ports::{
+    ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerTarget,
+};
 
 use super::at;
 
@@ -38,7 +40,11 @@ impl Calls {
     }
     /// Calls that change upstream state.
     pub fn writes(&self) -> usize {
-        lock(&self.0).iter().filter(|(k, _)| !k.starts_with("get") && !k.starts_with("list") && !k.starts_with("find")).map(|(_, v)| v).sum()
+        lock(&self.0)
+            .iter()
+            .filter(|(k, _)| !k.starts_with("get") && !k.starts_with("list") && !k.starts_with("find"))
+            .map(|(_, v)| v)
+            .sum()
     }
     pub fn reset(&self) {
         lock(&self.0).clear();
@@ -130,7 +136,11 @@ impl BasecampApi for FakeBasecamp {
         let mut s = lock(&self.state);
         s.next_comment += 1;
         let id = BasecampCommentId(s.next_comment);
-        s.comments.entry(todo).or_default().push(TodoComment { id, author_name: "campbridge".into(), content: html.into() });
+        s.comments.entry(todo).or_default().push(TodoComment {
+            id,
+            author_name: "campbridge".into(),
+            content: html.into(),
+        });
         Ok(id)
     }
 
@@ -219,7 +229,10 @@ impl TrackerApi for FakeTracker {
         let now = self.now(0);
         let mut s = lock(&self.state);
         if let Some(a) = draft.assignee.as_ref().filter(|a| s.refused_assignees.contains(*a)) {
-            return Err(ApiError::FieldRejected { field: "assignee".into(), message: format!("user {a} cannot be assigned") });
+            return Err(ApiError::FieldRejected {
+                field: "assignee".into(),
+                message: format!("user {a} cannot be assigned"),
+            });
         }
         s.next_id += 1;
         let TrackerTarget::Jira { project, .. } = target;
@@ -259,8 +272,13 @@ impl TrackerApi for FakeTracker {
         }
         let now = self.now(0);
         let mut s = lock(&self.state);
-        if let Some(Some(a)) = patch.assignee.as_ref().filter(|a| a.as_ref().is_some_and(|a| s.refused_assignees.contains(a))) {
-            return Err(ApiError::FieldRejected { field: "assignee".into(), message: format!("user {a} cannot be assigned") });
+        if let Some(Some(a)) =
+            patch.assignee.as_ref().filter(|a| a.as_ref().is_some_and(|a| s.refused_assignees.contains(a)))
+        {
+            return Err(ApiError::FieldRejected {
+                field: "assignee".into(),
+                message: format!("user {a} cannot be assigned"),
+            });
         }
         let i = s.items.get_mut(&item.index_key()).ok_or_else(|| ApiError::Invalid("no such issue".into()))?;
         if let Some(v) = &patch.summary {

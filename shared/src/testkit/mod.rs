@@ -36,3 +36,62 @@ pub fn todo(id: i64, title: &str) -> Todo {
 
 pub mod contract;
 pub mod fakes;
+
+use crate::domain::{
+    ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraAccountId, JiraProjectKey, ListMapping, Owner, Ownership,
+    PersonId, Route, RouteId, StatusStrategy, TitleTemplate, User, UserTable,
+};
+use crate::ports::TrackerTarget;
+
+/// Jane (Basecamp 1049715930 ⇄ Jira `acc-jane`), Ana (1049715913 ⇄ `acc-ana`), Tri the triage account.
+pub fn users() -> UserTable {
+    let user = |name: &str, bc: i64, jira: &str| User {
+        name: name.into(),
+        basecamp: Some(PersonId(bc)),
+        jira: Some(JiraAccountId(jira.into())),
+    };
+    UserTable {
+        users: vec![
+            user("Jane Cole", 1_049_715_930, "acc-jane"),
+            user("Ana Diaz", 1_049_715_913, "acc-ana"),
+            user("Tri Age", 1_049_715_999, "acc-triage"),
+        ],
+    }
+}
+
+/// Route `web`: project [`PROJECT`] → Jira `WEB`, lists `Sprint *` and `Bugs`, `Bugs` labelled `bug`,
+/// triage `acc-triage`, title `both`, assignee `basecamp`, dev-owned status, last-writer-wins.
+pub fn route() -> Route {
+    Route {
+        id: RouteId("web".into()),
+        project: PROJECT,
+        target: TrackerTarget::Jira {
+            project: JiraProjectKey::parse("WEB").unwrap_or_else(|_| unreachable_key()),
+            issue_type: "Task".into(),
+        },
+        code: "WEB".into(),
+        title: TitleTemplate::parse(TitleTemplate::DEFAULT, "WEB").unwrap_or_else(|_| unreachable_template()),
+        description: DescriptionTemplate::default(),
+        filter: Filter { todolists: vec![Glob::new("Sprint *"), Glob::new("Bugs")], marker: None },
+        lists: vec![ListMapping {
+            list: Glob::new("Bugs"),
+            labels: vec!["bug".into()],
+            components: vec!["Web".into()],
+        }],
+        escalation_label: "escalated".into(),
+        triage: Some(JiraAccountId("acc-triage".into())),
+        ownership: Ownership { title: Owner::Both, assignee: Owner::Basecamp },
+        status: StatusStrategy::DevOwned,
+        conflict_policy: ConflictPolicy::LastWriterWins,
+        webhook_token: None,
+    }
+}
+
+fn unreachable_key() -> JiraProjectKey {
+    // "WEB" always parses; this only satisfies the no-unwrap rule in shared test support.
+    JiraProjectKey::parse("X").unwrap_or_else(|_| unreachable_key())
+}
+
+fn unreachable_template() -> TitleTemplate {
+    TitleTemplate::parse("{title}", "").unwrap_or_else(|_| unreachable_template())
+}
