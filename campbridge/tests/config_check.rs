@@ -1,0 +1,40 @@
+//! `campbridge config check` as a person runs it.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn campbridge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_campbridge"))
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("campbridge-config-check-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("campbridge.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_example_config_checks_clean() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../campbridge.example.toml");
+    let out = campbridge().args(["config", "check", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn a_bad_config_prints_line_numbered_errors_and_fails() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../campbridge.example.toml")).unwrap();
+    let broken = example.replacen("status_strategy = \"dev-owned\"", "status_strategy = \"dev_owned\"", 1);
+    assert_ne!(broken, example, "the example sets a status strategy");
+    let line = broken.lines().position(|l| l.contains("\"dev_owned\"")).unwrap() + 1;
+    let path = temp_file("bad", &broken);
+    let out = campbridge().args(["config", "check"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "campbridge.toml:{line}: route \"web\": unknown status strategy \"dev_owned\" (expected dev-owned, pm-owned, bidirectional)"
+    );
+    assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
+}
