@@ -6,7 +6,7 @@
 //! named as a sentence; an adapter's test module invokes them with an expression that builds a fresh
 //! fixture (it is evaluated once per test and may contain `.await`):
 //!
-//! ```ignore
+//! ```text
 //! mod memory_pairs {
 //!     shared::pair_store_contract_tests!(shared::testkit::contract::Fixture::new(
 //!         std::sync::Arc::new(MemoryPairStore::new()),
