@@ -1,1 +1,906 @@
-//! SQLite adapters: the embedded default.
+//! SQLite adapters: the embedded default for local mode. One file holds pairs, deliveries, the job
+//! queue, dead letters, audit entries and conflicts; [`SqliteStore`] implements every storage port but
+//! secrets over it.
+//!
+//! The conditional writes mirror DynamoDB's: insert-if-absent, replace-if-version-matches (the pair row
+//! and its item → pair lookup row in one transaction), and the Powertools delivery-claim condition. Every
+//! multi-statement operation runs in an `IMMEDIATE` transaction, so a second process on the same file
+//! (`campbridge status` next to `campbridge serve`) waits on `busy_timeout` instead of interleaving.
+//!
+//! The ports are async but rusqlite is synchronous. Each call takes a `std::sync::Mutex` around the one
+//! connection and runs its statements inline rather than on a blocking thread: the embedded store serves
+//! one process, every operation is a handful of indexed statements (sub-millisecond), and the lock is
+//! never held across an `.await`. A deployment that outgrows that uses the DynamoDB/SQS adapters.
+//!
+//! Times are stored as integer microseconds since the Unix epoch (UTC), records as JSON in a `body`
+//! column beside the indexed columns queries filter on. The schema version lives in `PRAGMA user_version`
+//! and migrations run on open.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{DEDUP_WINDOW, DEFAULT_MAX_RECEIVES, earlier, later};
+use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
+use crate::ports::{
+    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, DeadLetter, DeliveryClaim, DeliveryLog, Inserted, JobQueue,
+    PairStore, Received, Replaced, Resolution, Sent, StoreError,
+};
+
+/// The schema version this build writes (`PRAGMA user_version`). A newer file is refused on open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How long a statement waits for another connection's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migrations, in order: entry `n` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE pairs (
+    route       TEXT    NOT NULL,
+    todo        INTEGER NOT NULL,
+    state       TEXT    NOT NULL,
+    item_key    TEXT,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    body        TEXT    NOT NULL,
+    PRIMARY KEY (route, todo)
+);
+CREATE INDEX pairs_by_state ON pairs (state, route, created_at);
+CREATE INDEX pairs_by_created ON pairs (created_at);
+CREATE INDEX pairs_by_item ON pairs (item_key);
+
+-- The reverse lookup: one row per linked item, naming the one pair that owns it.
+CREATE TABLE pair_items (
+    item_key TEXT    PRIMARY KEY,
+    route    TEXT    NOT NULL,
+    todo     INTEGER NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id                TEXT    PRIMARY KEY,
+    status            TEXT    NOT NULL CHECK (status IN ('in_progress', 'completed')),
+    in_progress_until INTEGER,
+    expires_at        INTEGER NOT NULL
+);
+CREATE INDEX deliveries_by_expiry ON deliveries (expires_at);
+
+CREATE TABLE jobs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id    TEXT    NOT NULL UNIQUE,
+    group_id      TEXT    NOT NULL,
+    dedup_id      TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    receive_count INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receipt       TEXT    UNIQUE,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_group ON jobs (group_id, visible_at);
+CREATE INDEX jobs_by_visibility ON jobs (visible_at);
+CREATE INDEX jobs_by_dedup ON jobs (dedup_id);
+
+-- Deduplication ids accepted within the window, whether or not their message is still queued.
+CREATE TABLE job_dedup (
+    dedup_id TEXT    PRIMARY KEY,
+    sent_at  INTEGER NOT NULL
+);
+
+CREATE TABLE dead_letters (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id    TEXT    NOT NULL UNIQUE,
+    group_id      TEXT    NOT NULL,
+    dedup_id      TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    receive_count INTEGER NOT NULL,
+    dead_at       INTEGER NOT NULL
+);
+
+CREATE TABLE audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    subject TEXT    NOT NULL,
+    body    TEXT    NOT NULL
+);
+CREATE INDEX audit_by_at ON audit (at);
+CREATE INDEX audit_by_subject ON audit (subject, at);
+
+CREATE TABLE conflicts (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id   TEXT    NOT NULL UNIQUE,
+    at   INTEGER NOT NULL,
+    open INTEGER NOT NULL,
+    body TEXT    NOT NULL
+);
+CREATE INDEX conflicts_by_at ON conflicts (open, at);
+"#];
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+/// The embedded store: one SQLite connection behind a mutex, shared by clones.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    max_receives: u32,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("max_receives", &self.max_receives).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, migrated to [`SCHEMA_VERSION`].
+    /// The queue dead-letters after [`DEFAULT_MAX_RECEIVES`] receives.
+    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn =
+            Connection::open(path).with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
+        Self::init(conn, clock)
+    }
+
+    /// A private in-memory database (tests). WAL does not apply to it.
+    pub fn open_in_memory(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().context("failed to open an in-memory SQLite database")?;
+        Self::init(conn, clock)
+    }
+
+    /// Sets the queue's max-receive count (at least 1).
+    pub fn with_max_receives(mut self, max_receives: u32) -> Self {
+        self.max_receives = max_receives.max(1);
+        self
+    }
+
+    /// The journal mode in effect (`wal` for a file, `memory` for [`Self::open_in_memory`]).
+    pub fn journal_mode(&self) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).context("failed to read journal_mode")?)
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0)).context("failed to read user_version")?)
+    }
+
+    fn init(mut conn: Connection, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).context("failed to set busy_timeout")?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .context("failed to switch to WAL")?;
+        // An in-memory database answers "memory"; a file on a filesystem without shared memory keeps
+        // its rollback journal, which is correct but lets readers block the writer.
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            tracing::warn!(journal_mode = %mode, "SQLite could not switch to WAL; readers may block writers");
+        }
+        // NORMAL is durable in WAL mode except for the last transactions before a power loss; every
+        // write here is either idempotent or re-derived from the sources by the reconciler.
+        conn.pragma_update(None, "synchronous", "NORMAL").context("failed to set synchronous")?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: DEFAULT_MAX_RECEIVES })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Unexpected(anyhow::anyhow!("SQLite connection lock poisoned")))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin migration")?;
+    let current: u32 =
+        tx.pragma_query_value(None, "user_version", |r| r.get(0)).context("failed to read user_version")?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Unexpected(anyhow::anyhow!(
+            "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}: upgrade campbridge"
+        )));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).with_context(|| format!("failed to migrate the schema from version {from}"))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION).context("failed to write user_version")?;
+    tx.commit().context("failed to commit the migration")?;
+    Ok(())
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} is out of range")))
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Unexpected(anyhow::anyhow!("{what} {v} does not fit SQLite's INTEGER")))
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(value).with_context(|| format!("failed to encode {what}"))?)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn decode_pair(body: &str, key: &str) -> Result<Pair, StoreError> {
+    from_json(body, &format!("pair {key}"))
+}
+
+/// The stored pair at `key`, read inside the caller's transaction.
+fn pair_at(conn: &Connection, route: &RouteId, todo: i64) -> Result<Option<Pair>, StoreError> {
+    let body: Option<String> = conn
+        .query_row("SELECT body FROM pairs WHERE route = ?1 AND todo = ?2", params![route.as_str(), todo], |r| r.get(0))
+        .optional()
+        .context("failed to read a pair")?;
+    body.map(|b| decode_pair(&b, &format!("{route}/{todo}"))).transpose()
+}
+
+/// The pair key owning `item_key`, if any.
+fn item_owner(conn: &Connection, item_key: &str) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(conn
+        .query_row("SELECT route, todo FROM pair_items WHERE item_key = ?1", params![item_key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .context("failed to read the item lookup")?)
+}
+
+/// `insert` of a pair that already carries an item claims the reverse lookup in the same transaction; if
+/// that item belongs to another pair, nothing is written and the result is `AlreadyExists` with that pair.
+#[async_trait]
+impl PairStore for SqliteStore {
+    async fn insert(&self, pair: &Pair) -> Result<Inserted<Pair>, StoreError> {
+        let body = to_json(pair, "pair")?;
+        let version = to_i64(pair.version, "pair version")?;
+        let item_key = pair.item.as_ref().map(DevItemRef::index_key);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        if let Some(existing) = pair_at(&tx, &pair.route, pair.todo.0)? {
+            return Ok(Inserted::AlreadyExists(existing));
+        }
+        if let Some(key) = &item_key {
+            if let Some((route, todo)) = item_owner(&tx, key)?
+                && let Some(owner) = pair_at(&tx, &RouteId(route), todo)?
+            {
+                return Ok(Inserted::AlreadyExists(owner));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO pair_items (item_key, route, todo) VALUES (?1, ?2, ?3)",
+                params![key, pair.route.as_str(), pair.todo.0],
+            )
+            .context("failed to write the item lookup")?;
+        }
+        tx.execute(
+            "INSERT INTO pairs (route, todo, state, item_key, version, created_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                pair.route.as_str(),
+                pair.todo.0,
+                pair.state.as_str(),
+                item_key,
+                version,
+                micros(pair.created_at),
+                body
+            ],
+        )
+        .context("failed to insert a pair")?;
+        tx.commit().context("failed to commit a pair insert")?;
+        Ok(Inserted::Inserted)
+    }
+
+    async fn replace(&self, pair: &Pair) -> Result<Replaced<Pair>, StoreError> {
+        let mut next = pair.clone();
+        next.version = pair.version + 1;
+        let body = to_json(&next, "pair")?;
+        let (expected, version) = (to_i64(pair.version, "pair version")?, to_i64(next.version, "pair version")?);
+        let new_key = pair.item.as_ref().map(DevItemRef::index_key);
+        let (route, todo) = (pair.route.as_str(), pair.todo.0);
+
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let Some(current) = pair_at(&tx, &pair.route, todo)? else {
+            return Ok(Replaced::Stale(None));
+        };
+        if current.version != pair.version {
+            return Ok(Replaced::Stale(Some(current)));
+        }
+        if let Some(key) = &new_key
+            && item_owner(&tx, key)?.is_some_and(|(r, t)| r != route || t != todo)
+        {
+            return Ok(Replaced::Stale(Some(current)));
+        }
+        // The item changed or was dropped: the old lookup must not keep pointing here.
+        if let Some(old) = current.item.as_ref().map(DevItemRef::index_key)
+            && Some(&old) != new_key.as_ref()
+        {
+            tx.execute(
+                "DELETE FROM pair_items WHERE item_key = ?1 AND route = ?2 AND todo = ?3",
+                params![old, route, todo],
+            )
+            .context("failed to drop an item lookup")?;
+        }
+        if let Some(key) = &new_key {
+            tx.execute(
+                "INSERT INTO pair_items (item_key, route, todo) VALUES (?1, ?2, ?3) ON CONFLICT (item_key) DO NOTHING",
+                params![key, route, todo],
+            )
+            .context("failed to write the item lookup")?;
+        }
+        let changed = tx
+            .execute(
+                "UPDATE pairs SET state = ?1, item_key = ?2, version = ?3, created_at = ?4, body = ?5
+                 WHERE route = ?6 AND todo = ?7 AND version = ?8",
+                params![next.state.as_str(), new_key, version, micros(next.created_at), body, route, todo, expected],
+            )
+            .context("failed to replace a pair")?;
+        if changed != 1 {
+            // Unreachable under the IMMEDIATE transaction; refuse rather than commit a half-write.
+            return Err(StoreError::Unexpected(anyhow::anyhow!("pair {route}/{todo} changed during its replace")));
+        }
+        tx.commit().context("failed to commit a pair replace")?;
+        Ok(Replaced::Replaced(next.version))
+    }
+
+    async fn get(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
+        let conn = self.conn()?;
+        pair_at(&conn, &key.route, key.todo.0)
+    }
+
+    async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
+        let conn = self.conn()?;
+        match item_owner(&conn, &item.index_key())? {
+            Some((route, todo)) => pair_at(&conn, &RouteId(route), todo),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(
+        &self,
+        route: Option<&RouteId>,
+        state: Option<PairState>,
+        limit_to: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT route, todo, body FROM pairs
+                 WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR state = ?2)
+                 ORDER BY created_at, route, todo LIMIT ?3",
+            )
+            .context("failed to prepare the pair listing")?;
+        let rows = stmt
+            .query_map(params![route.map(RouteId::as_str), state.map(PairState::as_str), limit(limit_to)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })
+            .context("failed to list pairs")?;
+        let mut pairs = Vec::new();
+        for row in rows {
+            let (route, todo, body) = row.context("failed to read a listed pair")?;
+            pairs.push(decode_pair(&body, &format!("{route}/{todo}"))?);
+        }
+        Ok(pairs)
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteStore {
+    async fn claim(&self, id: &DeliveryId, now: DateTime<Utc>, lease: Duration) -> Result<DeliveryClaim, StoreError> {
+        let until = micros(later(now, lease)?);
+        let now = micros(now);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        // The Powertools condition: absent, expired, or in progress with a lease that has run out.
+        let claimed = tx
+            .execute(
+                "INSERT INTO deliveries (id, status, in_progress_until, expires_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (id) DO UPDATE SET status = ?2, in_progress_until = ?3, expires_at = ?3
+                 WHERE deliveries.expires_at <= ?4
+                    OR (deliveries.status = ?2 AND deliveries.in_progress_until <= ?4)",
+                params![id.as_str(), IN_PROGRESS, until, now],
+            )
+            .context("failed to claim a delivery")?;
+        let outcome = if claimed == 1 {
+            DeliveryClaim::Claimed
+        } else {
+            let (status, held): (String, Option<i64>) = tx
+                .query_row(
+                    "SELECT status, in_progress_until FROM deliveries WHERE id = ?1",
+                    params![id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .context("failed to read a delivery")?;
+            match (status.as_str(), held) {
+                (IN_PROGRESS, Some(until)) => DeliveryClaim::InProgress { until: from_micros(until)? },
+                (COMPLETED, _) => DeliveryClaim::Completed,
+                _ => return Err(StoreError::Corrupt(format!("delivery {id} has status {status:?} without a lease"))),
+            }
+        };
+        tx.commit().context("failed to commit a delivery claim")?;
+        Ok(outcome)
+    }
+
+    async fn complete(&self, id: &DeliveryId, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {
+        let expires_at = micros(later(now, retention)?);
+        let now = micros(now);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        tx.execute(
+            "INSERT INTO deliveries (id, status, in_progress_until, expires_at) VALUES (?1, ?2, NULL, ?3)
+             ON CONFLICT (id) DO UPDATE SET status = ?2, in_progress_until = NULL, expires_at = ?3
+             WHERE NOT (deliveries.status = ?2 AND deliveries.expires_at > ?4)",
+            params![id.as_str(), COMPLETED, expires_at, now],
+        )
+        .context("failed to complete a delivery")?;
+        // Expired records behave exactly like absent ones, so dropping them here is DynamoDB's TTL.
+        tx.execute("DELETE FROM deliveries WHERE expires_at <= ?1", params![now])
+            .context("failed to purge expired deliveries")?;
+        tx.commit().context("failed to commit a delivery completion")?;
+        Ok(())
+    }
+
+    async fn release(&self, id: &DeliveryId) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM deliveries WHERE id = ?1 AND status = ?2", params![id.as_str(), IN_PROGRESS])
+            .context("failed to release a delivery")?;
+        Ok(())
+    }
+}
+
+/// What one receive decided for one candidate message.
+enum Pick {
+    Deliver { seq: i64, message_id: String, group: String, body: String, receive_count: u32 },
+    DeadLetter { seq: i64 },
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
+        let now = self.clock.now();
+        let horizon = micros(earlier(now, DEDUP_WINDOW));
+        let now = micros(now);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        tx.execute("DELETE FROM job_dedup WHERE sent_at <= ?1", params![horizon])
+            .context("failed to purge old deduplication ids")?;
+        let duplicate: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM job_dedup WHERE dedup_id = ?1)
+                     OR EXISTS (SELECT 1 FROM jobs WHERE dedup_id = ?1)",
+                params![dedup_id],
+                |r| r.get(0),
+            )
+            .context("failed to check a deduplication id")?;
+        if duplicate {
+            return Ok(Sent::Duplicate);
+        }
+        tx.execute(
+            "INSERT INTO jobs (message_id, group_id, dedup_id, body, receive_count, visible_at, receipt, sent_at)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL, ?5)",
+            params![uuid::Uuid::new_v4().to_string(), group, dedup_id, body, now],
+        )
+        .context("failed to enqueue a job")?;
+        tx.execute("INSERT OR REPLACE INTO job_dedup (dedup_id, sent_at) VALUES (?1, ?2)", params![dedup_id, now])
+            .context("failed to remember a deduplication id")?;
+        tx.commit().context("failed to commit a send")?;
+        Ok(Sent::Enqueued)
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
+        let now_t = self.clock.now();
+        let invisible_until = micros(later(now_t, visibility)?);
+        let now = micros(now_t);
+        let max_receives = i64::from(self.max_receives);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let mut picks = Vec::new();
+        {
+            // Visible messages, oldest first, of groups with nothing in flight.
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, message_id, group_id, body, receive_count FROM jobs
+                     WHERE visible_at <= ?1
+                       AND group_id NOT IN (SELECT group_id FROM jobs WHERE visible_at > ?1)
+                     ORDER BY seq",
+                )
+                .context("failed to prepare a receive")?;
+            let mut rows = stmt.query(params![now]).context("failed to receive")?;
+            let mut delivering = 0;
+            while delivering < max {
+                let Some(row) = rows.next().context("failed to read a queued job")? else { break };
+                let seq: i64 = row.get(0).context("bad seq")?;
+                let count: i64 = row.get(4).context("bad receive_count")?;
+                if count >= max_receives {
+                    picks.push(Pick::DeadLetter { seq });
+                    continue;
+                }
+                let receive_count = u32::try_from(count + 1)
+                    .map_err(|_| StoreError::Corrupt(format!("job {seq} has receive count {count}")))?;
+                picks.push(Pick::Deliver {
+                    seq,
+                    message_id: row.get(1).context("bad message_id")?,
+                    group: row.get(2).context("bad group_id")?,
+                    body: row.get(3).context("bad body")?,
+                    receive_count,
+                });
+                delivering += 1;
+            }
+        }
+        let mut out = Vec::new();
+        for pick in picks {
+            match pick {
+                Pick::DeadLetter { seq } => {
+                    tx.execute(
+                        "INSERT INTO dead_letters (message_id, group_id, dedup_id, body, receive_count, dead_at)
+                         SELECT message_id, group_id, dedup_id, body, receive_count, ?2 FROM jobs WHERE seq = ?1",
+                        params![seq, now],
+                    )
+                    .context("failed to dead-letter a job")?;
+                    tx.execute("DELETE FROM jobs WHERE seq = ?1", params![seq])
+                        .context("failed to remove a dead-lettered job")?;
+                }
+                Pick::Deliver { seq, message_id, group, body, receive_count } => {
+                    let receipt = format!("{message_id}/{receive_count}/{}", uuid::Uuid::new_v4());
+                    tx.execute(
+                        "UPDATE jobs SET receive_count = ?2, visible_at = ?3, receipt = ?4 WHERE seq = ?1",
+                        params![seq, receive_count, invisible_until, receipt],
+                    )
+                    .context("failed to mark a job in flight")?;
+                    out.push(Received { receipt, message_id, group, body, receive_count });
+                }
+            }
+        }
+        tx.commit().context("failed to commit a receive")?;
+        Ok(out)
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM jobs WHERE receipt = ?1", params![receipt])
+            .context("failed to delete a job")?;
+        Ok(())
+    }
+
+    async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
+        let visible_at = micros(later(self.clock.now(), delay)?);
+        self.conn()?
+            .execute("UPDATE jobs SET visible_at = ?2 WHERE receipt = ?1", params![receipt, visible_at])
+            .context("failed to change a job's visibility")?;
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            self.conn()?.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).context("failed to count jobs")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT message_id, group_id, dedup_id, body, receive_count, dead_at FROM dead_letters
+                 ORDER BY dead_at, seq",
+            )
+            .context("failed to prepare the dead-letter listing")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .context("failed to list dead letters")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (message_id, group, dedup_id, body, receive_count, dead_at) =
+                row.context("failed to read a dead letter")?;
+            out.push(DeadLetter { message_id, group, dedup_id, body, receive_count, dead_at: from_micros(dead_at)? });
+        }
+        Ok(out)
+    }
+
+    async fn redrive(&self, message_id: &str) -> Result<bool, StoreError> {
+        let now = micros(self.clock.now());
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let moved = tx
+            .execute(
+                "INSERT INTO jobs (message_id, group_id, dedup_id, body, receive_count, visible_at, receipt, sent_at)
+                 SELECT message_id, group_id, dedup_id, body, 0, ?2, NULL, ?2 FROM dead_letters WHERE message_id = ?1",
+                params![message_id, now],
+            )
+            .context("failed to redrive a dead letter")?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM dead_letters WHERE message_id = ?1", params![message_id])
+            .context("failed to remove a redriven dead letter")?;
+        tx.commit().context("failed to commit a redrive")?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let body = to_json(entry, "audit entry")?;
+        self.conn()?
+            .execute(
+                "INSERT INTO audit (at, subject, body) VALUES (?1, ?2, ?3)",
+                params![micros(entry.at), entry.subject, body],
+            )
+            .context("failed to record an audit entry")?;
+        Ok(())
+    }
+
+    async fn recent(&self, subject: Option<&str>, limit_to: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, body FROM audit WHERE (?1 IS NULL OR subject = ?1) ORDER BY at DESC, seq DESC LIMIT ?2",
+            )
+            .context("failed to prepare the audit listing")?;
+        let rows = stmt
+            .query_map(params![subject, limit(limit_to)], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .context("failed to list audit entries")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.context("failed to read an audit entry")?;
+            out.push(from_json(&body, &format!("audit entry {seq}"))?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ConflictLog for SqliteStore {
+    async fn record(&self, conflict: &Conflict) -> Result<Inserted<Conflict>, StoreError> {
+        let body = to_json(conflict, "conflict")?;
+        let open = conflict.resolution == Resolution::Open;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO conflicts (id, at, open, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                params![conflict.id, micros(conflict.at), open, body],
+            )
+            .context("failed to record a conflict")?;
+        let outcome = if inserted == 1 {
+            Inserted::Inserted
+        } else {
+            let existing: String = tx
+                .query_row("SELECT body FROM conflicts WHERE id = ?1", params![conflict.id], |r| r.get(0))
+                .context("failed to read a conflict")?;
+            Inserted::AlreadyExists(from_json(&existing, &format!("conflict {}", conflict.id))?)
+        };
+        tx.commit().context("failed to commit a conflict")?;
+        Ok(outcome)
+    }
+
+    async fn list(&self, open_only: bool, limit_to: usize) -> Result<Vec<Conflict>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, body FROM conflicts WHERE (?1 = 0 OR open = 1) ORDER BY at DESC, seq DESC LIMIT ?2",
+            )
+            .context("failed to prepare the conflict listing")?;
+        let rows = stmt
+            .query_map(params![open_only, limit(limit_to)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .context("failed to list conflicts")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.context("failed to read a conflict")?;
+            out.push(from_json(&body, &format!("conflict {id}"))?);
+        }
+        Ok(out)
+    }
+
+    async fn resolve(&self, id: &str, resolution: Resolution) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let body: Option<String> = tx
+            .query_row("SELECT body FROM conflicts WHERE id = ?1 AND open = 1", params![id], |r| r.get(0))
+            .optional()
+            .context("failed to read a conflict")?;
+        let Some(body) = body else {
+            return Ok(false);
+        };
+        let mut conflict: Conflict = from_json(&body, &format!("conflict {id}"))?;
+        let open = resolution == Resolution::Open;
+        conflict.resolution = resolution;
+        tx.execute(
+            "UPDATE conflicts SET open = ?2, body = ?3 WHERE id = ?1",
+            params![id, open, to_json(&conflict, "conflict")?],
+        )
+        .context("failed to resolve a conflict")?;
+        tx.commit().context("failed to commit a resolution")?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::adapters::memory::ManualClock;
+    use crate::ports::SystemClock;
+    use crate::testkit::contract::{self, Fixture, QueueFixture, clock};
+
+    fn store(clock: &Arc<ManualClock>) -> Arc<SqliteStore> {
+        Arc::new(SqliteStore::open_in_memory(clock.clone()).unwrap())
+    }
+
+    fn fixture<P: ?Sized>(port: impl FnOnce(Arc<SqliteStore>) -> Arc<P>) -> Fixture<P> {
+        let clock = clock();
+        Fixture::new(port(store(&clock)), clock)
+    }
+
+    mod pairs {
+        use super::*;
+        crate::pair_store_contract_tests!(fixture::<dyn PairStore>(|s| s));
+    }
+
+    mod deliveries {
+        use super::*;
+        crate::delivery_log_contract_tests!(fixture::<dyn DeliveryLog>(|s| s));
+    }
+
+    mod queue {
+        use super::*;
+
+        fn queue_fixture() -> QueueFixture {
+            let clock = clock();
+            let queue = SqliteStore::open_in_memory(clock.clone()).unwrap().with_max_receives(3);
+            QueueFixture { queue: Arc::new(queue), clock, max_receives: 3 }
+        }
+
+        crate::job_queue_contract_tests!(queue_fixture());
+
+        #[tokio::test]
+        async fn the_default_max_receive_count_is_five() {
+            let clock = clock();
+            let queue = store(&clock);
+            contract::queue_a_message_received_too_often_is_dead_lettered(QueueFixture {
+                queue,
+                clock,
+                max_receives: DEFAULT_MAX_RECEIVES,
+            })
+            .await;
+        }
+    }
+
+    mod audit {
+        use super::*;
+        crate::audit_log_contract_tests!(fixture::<dyn AuditLog>(|s| s));
+    }
+
+    mod conflicts {
+        use super::*;
+        crate::conflict_log_contract_tests!(fixture::<dyn ConflictLog>(|s| s));
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("campbridge-sqlite-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+        fn db(&self) -> PathBuf {
+            self.0.join("campbridge.db")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                eprintln!("could not remove {}: {e}", self.0.display());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening_the_file() {
+        let dir = TempDir::new();
+        let clock = clock();
+        let pair = contract::pending_pair("web", 1_069_480_015, "worker-a", clock.now());
+        let item = contract::jira_item(10_002);
+        {
+            let store = SqliteStore::open(dir.db(), clock.clone()).unwrap();
+            assert_eq!(PairStore::insert(&store, &pair).await.unwrap(), Inserted::Inserted);
+            let linked = Pair { item: Some(item.clone()), state: PairState::Linked, ..pair.clone() };
+            assert_eq!(store.replace(&linked).await.unwrap(), Replaced::Replaced(1));
+            store.claim(&DeliveryId::basecamp(7), clock.now(), Duration::from_secs(30)).await.unwrap();
+            store.complete(&DeliveryId::basecamp(7), clock.now(), Duration::from_secs(3600)).await.unwrap();
+            assert_eq!(store.send("bc-todo-1", "basecamp:7", "{}").await.unwrap(), Sent::Enqueued);
+        }
+        let store = SqliteStore::open(dir.db(), clock.clone()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let found = store.find_by_item(&item).await.unwrap();
+        assert_eq!(found.map(|p| (p.key(), p.version)), Some((pair.key(), 1)));
+        let claim = store.claim(&DeliveryId::basecamp(7), clock.now(), Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claim, DeliveryClaim::Completed);
+        assert_eq!(store.depth().await.unwrap(), 1);
+        assert_eq!(store.send("bc-todo-1", "basecamp:7", "{}").await.unwrap(), Sent::Duplicate);
+    }
+
+    #[test]
+    fn a_file_database_runs_in_wal_mode() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(dir.db(), Arc::new(SystemClock)).unwrap();
+        assert_eq!(store.journal_mode().unwrap().to_lowercase(), "wal");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = TempDir::new();
+        {
+            let conn = Connection::open(dir.db()).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let err = SqliteStore::open(dir.db(), Arc::new(SystemClock)).unwrap_err();
+        assert!(err.to_string().contains("newer than this build"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_to_one_file_still_have_one_winner() {
+        let dir = TempDir::new();
+        let clock = clock();
+        let stores =
+            [SqliteStore::open(dir.db(), clock.clone()).unwrap(), SqliteStore::open(dir.db(), clock.clone()).unwrap()];
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = stores[i % 2].clone();
+            let barrier = barrier.clone();
+            let pair = contract::pending_pair("web", 1_069_480_015, &format!("worker-{i}"), clock.now());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                PairStore::insert(&store, &pair).await
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() == Inserted::Inserted {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_pair_row_is_reported_as_corrupt() {
+        let clock = clock();
+        let store = store(&clock);
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "INSERT INTO pairs (route, todo, state, item_key, version, created_at, body)
+                 VALUES ('web', 1, 'PENDING', NULL, 0, 0, '{not json')",
+                [],
+            )
+            .unwrap();
+        let key = PairKey { route: RouteId("web".into()), todo: crate::domain::TodoId(1) };
+        assert!(matches!(store.get(&key).await, Err(StoreError::Corrupt(_))));
+    }
+}
