@@ -12,4 +12,6 @@ pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};
 pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 mod tests;

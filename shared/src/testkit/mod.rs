@@ -95,3 +95,4 @@ fn unreachable_key() -> JiraProjectKey {
 fn unreachable_template() -> TitleTemplate {
     TitleTemplate::parse("{title}", "").unwrap_or_else(|_| unreachable_template())
 }
+pub mod world;

@@ -1,0 +1,239 @@
+//! The executor through the ports: queue → mapper → engine → fakes, with the memory adapters.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use crate::domain::{
+    Backlink, DevItemRef, JiraAccountId, PairKey, PairState, PersonId, RouteId, StatusCategory, Todo, TodoId,
+};
+use crate::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
+use crate::testkit::world::World;
+use crate::testkit::todo;
+
+use super::{MessageFate, Outcome, Skip, process_batch};
+
+async fn paired(world: &World, id: i64, title: &str) -> DevItemRef {
+    world.create_todo(todo(id, title)).await;
+    world.drain().await;
+    world.item_of(TodoId(id)).await.expect("paired")
+}
+
+#[tokio::test]
+async fn a_new_todo_creates_one_item_links_both_ways_and_comments_once() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let issue = world.tracker.item(&item).unwrap();
+    assert_eq!(issue.summary, "[BC][WEB] Fix login");
+    assert!(issue.labels.contains("bc-1"), "the marker label: {:?}", issue.labels);
+    let links = world.tracker.remote_links(&item);
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].url, todo(1, "").app_url);
+    let comments = world.basecamp.comments(TodoId(1));
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].content.contains("WEB-1") && comments[0].content.contains(&issue.url));
+    let pair = world.pairs.get(&PairKey { route: RouteId("web".into()), todo: TodoId(1) }).await.unwrap().unwrap();
+    assert_eq!(pair.state, PairState::Linked);
+    assert!(pair.remote_linked);
+    assert!(matches!(pair.backlink, Backlink::Posted(_)));
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_creates_one_issue() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    let job = world.todo_job(TodoId(1));
+    for _ in 0..3 {
+        world.enqueue(&job).await;
+        world.drain().await;
+    }
+    // And once more straight through the mapper, bypassing the queue's own dedupe.
+    let body = job.to_wire().unwrap();
+    world.queue.send("other-group", "other-dedup", &body).await.unwrap();
+    world.drain().await;
+    assert_eq!(world.tracker.items().len(), 1);
+    assert_eq!(world.tracker.calls.get("create_item"), 1);
+    assert_eq!(world.basecamp.comments(TodoId(1)).len(), 1);
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_new_todo_create_exactly_one_item() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    let (a, b) = (world.worker("a"), world.worker("b"));
+    let (ja, jb) = (world.todo_job(TodoId(1)), world.todo_job(TodoId(1)));
+    let (ra, rb) = tokio::join!(a.sync_record(std::slice::from_ref(&ja)), b.sync_record(std::slice::from_ref(&jb)));
+    let created = [&ra, &rb].iter().filter(|r| matches!(r, Ok(Outcome::Created { .. }))).count();
+    assert_eq!(created, 1, "{ra:?} {rb:?}");
+    assert_eq!(world.tracker.items().len(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_creating_the_item_and_linking_it_still_yields_exactly_one_item() {
+    let world = World::new();
+    world.tracker.crash_after_next_create();
+    world.create_todo(todo(1, "Fix login")).await;
+    world.drain().await;
+    assert_eq!(world.tracker.items().len(), 1, "created upstream");
+    let key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
+    assert_eq!(world.pairs.get(&key).await.unwrap().unwrap().state, PairState::Pending, "not recorded");
+
+    // Another worker picks the retried job up after the first worker's lease ran out.
+    world.clock.advance(Duration::from_secs(120));
+    let other = world.worker("worker-2");
+    let outcome = other.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+    assert!(matches!(outcome, Outcome::Created { recovered: true, .. }), "{outcome:?}");
+    assert_eq!(world.tracker.items().len(), 1, "found by its marker, not created again");
+    assert_eq!(world.tracker.calls.get("create_item"), 1);
+    let pair = world.pairs.get(&key).await.unwrap().unwrap();
+    assert_eq!(pair.state, PairState::Linked);
+    let audit = world.audit.recent(Some("web/1"), 10).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "recovered"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_live_claim_held_by_another_worker_is_left_alone() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    let pending = crate::domain::Pair::pending(
+        RouteId("web".into()),
+        todo(1, "").project,
+        TodoId(1),
+        "someone-else",
+        crate::testkit::at(0),
+        crate::testkit::at(60),
+    );
+    world.pairs.insert(&pending).await.unwrap();
+    let err = world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap_err();
+    assert!(matches!(err, super::SyncError::Busy(_)), "{err:?}");
+    assert!(world.tracker.items().is_empty());
+}
+
+#[tokio::test]
+async fn an_edit_updates_the_linked_issue_and_creates_nothing_new() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    world.basecamp.edit(TodoId(1), |t| t.title = "Fix login redirect".into());
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] Fix login redirect");
+    assert_eq!(world.tracker.items().len(), 1);
+    assert_eq!(world.tracker.calls.get("update_item"), 1);
+}
+
+#[tokio::test]
+async fn the_tracker_refusing_an_assignee_falls_back_to_triage_and_the_audit_says_why() {
+    let world = World::new();
+    world.tracker.refuse_assignee(&JiraAccountId("acc-jane".into()));
+    world.create_todo(Todo { assignees: vec![PersonId(1_049_715_930)], ..todo(1, "Fix login") }).await;
+    world.drain().await;
+    let item = world.item_of(TodoId(1)).await.unwrap();
+    assert_eq!(world.tracker.item(&item).unwrap().assignee, Some(JiraAccountId("acc-triage".into())));
+    let audit = world.audit.recent(None, 20).await.unwrap();
+    let why = audit.iter().find(|e| e.action == "assignee_fallback").expect("audited");
+    assert!(why.detail.contains("acc-jane") && why.detail.contains("triage"), "{}", why.detail);
+}
+
+#[tokio::test]
+async fn a_rate_limited_basecamp_delays_the_job_by_retry_after_instead_of_failing_it() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    world.basecamp.set_rate_limited(Some(Duration::from_secs(7)));
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    let messages = world.queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    let report = process_batch(&world.engine, &messages).await;
+    assert_eq!(report.fates[0].1, MessageFate::RetryAfter(Duration::from_secs(7)));
+    world.queue.change_visibility(&report.fates[0].0, Duration::from_secs(7)).await.unwrap();
+    assert!(world.queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "hidden until Retry-After");
+    world.basecamp.set_rate_limited(None);
+    world.clock.advance(Duration::from_secs(8));
+    world.drain().await;
+    assert_eq!(world.tracker.items().len(), 1, "synced once the limit passed");
+}
+
+#[tokio::test]
+async fn a_burst_of_edits_to_one_todo_coalesces_into_one_read_and_one_write() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let (gets, updates) = (world.basecamp.calls.get("get_todo"), world.tracker.calls.get("update_item"));
+    for n in 0..20 {
+        world.basecamp.edit(TodoId(1), |t| t.description = format!("<p>draft {n}</p>"));
+        world.enqueue(&world.todo_job(TodoId(1))).await;
+    }
+    world.drain().await;
+    assert_eq!(world.basecamp.calls.get("get_todo") - gets, 2, "one read per batch of 10");
+    assert!(world.tracker.calls.get("update_item") - updates <= 2);
+    assert!(world.tracker.item(&item).unwrap().description.contains("draft 19"));
+}
+
+#[tokio::test]
+async fn a_conflict_is_logged_once_even_when_the_job_is_retried() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    world.basecamp.edit(TodoId(1), |t| t.title = "PM title".into());
+    world.tracker.edit(&item, world.basecamp.tick(), |i| i.summary = "[BC][WEB] Dev title".into());
+    let job = world.todo_job(TodoId(1));
+    world.engine.sync_record(std::slice::from_ref(&job)).await.unwrap();
+    world.engine.sync_record(std::slice::from_ref(&job)).await.unwrap();
+    let conflicts = world.conflicts.list(false, 10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    // Last writer (the tracker edit) wins on both sides.
+    assert_eq!(world.basecamp.todo(TodoId(1)).unwrap().title, "Dev title");
+}
+
+#[tokio::test]
+async fn a_poison_message_fails_until_it_is_dead_lettered_and_does_not_block_its_group() {
+    let world = World::new();
+    world.queue.send("bc-todo-1", "poison", "{not a job").await.unwrap();
+    world.basecamp.put(todo(1, "Fix login"));
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    for _ in 0..6 {
+        world.drain().await;
+        world.clock.advance(Duration::from_secs(31));
+    }
+    let dead = world.queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "{not a job");
+    assert_eq!(world.tracker.items().len(), 1, "the group moved on");
+}
+
+#[tokio::test]
+async fn the_story_settles_with_no_echo_writes() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    // Title edit in Basecamp, then the issue done in Jira; each side's webhook fires for our writes too.
+    world.basecamp.edit(TodoId(1), |t| t.title = "Fix login redirect".into());
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    world.enqueue(&world.item_job(&item)).await; // the echo of our summary write
+    world.tracker.edit(&item, world.basecamp.tick(), |i| i.status = StatusCategory::Done);
+    world.enqueue(&world.item_job(&item)).await;
+    world.drain().await;
+    assert!(world.basecamp.todo(TodoId(1)).unwrap().completed);
+    world.enqueue(&world.todo_job(TodoId(1))).await; // the echo of our completion write
+
+    let writes = world.basecamp.calls.writes() + world.tracker.calls.writes();
+    let outcomes = world.drain_outcomes().await;
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Skipped(Skip::Unchanged))), "{outcomes:?}");
+    assert_eq!(world.basecamp.calls.writes() + world.tracker.calls.writes(), writes, "no echo writes");
+}
+
+#[tokio::test]
+async fn the_engine_runs_the_same_on_the_sqlite_store() {
+    use std::sync::Arc;
+    let world = World::new();
+    let store = crate::adapters::sqlite::SqliteStore::open_in_memory(world.clock.clone()).unwrap();
+    let engine = super::Engine {
+        pairs: Arc::new(store.clone()),
+        deliveries: Arc::new(store.clone()),
+        audit: Arc::new(store.clone()),
+        conflicts: Arc::new(store.clone()),
+        ..world.engine.clone()
+    };
+    world.basecamp.put(todo(1, "Fix login"));
+    let job = world.todo_job(TodoId(1));
+    engine.sync_record(std::slice::from_ref(&job)).await.unwrap();
+    engine.sync_record(std::slice::from_ref(&job)).await.unwrap();
+    assert_eq!(world.tracker.items().len(), 1);
+    let pair = store.get(&PairKey { route: RouteId("web".into()), todo: TodoId(1) }).await.unwrap().unwrap();
+    assert!(pair.is_linked());
+}
