@@ -489,9 +489,16 @@ impl Route {
         self.lists.iter().flat_map(|m| m.components.iter().cloned()).collect()
     }
 
-    /// The Jira account a to-do's assignees map to: the first mapped assignee, else triage.
+    /// The Jira account a new item for `todo` is assigned to: the first mapped assignee, else triage.
     pub fn assignee_for(&self, users: &UserTable, todo: &Todo) -> Option<JiraAccountId> {
-        todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned().or_else(|| self.triage.clone())
+        self.synced_assignee(todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned())
+            .or_else(|| self.triage.clone())
+    }
+
+    /// Assignees as the sync compares them: the triage account means "nobody in particular", so it
+    /// counts as unassigned on both sides (an unassigned to-do's item sits with triage).
+    pub fn synced_assignee(&self, account: Option<JiraAccountId>) -> Option<JiraAccountId> {
+        account.filter(|a| Some(a) != self.triage.as_ref())
     }
 
     /// The to-do's values as the tracker should hold them.
@@ -510,7 +517,7 @@ impl Route {
             title: todo.title.trim().to_owned(),
             description: crate::richtext_canon::canonical_html(&self.description.render(todo)),
             done: todo.completed,
-            assignee: self.assignee_for(users, todo),
+            assignee: self.synced_assignee(todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned()),
             due: todo.due_on,
             priority: marker.map(|m| m.priority),
             labels,
@@ -526,7 +533,7 @@ impl Route {
             title: self.title.extract(&item.summary).trim().to_owned(),
             description: item.description.clone(),
             done: item.status.is_done(),
-            assignee: item.assignee.clone(),
+            assignee: self.synced_assignee(item.assignee.clone()),
             due: item.due,
             priority: item.priority,
             labels: item.labels.intersection(&managed_labels).cloned().collect(),

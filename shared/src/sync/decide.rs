@@ -221,7 +221,7 @@ pub fn new_item(route: &Route, users: &UserTable, todo: &Todo) -> NewDevItem {
     NewDevItem {
         summary: route.summary_for(&fields.title),
         description: fields.description,
-        assignee: fields.assignee,
+        assignee: route.assignee_for(users, todo),
         priority: fields.priority,
         labels: fields.labels,
         components: fields.components,
@@ -262,7 +262,8 @@ fn write_tracker(patch: &mut DevItemPatch, route: &Route, field: Field, to: &Fie
             patch.status =
                 Some(if to.done { crate::domain::StatusCategory::Done } else { crate::domain::StatusCategory::New });
         }
-        Field::Assignee => patch.assignee = Some(to.assignee.clone()),
+        // Unassigned means "with triage" on the tracker.
+        Field::Assignee => patch.assignee = Some(to.assignee.clone().or_else(|| route.triage.clone())),
         Field::DueDate => patch.due = Some(to.due),
         Field::Priority => patch.priority = Some(to.priority),
         Field::Labels => {

@@ -105,7 +105,19 @@ pub enum Outcome {
     },
 }
 
+/// The result of one [`Apply`]: the saved pair and what Basecamp returned after a write.
+struct Applied {
+    pair: Pair,
+    writes: usize,
+    conflicts: usize,
+    written_todo: Option<Todo>,
+}
+
 impl Outcome {
+    fn applied(writes: usize, conflicts: usize) -> Self {
+        if writes > 0 { Self::Updated { writes, conflicts } } else { Self::Recorded { conflicts } }
+    }
+
     /// Our own write came back (or nothing we sync changed) and was dropped.
     pub fn is_echo(&self) -> bool {
         matches!(self, Self::Skipped(Skip::Unchanged))
@@ -180,7 +192,7 @@ impl Engine {
     async fn run(
         &self,
         route: &Route,
-        changed: Side,
+        mut changed: Side,
         pair: Option<Pair>,
         project: crate::domain::ProjectId,
         todo_id: crate::domain::TodoId,
@@ -205,8 +217,10 @@ impl Engine {
             reads.todo = todo.map_or(Fresh::Gone, Fresh::Found);
             reads.item = item.map_or(Fresh::Gone, Fresh::Found);
         }
-        // decide asks for at most one read per side, so three rounds always reach a verdict.
-        for _ in 0..3 {
+        let mut done: Option<(usize, usize)> = None;
+        // decide asks for at most one read per side, plus one follow-up round after a Basecamp write:
+        // five rounds always reach a verdict.
+        for _ in 0..5 {
             let plan = decide(&DecideInput {
                 route,
                 users,
@@ -229,6 +243,9 @@ impl Engine {
                     reads.item = i.map_or(Fresh::Gone, Fresh::Found);
                 }
                 Plan::Skip(skip) => {
+                    if let Some((writes, conflicts)) = done {
+                        return Ok(Some(Outcome::applied(writes, conflicts)));
+                    }
                     self.note(Some(&route.id), &subject, delivery, &skip).await?;
                     return Ok(Some(Outcome::Skipped(skip)));
                 }
@@ -239,8 +256,27 @@ impl Engine {
                     return self.create(route, pair, todo, *draft, delivery).await;
                 }
                 Plan::Apply(apply) => {
-                    let Some(pair) = pair else { return Ok(None) };
-                    return self.apply(route, pair, *apply, delivery).await;
+                    let Some(p) = pair.take() else { return Ok(None) };
+                    let applied = self.apply(route, p, *apply, delivery).await?;
+                    let (writes, conflicts) = done.unwrap_or((0, 0));
+                    done = Some((writes + applied.writes, conflicts + applied.conflicts));
+                    let follow_up =
+                        applied.written_todo.filter(|t| route.project_todo(users, t) != applied.pair.snapshot.todo);
+                    pair = Some(applied.pair);
+                    match follow_up {
+                        // What we wrote to Basecamp changed values derived from the to-do (a title's
+                        // priority marker, the description that embeds it): carry them across now
+                        // rather than on the webhook our own write will cause.
+                        Some(todo) => {
+                            reads.todo = Fresh::Found(todo);
+                            reads.item = Fresh::NotFetched;
+                            changed = Side::Basecamp;
+                        }
+                        None => {
+                            let (writes, conflicts) = done.unwrap_or((0, 0));
+                            return Ok(Some(Outcome::applied(writes, conflicts)));
+                        }
+                    }
                 }
             }
         }
@@ -431,7 +467,7 @@ impl Engine {
         mut pair: Pair,
         mut apply: Apply,
         delivery: Option<&DeliveryId>,
-    ) -> Result<Option<Outcome>, SyncError> {
+    ) -> Result<Applied, SyncError> {
         let subject = pair.key().to_string();
         let now = self.clock.now();
         for c in &apply.conflicts {
@@ -448,16 +484,19 @@ impl Engine {
             };
             self.conflicts.record(&conflict).await?;
         }
-        let Some(item_ref) = pair.item.clone() else { return Ok(None) };
-        if !apply.item.is_empty() {
+        if let Some(item_ref) = pair.item.clone().filter(|_| !apply.item.is_empty()) {
             self.update_item_with_fallback(route, &item_ref, &mut apply, &subject, delivery).await?;
         }
-        if !apply.todo.is_empty() {
-            self.basecamp
-                .update_todo(pair.project, pair.todo, &apply.todo)
-                .await
-                .map_err(SyncError::upstream(Side::Basecamp))?;
-        }
+        let written_todo = if apply.todo.is_empty() {
+            None
+        } else {
+            Some(
+                self.basecamp
+                    .update_todo(pair.project, pair.todo, &apply.todo)
+                    .await
+                    .map_err(SyncError::upstream(Side::Basecamp))?,
+            )
+        };
         let writes = apply.writes();
         let conflicts = apply.conflicts.len();
         let fields = describe_writes(&apply);
@@ -476,7 +515,7 @@ impl Engine {
         }
         let action = if writes > 0 { "updated" } else { "recorded" };
         self.record(Some(&route.id), &subject, delivery, action, &detail).await?;
-        Ok(Some(if writes > 0 { Outcome::Updated { writes, conflicts } } else { Outcome::Recorded { conflicts } }))
+        Ok(Applied { pair, writes, conflicts, written_todo })
     }
 
     /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit.
@@ -504,7 +543,7 @@ impl Engine {
                     );
                     self.record(Some(&route.id), subject, delivery, "assignee_fallback", &detail).await?;
                     apply.item.assignee = Some(next.clone());
-                    apply.snapshot.tracker.assignee = next;
+                    apply.snapshot.tracker.assignee = route.synced_assignee(next);
                 }
                 Err(e) => return Err(SyncError::upstream(Side::Tracker)(e)),
             }

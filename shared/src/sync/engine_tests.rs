@@ -7,8 +7,8 @@ use crate::domain::{
     Backlink, DevItemRef, JiraAccountId, PairKey, PairState, PersonId, RouteId, StatusCategory, Todo, TodoId,
 };
 use crate::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
-use crate::testkit::world::World;
 use crate::testkit::todo;
+use crate::testkit::world::World;
 
 use super::{MessageFate, Outcome, Skip, process_batch};
 

@@ -14,4 +14,6 @@ pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
