@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod ingest;
 pub mod ports;
 pub mod richtext_canon;
 pub mod sync;

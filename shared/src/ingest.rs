@@ -1,0 +1,301 @@
+//! Ingest: what every receiver does with one inbound request, in the local server and the Lambda
+//! functions alike — verify, parse, route, enqueue one small job. No upstream API calls and no table
+//! writes happen here, so a receiver acks in milliseconds; the mapper does the work.
+//!
+//! Bad input changes nothing: every rejection happens before the queue is touched.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use tracing::info;
+
+use crate::domain::{DeliveryId, JiraProjectKey, Job, ProjectId, Route, RouteId};
+use crate::ports::{JobQueue, Sent, StoreError};
+use crate::webhook::basecamp::BasecampTarget;
+use crate::webhook::jira::JiraEvent;
+use crate::webhook::verify::{check_route_token, route_token};
+use crate::webhook::{self, Headers, WebhookError};
+
+/// What a receiver needs: the routes, the server key for Basecamp route tokens, the signing secrets.
+pub struct Receivers {
+    routes: Vec<RouteEntry>,
+    webhook_key: SecretString,
+    jira_secret: Option<SecretString>,
+    bitbucket_secret: Option<SecretString>,
+}
+
+struct RouteEntry {
+    id: RouteId,
+    project: ProjectId,
+    jira_project: JiraProjectKey,
+}
+
+/// A request that was accepted (answer 2xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// A job was queued (or the same delivery already was: `duplicate`).
+    Enqueued { delivery: DeliveryId, duplicate: bool },
+    /// Genuine, but nothing we sync: an unrouted project, an event kind we do not follow.
+    Ignored { reason: String },
+}
+
+/// Why a request was not accepted. [`IngestError::status`] is the one place mapping it to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Rejected(#[from] WebhookError),
+    /// This deployment has no secret for the source (it is not configured): 404, like an unknown route.
+    #[error("{0} webhooks are not configured")]
+    NotConfigured(&'static str),
+    /// The queue could not take the job: the source should retry (5xx).
+    #[error("could not enqueue: {0}")]
+    Queue(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Rejected(e) => e.status(),
+            Self::NotConfigured(_) => 404,
+            Self::Queue(_) => 503,
+        }
+    }
+    /// A short reason safe for a response body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Rejected(e) => e.reason(),
+            Self::NotConfigured(_) => "not found",
+            Self::Queue(_) => "temporarily unavailable",
+        }
+    }
+}
+
+impl Receivers {
+    pub fn new(
+        routes: &[Route],
+        webhook_key: SecretString,
+        jira_secret: Option<SecretString>,
+        bitbucket_secret: Option<SecretString>,
+    ) -> Self {
+        let routes = routes
+            .iter()
+            .map(|r| {
+                let crate::ports::TrackerTarget::Jira { project, .. } = &r.target;
+                RouteEntry { id: r.id.clone(), project: r.project, jira_project: project.clone() }
+            })
+            .collect();
+        Self { routes, webhook_key, jira_secret, bitbucket_secret }
+    }
+
+    /// The token in route `id`'s Basecamp webhook URL (`…/basecamp/<token>`).
+    pub fn route_token(&self, id: &RouteId) -> String {
+        route_token(&self.webhook_key, id)
+    }
+
+    /// `POST /basecamp/{token}`: Basecamp webhooks are unsigned, so the URL's secret token names the route.
+    #[tracing::instrument(skip_all, fields(source = "basecamp"))]
+    pub async fn basecamp(
+        &self,
+        queue: &dyn JobQueue,
+        token: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        webhook::check_size(body)?;
+        // Compare against every route (constant time each), so timing does not tell which route is near.
+        let mut found = None;
+        for r in &self.routes {
+            if check_route_token(&self.webhook_key, &r.id, token) {
+                found = Some(r);
+            }
+        }
+        let route = found.ok_or(WebhookError::UnknownRoute)?;
+        let d = webhook::basecamp::ingest(body)?;
+        let todo = match d.event.target {
+            BasecampTarget::Todo { todo } => todo,
+            BasecampTarget::TodoComment { .. } | BasecampTarget::Todolist { .. } | BasecampTarget::Ignored { .. } => {
+                return Ok(ignored(format!("Basecamp {} events are not synced", d.event.kind)));
+            }
+        };
+        if d.event.bucket != route.project {
+            return Ok(ignored(format!("project {} is not route {}'s project", d.event.bucket, route.id)));
+        }
+        let job = Job::TodoChanged {
+            delivery: d.delivery,
+            route: route.id.clone(),
+            project: route.project,
+            todo,
+            event: d.event.kind,
+            received_at: now,
+        };
+        enqueue(queue, &job).await
+    }
+
+    /// `POST /jira`: signed admin webhooks.
+    #[tracing::instrument(skip_all, fields(source = "jira"))]
+    pub async fn jira(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        webhook::check_size(body)?;
+        let secret = self.jira_secret.as_ref().ok_or(IngestError::NotConfigured("Jira"))?;
+        let d = webhook::jira::ingest(headers, body, secret)?;
+        let issue = match d.event {
+            JiraEvent::Issue(issue) => issue,
+            JiraEvent::Comment(c) => return Ok(ignored(format!("Jira {} events are not synced", c.webhook_event))),
+            JiraEvent::Ignored { webhook_event } => {
+                return Ok(ignored(format!("Jira {webhook_event} events are not synced")));
+            }
+        };
+        if !self.routes.iter().any(|r| r.jira_project.as_str() == issue.key.project()) {
+            return Ok(ignored(format!("Jira project {} is not routed", issue.key.project())));
+        }
+        let job = Job::IssueChanged {
+            delivery: d.delivery,
+            issue: issue.issue_id,
+            key: issue.key,
+            event: issue.webhook_event,
+            received_at: now,
+        };
+        enqueue(queue, &job).await
+    }
+
+    /// `POST /bitbucket`: signed repository webhooks. Verified and parsed; pull-request and build
+    /// signals are not synced by this version, so genuine deliveries are acknowledged and ignored.
+    #[tracing::instrument(skip_all, fields(source = "bitbucket"))]
+    pub async fn bitbucket(&self, headers: &(impl Headers + ?Sized), body: &[u8]) -> Result<Accepted, IngestError> {
+        webhook::check_size(body)?;
+        let secret = self.bitbucket_secret.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
+        let d = webhook::bitbucket::ingest(headers, body, secret)?;
+        Ok(ignored(format!(
+            "Bitbucket delivery {} verified; pull-request and build signals are not synced yet",
+            d.delivery
+        )))
+    }
+}
+
+fn ignored(reason: String) -> Accepted {
+    info!(reason = %reason, "webhook ignored");
+    Accepted::Ignored { reason }
+}
+
+async fn enqueue(queue: &dyn JobQueue, job: &Job) -> Result<Accepted, IngestError> {
+    let body = job.to_wire().map_err(|e| StoreError::Unexpected(e.into()))?;
+    let sent = queue.send(&job.record().group_id(), job.delivery().as_str(), &body).await?;
+    info!(delivery = %job.delivery(), group = %job.record().group_id(), duplicate = sent == Sent::Duplicate, "webhook enqueued");
+    Ok(Accepted::Enqueued { delivery: job.delivery().clone(), duplicate: sent == Sent::Duplicate })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::adapters::memory::{ManualClock, MemoryJobQueue};
+    use crate::ports::JobQueue;
+    use crate::testkit::{at, route};
+    use crate::webhook::verify::sign;
+
+    fn fixture(service: &str, name: &str) -> Vec<u8> {
+        let path = format!("{}/../tests/fixtures/{service}/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The fixture to-do webhook (its project is the test route's).
+    fn basecamp_body() -> Vec<u8> {
+        let body = fixture("basecamp", "webhook-event-todo-completed.json");
+        assert!(String::from_utf8_lossy(&body).contains(&route().project.to_string()));
+        body
+    }
+
+    fn setup() -> (Receivers, MemoryJobQueue) {
+        let receivers = Receivers::new(
+            &[route()],
+            SecretString::from("server-key"),
+            Some(SecretString::from("jira-secret")),
+            Some(SecretString::from("bb-secret")),
+        );
+        (receivers, MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))))
+    }
+
+    async fn depth(q: &MemoryJobQueue) -> u64 {
+        q.depth().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_basecamp_todo_event_on_the_routes_url_enqueues_one_job() {
+        let (r, q) = setup();
+        let token = r.route_token(&route().id);
+        let accepted = r.basecamp(&q, &token, &basecamp_body(), at(0)).await.unwrap();
+        assert!(matches!(accepted, Accepted::Enqueued { duplicate: false, .. }), "{accepted:?}");
+        let again = r.basecamp(&q, &token, &basecamp_body(), at(0)).await.unwrap();
+        assert!(matches!(again, Accepted::Enqueued { duplicate: true, .. }));
+        assert_eq!(depth(&q).await, 1);
+        let msg = q.receive(1, std::time::Duration::from_secs(30)).await.unwrap();
+        let job = Job::from_wire(&msg[0].body).unwrap();
+        assert!(matches!(job, Job::TodoChanged { todo, .. } if todo.0 == 1_069_480_405));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_route_token_is_404_and_enqueues_nothing() {
+        let (r, q) = setup();
+        let err = r.basecamp(&q, "not-the-token", &basecamp_body(), at(0)).await.unwrap_err();
+        assert_eq!(err.status(), 404);
+        assert_eq!(depth(&q).await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_event_from_an_unrouted_project_is_accepted_and_ignored() {
+        let (r, q) = setup();
+        let token = r.route_token(&route().id);
+        let body = String::from_utf8(basecamp_body()).unwrap().replace(&route().project.to_string(), "1111111111");
+        let accepted = r.basecamp(&q, &token, body.as_bytes(), at(0)).await.unwrap();
+        assert!(matches!(accepted, Accepted::Ignored { .. }), "{accepted:?}");
+        assert_eq!(depth(&q).await, 0);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversize_bodies_are_rejected_before_the_queue() {
+        let (r, q) = setup();
+        let token = r.route_token(&route().id);
+        assert_eq!(r.basecamp(&q, &token, b"{not json", at(0)).await.unwrap_err().status(), 400);
+        let huge = vec![b' '; crate::webhook::MAX_BODY_BYTES + 1];
+        assert_eq!(r.basecamp(&q, &token, &huge, at(0)).await.unwrap_err().status(), 413);
+        assert_eq!(depth(&q).await, 0);
+    }
+
+    fn jira_body() -> Vec<u8> {
+        let text = String::from_utf8(fixture("jira", "cloud-webhook-issue-updated-status.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let key = v["issue"]["key"].as_str().unwrap().to_owned();
+        let project = key.split('-').next().unwrap().to_owned();
+        text.replace(&key, "WEB-7").replace(&format!("\"{project}\""), "\"WEB\"").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_signed_jira_issue_event_for_a_routed_project_enqueues_one_job() {
+        let (r, q) = setup();
+        let body = jira_body();
+        let sig = sign(&SecretString::from("jira-secret"), &body);
+        let headers = [("X-Hub-Signature", sig.as_str()), ("X-Atlassian-Webhook-Identifier", "abc-1")];
+        let accepted = r.jira(&q, &headers[..], &body, at(0)).await.unwrap();
+        assert!(matches!(accepted, Accepted::Enqueued { .. }), "{accepted:?}");
+        assert_eq!(depth(&q).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_jira_event_with_a_bad_or_missing_signature_is_401_and_enqueues_nothing() {
+        let (r, q) = setup();
+        let body = jira_body();
+        let sig = sign(&SecretString::from("another-secret"), &body);
+        let bad = [("X-Hub-Signature", sig.as_str()), ("X-Atlassian-Webhook-Identifier", "abc-1")];
+        assert_eq!(r.jira(&q, &bad[..], &body, at(0)).await.unwrap_err().status(), 401);
+        let missing = [("X-Atlassian-Webhook-Identifier", "abc-1")];
+        assert_eq!(r.jira(&q, &missing[..], &body, at(0)).await.unwrap_err().status(), 401);
+        assert_eq!(depth(&q).await, 0);
+    }
+}
