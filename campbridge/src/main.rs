@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config_cmd;
+mod server;
 
 #[derive(Debug, Parser)]
 #[command(name = "campbridge", version, about = "Two-way sync between Basecamp and Jira/Bitbucket")]
