@@ -7,9 +7,11 @@
 //! - [`config`]: `campbridge.toml`, validated with line-numbered errors.
 
 pub mod adapters;
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod ports;
+pub mod richtext;
 pub mod sync;
 
 #[cfg(any(test, feature = "testkit"))]
