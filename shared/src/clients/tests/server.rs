@@ -115,17 +115,13 @@ impl TestServer {
         Self { shared, task }
     }
 
-    /// `http://127.0.0.1:<port>`.
-    pub fn origin(&self) -> &str {
-        &self.shared.origin
-    }
-
     /// `origin` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.shared.origin)
     }
 
-    /// Queues `reply` for `method path`. A `path` with `?` must match the query too.
+    /// Queues `reply` for `method path`. A `path` with `?` matches only that query, and wins over a
+    /// route without one.
     pub fn on(&self, method: &str, path: &str, reply: Reply) -> &Self {
         let mut routes = self.shared.routes.lock().unwrap();
         match routes.iter_mut().find(|r| r.method == method && r.path == path) {
@@ -161,9 +157,10 @@ async fn handle(
     });
     let reply = {
         let mut routes = shared.routes.lock().unwrap();
-        let route = routes.iter_mut().find(|r| {
-            r.method == method.as_str() && if r.path.contains('?') { r.path == target } else { r.path == uri.path() }
-        });
+        // A route naming the query wins over one naming only the path.
+        let exact = routes.iter().position(|r| r.method == method.as_str() && r.path == target);
+        let loose = || routes.iter().position(|r| r.method == method.as_str() && r.path == uri.path());
+        let route = exact.or_else(loose).map(|i| &mut routes[i]);
         route.and_then(|r| if r.replies.len() > 1 { r.replies.pop_front() } else { r.replies.front().cloned() })
     };
     let Some(reply) = reply else {
