@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod basecamp;
+mod bitbucket;
 mod jira;
 mod server;
