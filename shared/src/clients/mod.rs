@@ -10,6 +10,8 @@
 
 pub mod basecamp;
 pub mod bitbucket;
+#[cfg(any(test, feature = "testkit"))]
+pub mod contract;
 pub mod http;
 pub mod jira;
 

@@ -29,7 +29,7 @@ fn item() -> DevItemRef {
     DevItemRef::Jira { id: JiraIssueId::parse("10305").unwrap(), key: JiraKey::parse("SEN-5").unwrap() }
 }
 
-fn target() -> TrackerTarget {
+pub fn target() -> TrackerTarget {
     TrackerTarget::Jira { project: JiraProjectKey::parse("WEB").unwrap(), issue_type: "Task".into() }
 }
 
@@ -262,7 +262,7 @@ async fn a_remote_link_without_title_names_the_field() {
     assert!(matches!(&err, ClientError::FieldRejected { field, .. } if field == "title"), "{err:?}");
 }
 
-fn draft() -> NewDevItem {
+pub fn draft() -> NewDevItem {
     NewDevItem {
         summary: "[BC][WEB] Clear and simple UI".into(),
         description: "<div>Context</div><ul><li>one</li></ul>".into(),

@@ -5,5 +5,6 @@
 
 mod basecamp;
 mod bitbucket;
+mod contract;
 mod jira;
 mod server;
