@@ -7,11 +7,12 @@
 //! - [`config`]: `campbridge.toml`, validated with line-numbered errors.
 
 pub mod adapters;
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod ingest;
 pub mod ports;
-pub mod richtext_canon;
+pub mod richtext;
 pub mod sync;
 pub mod webhook;
 

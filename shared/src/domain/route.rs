@@ -515,7 +515,7 @@ impl Route {
         }
         Fields {
             title: todo.title.trim().to_owned(),
-            description: crate::richtext_canon::canonical_html(&self.description.render(todo)),
+            description: crate::richtext::canonical_html(&self.description.render(todo)),
             done: todo.completed,
             assignee: self.synced_assignee(todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned()),
             due: todo.due_on,
