@@ -102,7 +102,7 @@ fn a_routed_todo_becomes_one_item_with_template_priority_labels_and_triage() {
     assert_eq!(draft.labels.iter().map(String::as_str).collect::<Vec<_>>(), ["bug", "escalated"]);
     assert_eq!(draft.components.iter().map(String::as_str).collect::<Vec<_>>(), ["Web"]);
     assert_eq!(draft.assignee, Some(JiraAccountId("acc-triage".into())), "no assignee → triage");
-    assert!(draft.description.contains("<p>It breaks</p>") && draft.description.contains(&t.app_url));
+    assert!(draft.description.contains("It breaks") && draft.description.contains(&t.app_url), "{}", draft.description);
     assert_eq!(draft.marker.label(), "bc-1");
 }
 
