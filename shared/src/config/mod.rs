@@ -85,6 +85,8 @@ pub struct BasecampConfig {
     pub account_id: AccountId,
     /// The API host, without the account id (default `https://3.basecampapi.com`).
     pub base_url: BaseUrl,
+    /// Where OAuth tokens are refreshed (default `https://launchpad.37signals.com`).
+    pub launchpad_url: BaseUrl,
     /// Sent on every request; Basecamp requires an app name and a contact, `app (contact)`.
     pub user_agent: String,
     pub access_token: SecretRef,

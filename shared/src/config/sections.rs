@@ -14,6 +14,8 @@ use super::{
 use crate::domain::{AccountId, JiraAccountId, RepoRef, UnknownWord};
 
 pub(super) const BASECAMP_BASE_URL: &str = "https://3.basecampapi.com";
+/// Basecamp's OAuth server (tokens are refreshed at `{launchpad_url}/authorization/token`).
+pub(super) const LAUNCHPAD_URL: &str = "https://launchpad.37signals.com";
 pub(super) const BITBUCKET_BASE_URL: &str = "https://api.bitbucket.org/2.0";
 pub(super) const JIRA_CLOUD_API: &str = "https://api.atlassian.com/ex/jira";
 
@@ -165,7 +167,16 @@ pub(super) fn store(ctx: &mut Ctx, root: &Section<'_>) -> StoreConfig {
 pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfig> {
     sec.check_keys(
         ctx,
-        &["account_id", "base_url", "user_agent", "client_id", "client_secret", "access_token", "refresh_token"],
+        &[
+            "account_id",
+            "base_url",
+            "launchpad_url",
+            "user_agent",
+            "client_id",
+            "client_secret",
+            "access_token",
+            "refresh_token",
+        ],
     );
     let account_id = sec.required_int(ctx, "account_id").and_then(|id| {
         if id.value > 0 {
@@ -178,6 +189,10 @@ pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfi
     let base = match sec.str(ctx, "base_url") {
         Some(text) => base_url(ctx, sec, "base_url", &text),
         None => default_url(BASECAMP_BASE_URL),
+    };
+    let launchpad = match sec.str(ctx, "launchpad_url") {
+        Some(text) => base_url(ctx, sec, "launchpad_url", &text),
+        None => default_url(LAUNCHPAD_URL),
     };
     let user_agent = sec.non_empty_str(ctx, "user_agent", true).and_then(|ua| {
         if user_agent_has_contact(&ua.value) {
@@ -222,6 +237,7 @@ pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfi
     Some(BasecampConfig {
         account_id: account_id?,
         base_url: base?,
+        launchpad_url: launchpad?,
         user_agent: user_agent?,
         access_token: access_token?.value,
         refresh,
