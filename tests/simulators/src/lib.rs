@@ -9,5 +9,6 @@
 
 pub mod basecamp;
 pub mod common;
+pub mod jira;
 
 pub use common::{Calls, DeliveryRecord, Faults, Forced429, SimError, WebhookFaults};
