@@ -8,6 +8,7 @@
 //! campbridge's view of them.
 
 pub mod basecamp;
+pub mod bitbucket;
 pub mod common;
 pub mod jira;
 

@@ -1,6 +1,7 @@
 //! Pieces every simulator shares: the HTTP server lifecycle, per-endpoint call counting, fault
 //! injection, webhook delivery (with signing, retries and delivery faults) and small JSON helpers.
 
+pub mod basic_auth;
 pub mod calls;
 pub mod control;
 pub mod faults;

@@ -55,14 +55,14 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and waits (at most one second) for in-flight requests.
+    /// Stops accepting connections and waits (at most 250 ms) for in-flight requests.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             // The receiver is gone only if the server already stopped.
             stop.send(()).ok();
         }
         if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err()
+            && tokio::time::timeout(Duration::from_millis(250), &mut task).await.is_err()
         {
             task.abort();
         }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::common::basic_auth::decode_basic;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,7 +11,6 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::{Extension, Json, Router};
-use base64_lite::decode_basic;
 use serde_json::{Value, json};
 
 use super::state::{JiraError, State as JiraState};
@@ -53,32 +53,6 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .with_state(sim.clone());
     api.merge(control::router(sim))
         .fallback(|| async { JiraError::messages(StatusCode::NOT_FOUND, "The requested resource could not be found.") })
-}
-
-/// Minimal Basic-auth decoding (no extra crate for one header).
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    /// Decodes `Basic <base64(user:pass)>` into `(user, pass)`.
-    pub fn decode_basic(header: &str) -> Option<(String, String)> {
-        let encoded = header.strip_prefix("Basic ")?.trim().trim_end_matches('=');
-        let mut bits: u32 = 0;
-        let mut count = 0;
-        let mut out = Vec::new();
-        for byte in encoded.bytes() {
-            let value = ALPHABET.iter().position(|c| *c == byte)? as u32;
-            bits = (bits << 6) | value;
-            count += 6;
-            if count >= 8 {
-                count -= 8;
-                out.push((bits >> count) as u8);
-                bits &= (1 << count) - 1;
-            }
-        }
-        let text = String::from_utf8(out).ok()?;
-        let (user, pass) = text.split_once(':')?;
-        Some((user.to_owned(), pass.to_owned()))
-    }
 }
 
 async fn gate(State(sim): Sim, mut request: Request, next: Next) -> Response {
