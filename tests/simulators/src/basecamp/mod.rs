@@ -1,0 +1,360 @@
+//! Basecamp simulator: the bc3 API under `/{account_id}`, the Launchpad OAuth endpoints, unsigned
+//! thin webhooks per project, the 50-requests-per-10-s rate limit, full-replacement to-do PUTs and
+//! silent webhook deactivation after repeated failed deliveries.
+
+mod control;
+mod render;
+mod routes;
+mod state;
+mod webhooks;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use render::Ctx;
+pub use state::TodoWrite;
+
+use crate::common::webhooks::DeliveryObserver;
+use crate::common::{
+    CallCounter, Calls, DeliveryRecord, Dispatcher, Faults, RetryPolicy, Server, SharedFaults, SimError,
+};
+use state::{State, Token};
+
+/// Account id of the documented examples, used by default.
+pub const ACCOUNT_ID: i64 = 195_539_477;
+/// Seeded project "The Leto Laptop".
+pub const PROJECT_ID: i64 = 2_085_958_505;
+/// The seeded project's to-do set.
+pub const TODOSET_ID: i64 = 1_069_479_829;
+/// Victor Cooper, the account owner; the default actor of control-API actions.
+pub const VICTOR: i64 = 1_049_715_913;
+/// Annie Bryan.
+pub const ANNIE: i64 = 1_049_715_938;
+/// Cheryl Walters.
+pub const CHERYL: i64 = 1_049_715_939;
+/// Jared Davis.
+pub const JARED: i64 = 1_049_715_940;
+/// The integration's own person, owner of the default access token.
+pub const SYNC_BOT: i64 = 1_049_716_000;
+/// Default access token (owned by [`SYNC_BOT`]).
+pub const ACCESS_TOKEN: &str = "bc-sim-access-token";
+/// Default refresh token.
+pub const REFRESH_TOKEN: &str = "bc-sim-refresh-token";
+/// Default OAuth client id.
+pub const CLIENT_ID: &str = "bc-sim-client";
+/// Default OAuth client secret.
+pub const CLIENT_SECRET: &str = "bc-sim-client-secret";
+/// The seeded to-do lists.
+pub const SEEDED_LISTS: [&str; 3] = ["Sprint 1", "Bugs", "Backlog"];
+
+/// A fixed-window-free rate limit: at most `requests` within any `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub requests: usize,
+    /// Window length.
+    pub window: Duration,
+}
+
+/// Start-up options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Account id in every API path.
+    pub account_id: i64,
+    /// Access tokens accepted at start (all owned by [`SYNC_BOT`]).
+    pub access_tokens: Vec<String>,
+    /// Refresh token accepted by `/authorization/token`.
+    pub refresh_token: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Page size of paginated collections (Basecamp's first page holds 15).
+    pub page_size: usize,
+    /// Rate limit across all API requests (Basecamp: 50 per 10 s per IP); `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Consecutive failed deliveries after which a webhook is deactivated.
+    pub deactivate_after_failures: u32,
+    /// Receiver timeout per delivery.
+    pub webhook_timeout: Duration,
+    /// Origin used for `app_url` values.
+    pub app_origin: String,
+    /// Seed the default people, project and lists.
+    pub seed: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            account_id: ACCOUNT_ID,
+            access_tokens: vec![ACCESS_TOKEN.to_owned()],
+            refresh_token: REFRESH_TOKEN.to_owned(),
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+            page_size: 15,
+            rate_limit: Some(RateLimit { requests: 50, window: Duration::from_secs(10) }),
+            deactivate_after_failures: 10,
+            webhook_timeout: Duration::from_secs(10),
+            app_origin: "https://3.basecamp.com".to_owned(),
+            seed: true,
+        }
+    }
+}
+
+/// A partial edit made "as a person" through the control API: only the given fields change
+/// (the simulator does the read-merge-replace a client would have to do).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TodoEdit {
+    pub content: Option<String>,
+    pub description: Option<String>,
+    pub due_on: Option<String>,
+    pub clear_due_on: bool,
+    pub assignee_ids: Option<Vec<i64>>,
+}
+
+pub(crate) struct Inner {
+    pub ctx: Ctx,
+    pub opts: Options,
+    pub state: Mutex<State>,
+    pub calls: CallCounter,
+    pub faults: SharedFaults,
+    pub dispatcher: Dispatcher,
+    rate: StdMutex<VecDeque<Instant>>,
+}
+
+/// A running Basecamp simulator. Dropping it stops the server.
+pub struct Simulator {
+    inner: Arc<Inner>,
+    server: Server,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("basecamp::Simulator").field("base_url", &self.base_url()).finish()
+    }
+}
+
+impl Inner {
+    /// Counts this request against the rate limit; `Some(retry_after_secs)` when refused.
+    pub fn rate_limited(&self) -> Option<u64> {
+        let limit = self.opts.rate_limit?;
+        let now = Instant::now();
+        let mut window = self.rate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while window.front().is_some_and(|at| now.duration_since(*at) >= limit.window) {
+            window.pop_front();
+        }
+        if window.len() >= limit.requests {
+            let oldest = window.front().copied().unwrap_or(now);
+            let wait = limit.window.saturating_sub(now.duration_since(oldest));
+            return Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1));
+        }
+        window.push_back(now);
+        None
+    }
+
+    /// Renders and queues webhook deliveries for `events`.
+    pub fn emit(&self, state: &mut State, events: Vec<state::Event>) {
+        for event in events {
+            webhooks::emit(self, state, event);
+        }
+    }
+}
+
+fn seed(ctx: &Ctx, state: &mut State, opts: &Options) {
+    let people: [(i64, &str, &str, &str, bool); 8] = [
+        (VICTOR, "Victor Cooper", "victor@honchodesign.com", "Chief Strategist", true),
+        (ANNIE, "Annie Bryan", "annie@honchodesign.com", "Central Markets Manager", false),
+        (CHERYL, "Cheryl Walters", "cheryl@honchodesign.com", "Senior Designer", false),
+        (JARED, "Jared Davis", "jared@honchodesign.com", "Developer", false),
+        (1_049_715_942, "Josh Fiske", "josh@honchodesign.com", "Developer", false),
+        (1_049_715_943, "Nicole Katz", "nicole@honchodesign.com", "Producer", false),
+        (1_049_715_944, "Steve Marsh", "steve@honchodesign.com", "QA Lead", false),
+        (SYNC_BOT, "Campbridge Sync", "campbridge@honchodesign.com", "Integration", false),
+    ];
+    let fixture_victor = render::person_from_fixture();
+    for (id, name, email, title, admin) in people {
+        let person = if id == VICTOR && fixture_victor.is_object() {
+            fixture_victor.clone()
+        } else {
+            render::new_person(ctx, id, name, email, title, admin)
+        };
+        state.people.insert(id, person);
+    }
+    for token in &opts.access_tokens {
+        state.tokens.insert(token.clone(), Token { person_id: SYNC_BOT, expired: false });
+    }
+    state.refresh_tokens.insert(opts.refresh_token.clone(), SYNC_BOT);
+    if !opts.seed {
+        return;
+    }
+    let project = state.create_project("The Leto Laptop", "Laptop product launch.", Some(PROJECT_ID), Some(TODOSET_ID));
+    for name in SEEDED_LISTS {
+        // Seeding cannot fail: the project exists and the names are not blank.
+        state.create_todolist(project, name, "", VICTOR).ok();
+    }
+}
+
+impl Simulator {
+    /// Starts a simulator on `127.0.0.1:0`.
+    pub async fn start(opts: Options) -> Result<Self, SimError> {
+        let listener = Server::bind().await?;
+        let origin = format!("http://{}", listener.local_addr()?);
+        let ctx = Ctx { origin, account_id: opts.account_id, app_origin: opts.app_origin.clone() };
+        let mut state = State::new(1_069_490_000);
+        seed(&ctx, &mut state, &opts);
+        let client = Dispatcher::client()?;
+        let faults = SharedFaults::default();
+        let policy = RetryPolicy {
+            max_retries: 0,
+            retry_statuses: Vec::new(),
+            retry_5xx: false,
+            timeout: opts.webhook_timeout,
+            backoff: Duration::ZERO,
+            attempt_header: None,
+        };
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let observer: Arc<dyn DeliveryObserver> = Arc::new(webhooks::Observer(weak.clone()));
+            Inner {
+                ctx,
+                opts,
+                state: Mutex::new(state),
+                calls: CallCounter::default(),
+                faults: faults.clone(),
+                dispatcher: Dispatcher::start(client, policy, faults, observer),
+                rate: StdMutex::new(VecDeque::new()),
+            }
+        });
+        let server = Server::serve(listener, routes::router(inner.clone()))?;
+        Ok(Self { inner, server })
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(mut self) {
+        self.server.shutdown().await;
+    }
+
+    /// `http://127.0.0.1:<port>/{account_id}`: the API base URL.
+    pub fn base_url(&self) -> String {
+        self.inner.ctx.base_url()
+    }
+
+    /// `http://127.0.0.1:<port>`: where `/authorization/token` and `/authorization.json` live.
+    pub fn launchpad_url(&self) -> String {
+        self.inner.ctx.origin.clone()
+    }
+
+    /// `http://127.0.0.1:<port>/_control`.
+    pub fn control_url(&self) -> String {
+        format!("{}/_control", self.inner.ctx.origin)
+    }
+
+    /// The account id.
+    pub fn account_id(&self) -> i64 {
+        self.inner.opts.account_id
+    }
+
+    /// The first configured access token.
+    pub fn access_token(&self) -> String {
+        self.inner.opts.access_tokens.first().cloned().unwrap_or_default()
+    }
+
+    /// Request counts per endpoint.
+    pub fn calls(&self) -> Calls {
+        self.inner.calls.snapshot()
+    }
+
+    /// Forgets the request counts.
+    pub fn reset_calls(&self) {
+        self.inner.calls.reset();
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.inner.faults.set(faults);
+    }
+
+    /// The injected faults.
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.get()
+    }
+
+    /// Every webhook delivery attempt so far.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.inner.dispatcher.log()
+    }
+
+    /// Waits until every queued webhook delivery has been attempted.
+    pub async fn settle(&self) {
+        self.inner.dispatcher.settle().await;
+    }
+
+    /// Sends deliveries held by a reorder fault, newest first.
+    pub fn release_held(&self) {
+        self.inner.dispatcher.release_held();
+    }
+
+    /// Id of the seeded (or any named) to-do list.
+    pub async fn list_id(&self, name: &str) -> Option<i64> {
+        self.inner.state.lock().await.todolists.values().find(|list| list.name == name).map(|list| list.id)
+    }
+
+    /// Any record rendered as the API would (`kind`: projects, todosets, todolists, todos,
+    /// comments, webhooks, people).
+    pub async fn record(&self, kind: &str, id: i64) -> Option<Value> {
+        control::record(&self.inner, kind, id).await
+    }
+
+    /// Creates a project with a to-do set; returns its id.
+    pub async fn create_project(&self, name: &str) -> i64 {
+        self.inner.state.lock().await.create_project(name, "", None, None)
+    }
+
+    /// Creates a to-do list as `actor`.
+    pub async fn create_todolist(&self, project_id: i64, name: &str, actor: i64) -> Result<i64, SimError> {
+        control::create_todolist(&self.inner, project_id, name, actor).await
+    }
+
+    /// Creates a to-do as `actor` (fires `todo_created`, and `todo_assignment_changed` when assigned).
+    pub async fn create_todo(&self, list_id: i64, write: TodoWrite, actor: i64) -> Result<i64, SimError> {
+        control::create_todo(&self.inner, list_id, write, actor).await
+    }
+
+    /// Edits only the given fields of a to-do as `actor`.
+    pub async fn edit_todo(&self, id: i64, edit: TodoEdit, actor: i64) -> Result<(), SimError> {
+        control::edit_todo(&self.inner, id, edit, actor).await
+    }
+
+    /// Completes a to-do as `actor`.
+    pub async fn complete_todo(&self, id: i64, actor: i64) -> Result<(), SimError> {
+        control::set_completed(&self.inner, id, true, actor).await
+    }
+
+    /// Uncompletes a to-do as `actor`.
+    pub async fn uncomplete_todo(&self, id: i64, actor: i64) -> Result<(), SimError> {
+        control::set_completed(&self.inner, id, false, actor).await
+    }
+
+    /// Replaces a to-do's assignees as `actor`.
+    pub async fn assign_todo(&self, id: i64, assignee_ids: Vec<i64>, actor: i64) -> Result<(), SimError> {
+        let edit = TodoEdit { assignee_ids: Some(assignee_ids), ..TodoEdit::default() };
+        control::edit_todo(&self.inner, id, edit, actor).await
+    }
+
+    /// Comments on a recording as `actor`; returns the comment id.
+    pub async fn comment(&self, recording_id: i64, content: &str, actor: i64) -> Result<i64, SimError> {
+        control::comment(&self.inner, recording_id, content, actor).await
+    }
+
+    /// Marks an access token expired (requests with it get 401 until refreshed).
+    pub async fn expire_token(&self, token: &str) {
+        if let Some(found) = self.inner.state.lock().await.tokens.get_mut(token) {
+            found.expired = true;
+        }
+    }
+}
