@@ -4,10 +4,21 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS := --locked
 
-.PHONY: help test lint fmt check-fmt clippy unit run config-check
+.PHONY: help test lint fmt check-fmt clippy unit run demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+run: ## Local mode: serve ./campbridge.toml if present, else the demo against the built-in simulators
+	@if [ -f campbridge.toml ]; then \
+		$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- serve --config campbridge.toml; \
+	else \
+		echo "No campbridge.toml here: running the demo against the built-in simulators (Ctrl-C to stop)."; \
+		$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- demo; \
+	fi
+
+demo: ## The demo story once, then exit
+	$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- demo --exit
 
 test: check-fmt clippy unit ## Format check, clippy -D warnings, every test
 

@@ -48,11 +48,13 @@ fn respond(result: Result<Accepted, IngestError>, app: &App) -> Response {
     match result {
         Ok(Accepted::Enqueued { delivery, duplicate }) => {
             app.wake.notify_waiters();
-            let body = serde_json::json!({ "status": "accepted", "delivery": delivery.as_str(), "duplicate": duplicate });
+            let body =
+                serde_json::json!({ "status": "accepted", "delivery": delivery.as_str(), "duplicate": duplicate });
             (StatusCode::ACCEPTED, axum::Json(body)).into_response()
         }
         Ok(Accepted::Ignored { reason }) => {
-            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "status": "ignored", "reason": reason }))).into_response()
+            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "status": "ignored", "reason": reason })))
+                .into_response()
         }
         Err(e) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -87,7 +89,13 @@ pub struct Stats {
 }
 
 /// One mapper worker: receive a batch, sync it, settle every message; sleep until woken or polled.
-pub async fn worker(engine: Engine, queue: Arc<dyn JobQueue>, wake: Arc<Notify>, stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
+pub async fn worker(
+    engine: Engine,
+    queue: Arc<dyn JobQueue>,
+    wake: Arc<Notify>,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     loop {
         if *stop.borrow() {
@@ -136,7 +144,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles = Vec::new();
     for _ in 0..workers.max(1) {
-        handles.push(tokio::spawn(worker(engine.clone(), app.queue.clone(), app.wake.clone(), stats.clone(), stop_rx.clone())));
+        handles.push(tokio::spawn(worker(
+            engine.clone(),
+            app.queue.clone(),
+            app.wake.clone(),
+            stats.clone(),
+            stop_rx.clone(),
+        )));
     }
     let addr: SocketAddr = listener.local_addr()?;
     info!(%addr, "listening");

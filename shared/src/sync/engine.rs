@@ -164,7 +164,7 @@ impl Engine {
         let delivery = Some(first.delivery().clone());
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
         // decide again, a bounded number of times.
-        for _ in 0..3 {
+        for _ in 0..5 {
             let (route_id, changed, pair, project, todo_id) = match first.record() {
                 RecordRef::Todo { route, project, todo } => {
                     let pair = self.pairs.get(&crate::domain::PairKey { route: route.clone(), todo }).await?;
@@ -257,7 +257,10 @@ impl Engine {
                 }
                 Plan::Apply(apply) => {
                     let Some(p) = pair.take() else { return Ok(None) };
-                    let applied = self.apply(route, p, *apply, delivery).await?;
+                    // Another worker saved the pair first (its event is for the same pair, from the
+                    // other side): start over from the stored pair. Writes already made are equal to
+                    // what the fresh reads will show, so the new round does not repeat them.
+                    let Some(applied) = self.apply(route, p, *apply, delivery).await? else { return Ok(None) };
                     let (writes, conflicts) = done.unwrap_or((0, 0));
                     done = Some((writes + applied.writes, conflicts + applied.conflicts));
                     let follow_up =
@@ -467,7 +470,7 @@ impl Engine {
         mut pair: Pair,
         mut apply: Apply,
         delivery: Option<&DeliveryId>,
-    ) -> Result<Applied, SyncError> {
+    ) -> Result<Option<Applied>, SyncError> {
         let subject = pair.key().to_string();
         let now = self.clock.now();
         for c in &apply.conflicts {
@@ -504,7 +507,11 @@ impl Engine {
         pair.open_conflicts = apply.open_conflicts;
         pair.todo_seen_at = apply.todo_seen_at;
         pair.item_seen_at = apply.item_seen_at;
-        self.save(&mut pair).await?;
+        pair.updated_at = self.clock.now();
+        match self.pairs.replace(&pair).await? {
+            Replaced::Replaced(v) => pair.version = v,
+            Replaced::Stale(_) => return Ok(None),
+        }
         let mut detail = if fields.is_empty() { "snapshot updated; no writes needed".to_owned() } else { fields };
         for note in &apply.notes {
             detail.push_str("; ");
@@ -515,7 +522,7 @@ impl Engine {
         }
         let action = if writes > 0 { "updated" } else { "recorded" };
         self.record(Some(&route.id), &subject, delivery, action, &detail).await?;
-        Ok(Applied { pair, writes, conflicts, written_todo })
+        Ok(Some(Applied { pair, writes, conflicts, written_todo }))
     }
 
     /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit.
