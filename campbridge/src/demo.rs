@@ -78,6 +78,9 @@ pub struct Stack {
     pub urls: Vec<(String, String)>,
     pub stats: Arc<Stats>,
     pub route: RouteId,
+    opts: StackOptions,
+    secrets: Arc<dyn SecretStore>,
+    addr: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -214,31 +217,13 @@ impl Stack {
             ("bitbucket-webhook-secret", BITBUCKET_WEBHOOK_SECRET),
         ]));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = wiring::open_store(&config, clock.clone())?;
-        let mut wired = wiring::wire(&config, store.clone(), secrets.clone(), clock, "local-1").await?;
-        let mut settings = (*wired.engine.settings).clone();
-        settings.lease = Duration::from_secs(opts.lease_secs);
-        wired.engine.settings = Arc::new(settings);
-
+        let store = wiring::open_store(&config, clock)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let server_url = format!("http://{}", listener.local_addr()?);
-        let urls = wiring::webhook_urls(&config, &wired.receivers, &server_url);
+        let addr = listener.local_addr()?;
+        let server_url = format!("http://{addr}");
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::run(
-            listener,
-            wired.app.clone(),
-            wired.engine.clone(),
-            opts.workers,
-            stats.clone(),
-            async {
-                // Stop when told, or when the stack is dropped (the sender goes away).
-                let _stopped = rx.await;
-            },
-        ));
-
         let route = config.routes.first().map(|r| r.id.clone()).context("the demo config has a route")?;
-        let stack = Self {
+        let mut stack = Self {
             basecamp,
             jira,
             bitbucket,
@@ -246,21 +231,63 @@ impl Stack {
             config_text: text,
             store,
             server_url,
-            urls,
+            urls: Vec::new(),
             stats,
             route,
-            shutdown: Some(tx),
-            server: Some(server),
+            opts,
+            secrets,
+            addr,
+            shutdown: None,
+            server: None,
         };
-        stack.register_webhooks(secrets.as_ref(), &wired.receivers).await?;
+        let receivers = stack.launch(listener, "local-1").await?;
+        stack.urls = wiring::webhook_urls(&stack.config, &receivers, &stack.server_url);
+        stack.register_webhooks(&receivers).await?;
         Ok(stack)
     }
 
-    async fn register_webhooks(
-        &self,
-        _secrets: &dyn SecretStore,
-        receivers: &shared::ingest::Receivers,
-    ) -> anyhow::Result<()> {
+    /// Wires a server over the stack's store and starts it with its workers on `listener`.
+    async fn launch(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        worker: &str,
+    ) -> anyhow::Result<Arc<shared::ingest::Receivers>> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut wired = wiring::wire(&self.config, self.store.clone(), self.secrets.clone(), clock, worker).await?;
+        let mut settings = (*wired.engine.settings).clone();
+        settings.lease = Duration::from_secs(self.opts.lease_secs);
+        wired.engine.settings = Arc::new(settings);
+        let (tx, rx) = oneshot::channel::<()>();
+        let stop = async {
+            // Stop when told, or when the stack is dropped (the sender goes away).
+            let _stopped = rx.await;
+        };
+        let run = server::run(listener, wired.app, wired.engine, self.opts.workers, self.stats.clone(), stop);
+        self.server = Some(tokio::spawn(run));
+        self.shutdown = Some(tx);
+        Ok(wired.receivers)
+    }
+
+    /// Stops the server (as a crash or a deploy would) and starts a fresh one, as worker `worker`, on the
+    /// same address and SQLite file.
+    pub async fn restart(&mut self, worker: &str) -> anyhow::Result<()> {
+        self.stop_server().await?;
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.launch(listener, worker).await?;
+        Ok(())
+    }
+
+    async fn stop_server(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _already_stopped = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await??;
+        }
+        Ok(())
+    }
+
+    async fn register_webhooks(&self, receivers: &shared::ingest::Receivers) -> anyhow::Result<()> {
         // Basecamp: through the real client, per routed project, with explicit types.
         let client = basecamp_client(self)?;
         for r in &self.config.routes {
@@ -296,13 +323,7 @@ impl Stack {
 
     /// Stops the server gracefully (workers finish their batch) and the simulators.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _already_stopped = tx.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.await??;
-        }
-        Ok(())
+        self.stop_server().await
     }
 
     /// Polls `check` until it yields a value, for at most `secs` seconds (webhooks and workers are

@@ -387,7 +387,8 @@ impl Engine {
         loop {
             match self.tracker.create_item(&route.target, draft).await {
                 Ok(item) => return Ok(item),
-                Err(ApiError::FieldRejected { field, message }) if field == "assignee" && draft.assignee.is_some() => {
+                Err(e) if draft.assignee.is_some() && refuses_assignee(&e) => {
+                    let message = e.to_string();
                     let next = route.triage.clone().filter(|t| Some(t) != draft.assignee.as_ref());
                     let detail = format!(
                         "the tracker refused assignee {} ({message}); {}",
@@ -537,9 +538,8 @@ impl Engine {
         loop {
             match self.tracker.update_item(item, &apply.item).await {
                 Ok(()) => return Ok(()),
-                Err(ApiError::FieldRejected { field, message })
-                    if field == "assignee" && matches!(apply.item.assignee, Some(Some(_))) =>
-                {
+                Err(e) if matches!(apply.item.assignee, Some(Some(_))) && refuses_assignee(&e) => {
+                    let message = e.to_string();
                     let refused = apply.item.assignee.clone().flatten();
                     let next = route.triage.clone().filter(|t| Some(t) != refused.as_ref());
                     let detail = format!(
@@ -599,6 +599,17 @@ impl Engine {
     /// The marker a route's item for `todo` carries.
     pub fn marker(route: &Route, todo: crate::domain::TodoId) -> SyncMarker {
         SyncMarker { route: route.id.clone(), todo }
+    }
+}
+
+/// The tracker refused the assignee: a field error naming it, or a 403 on a request that assigns (the
+/// account lacks "Assign issues", or the user cannot be assigned). The write is retried with triage, then
+/// unassigned; a 403 that persists without an assignee is a real permission problem and surfaces.
+fn refuses_assignee(e: &ApiError) -> bool {
+    match e {
+        ApiError::FieldRejected { field, .. } => field == "assignee",
+        ApiError::Forbidden(_) => true,
+        _ => false,
     }
 }
 

@@ -105,6 +105,14 @@ async fn create_issue(State(sim): Sim, Extension(caller): Extension<Caller>, bod
     let mut state = sim.state.lock().await;
     let (id, events) = state.create_issue(&body, &caller.0)?;
     sim.emit(&mut state, events);
+    if state.config.lose_create_responses > 0 {
+        state.config.lose_create_responses -= 1;
+        return Ok((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"errorMessages": ["connection reset"], "errors": {}})),
+        )
+            .into_response());
+    }
     let issue = state.issues.get(&id).ok_or_else(JiraError::no_issue)?;
     let mut response = obj(fixture(render::CREATE_RESPONSE));
     response.insert("id".into(), id.to_string().into());

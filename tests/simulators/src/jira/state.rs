@@ -80,6 +80,9 @@ pub struct Config {
     pub unassignable: BTreeSet<String>,
     /// Answer assignments of unassignable users with 403 instead of 400.
     pub unassignable_forbidden: bool,
+    /// The next N issue creations are stored and then answered 500, as when the connection breaks
+    /// after Jira committed the write (the client cannot know the issue exists).
+    pub lose_create_responses: u32,
 }
 
 /// A user.

@@ -1,0 +1,387 @@
+//! End to end through HTTP: the simulators send real webhooks to a real `serve` (receivers → SQLite queue
+//! → mapper workers → simulators' APIs), covering the validation loop and the invariants in DESIGN.md.
+
+use std::time::Duration;
+
+use campbridge::demo::{self, Stack, StackOptions};
+use campbridge_simulators::common::faults::{Faults, Forced429, WebhookFaults};
+use campbridge_simulators::{basecamp as bc, jira};
+use serde_json::Value;
+use shared::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    demo::fresh_dir(&std::env::temp_dir().join("campbridge-e2e"), name)
+}
+
+async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
+    let mut opts = StackOptions::new(dir(name));
+    edit(&mut opts);
+    Stack::start(opts).await.expect("stack starts")
+}
+
+fn todo_write(title: &str, assignees: &[i64]) -> bc::TodoWrite {
+    bc::TodoWrite { content: Some(title.into()), assignee_ids: Some(assignees.to_vec()), ..Default::default() }
+}
+
+fn summary(issue: &Value) -> String {
+    issue["fields"]["summary"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn jira_get(stack: &Stack, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", stack.jira.base_url()))
+        .basic_auth(jira::BOT_EMAIL, Some(jira::API_TOKEN))
+        .send()
+        .await
+        .expect("jira answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn basecamp_comments(stack: &Stack, todo: i64) -> Vec<Value> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/recordings/{todo}/comments.json", stack.basecamp.base_url()))
+        .bearer_auth(bc::ACCESS_TOKEN)
+        .header("User-Agent", "campbridge tests (tests@campbridge.invalid)")
+        .send()
+        .await
+        .expect("basecamp answers")
+        .json()
+        .await
+        .expect("json");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn issue_creates(stack: &Stack) -> u64 {
+    stack.jira.calls().count("POST", "/rest/api/3/issue")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_todo_becomes_exactly_one_issue_with_its_fields_and_links_both_ways() {
+    let stack = start("create", |_| {}).await;
+    let bugs = stack.list("Bugs").await.unwrap();
+    let mut write = todo_write("Checkout crashes URGENT", &[bc::JARED]);
+    write.description = Some("<div>Steps: open the cart, press pay.</div>".into());
+    write.due_on = Some("2026-12-03".into());
+    let todo = stack.basecamp.create_todo(bugs, write, bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+
+    assert_eq!(summary(&issue), "[BC][WEB] Checkout crashes URGENT");
+    let f = &issue["fields"];
+    assert_eq!(f["assignee"]["accountId"], jira::JARED);
+    assert_eq!(f["priority"]["name"], "Highest");
+    assert_eq!(f["duedate"], "2026-12-03");
+    let labels: Vec<&str> = f["labels"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for l in ["bug", "escalated", &format!("bc-{todo}")] {
+        assert!(labels.contains(&l), "{l} in {labels:?}");
+    }
+    let description = shared::richtext::adf_to_text(&f["description"]);
+    assert!(description.contains("Steps: open the cart, press pay."), "{description}");
+    assert!(description.contains(&format!("/todos/{todo}")), "the Basecamp link: {description}");
+
+    let key = issue["key"].as_str().unwrap();
+    let links = jira_get(&stack, &format!("/rest/api/3/issue/{key}/remotelink")).await;
+    assert_eq!(links.as_array().map(Vec::len), Some(1), "{links}");
+    assert!(links[0]["object"]["url"].as_str().unwrap().ends_with(&format!("/todos/{todo}")));
+    let comments = basecamp_comments(&stack, todo).await;
+    assert_eq!(comments.len(), 1, "one link comment");
+    assert!(comments[0]["content"].as_str().unwrap().contains(key));
+    assert_eq!(issue_creates(&stack), 1, "exactly one issue");
+
+    // No mapped assignee → triage.
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let plain = stack.basecamp.create_todo(sprint, todo_write("Tidy CSS", &[]), bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(plain).await.unwrap();
+    assert_eq!(issue["fields"]["assignee"]["accountId"], jira::MIA);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_update_the_linked_issue_and_a_title_from_jira_keeps_the_todos_other_fields() {
+    let stack = start("update", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut write = todo_write("Fix login", &[bc::JARED, bc::VICTOR]);
+    write.description = Some("<div>Keep me</div>".into());
+    write.due_on = Some("2026-12-09".into());
+    let todo = stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    let key = issue["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+
+    stack
+        .basecamp
+        .edit_todo(todo, bc::TodoEdit { content: Some("Fix login redirect".into()), ..Default::default() }, bc::ANNIE)
+        .await
+        .unwrap();
+    stack
+        .wait_for("the summary", 20, || async {
+            (summary(&stack.issue_of(todo).await?) == "[BC][WEB] Fix login redirect").then_some(())
+        })
+        .await
+        .unwrap();
+
+    // A developer renames it in Jira (title is owned by both): Basecamp follows with a full PUT that
+    // must keep the assignees, description and due date.
+    stack
+        .jira
+        .edit_issue(
+            &key,
+            serde_json::json!({"fields": {"summary": "[BC][WEB] Fix login redirect on Safari"}}),
+            jira::JARED,
+        )
+        .await
+        .unwrap();
+    let t = stack
+        .wait_for("the to-do title", 20, || async {
+            let t = stack.basecamp.record("todos", todo).await?;
+            (t["title"] == "Fix login redirect on Safari").then_some(t)
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let ids: Vec<i64> = t["assignees"].as_array().unwrap().iter().filter_map(|a| a["id"].as_i64()).collect();
+    assert_eq!(ids, vec![bc::JARED, bc::VICTOR], "assignees survive the title sync");
+    assert!(t["description"].as_str().unwrap().contains("Keep me"));
+    assert_eq!(t["due_on"], "2026-12-09");
+    assert_eq!(issue_creates(&stack), 1, "nothing new created");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn todos_outside_the_routes_filter_create_nothing() {
+    let stack = start("filter", |o| o.marker = Some("#dev")).await;
+    let backlog = stack.list("Backlog").await.unwrap();
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let unrouted = stack.basecamp.create_todo(backlog, todo_write("Brochure #dev", &[]), bc::ANNIE).await.unwrap();
+    let unmarked = stack.basecamp.create_todo(sprint, todo_write("Plan the offsite", &[]), bc::ANNIE).await.unwrap();
+    let marked = stack.basecamp.create_todo(sprint, todo_write("Fix search #dev", &[]), bc::ANNIE).await.unwrap();
+    stack.wait_issue(marked).await.unwrap();
+    stack.settle().await.unwrap();
+    assert!(stack.item_of(unrouted).await.is_none());
+    assert!(stack.item_of(unmarked).await.is_none());
+    assert_eq!(issue_creates(&stack), 1);
+    let audit = stack.store.recent(None, 50).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "filtered").count(), 2, "{audit:?}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_assignment_still_creates_the_issue_with_triage_and_the_audit_says_why() {
+    let stack = start("permission", |o| {
+        o.jira.unassignable.insert(jira::JARED.to_owned());
+        o.jira.unassignable_forbidden = true;
+    })
+    .await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Rotate keys", &[bc::JARED]), bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    assert_eq!(issue["fields"]["assignee"]["accountId"], jira::MIA, "triage");
+    let audit = stack.store.recent(None, 50).await.unwrap();
+    let why = audit.iter().find(|e| e.action == "assignee_fallback").expect("audited");
+    assert!(why.detail.contains(jira::JARED) && why.detail.contains("triage"), "{}", why.detail);
+    stack.stop().await.unwrap();
+}
+
+async fn conflicting_titles(policy: &'static str) -> (Stack, i64, String) {
+    let stack = start(&format!("conflict-{policy}"), |o| o.conflict_policy = policy).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    // Both sides change the title before the sync sees either change.
+    let hold = Faults { webhook: WebhookFaults { reorder_hold: 1000, ..Default::default() }, ..Default::default() };
+    stack.basecamp.set_faults(hold.clone());
+    stack.jira.set_faults(hold);
+    stack
+        .basecamp
+        .edit_todo(todo, bc::TodoEdit { content: Some("PM title".into()), ..Default::default() }, bc::ANNIE)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stack
+        .jira
+        .edit_issue(&key, serde_json::json!({"fields": {"summary": "[BC][WEB] Dev title"}}), jira::JARED)
+        .await
+        .unwrap();
+    stack.basecamp.set_faults(Faults::default());
+    stack.jira.set_faults(Faults::default());
+    stack.basecamp.release_held();
+    stack.jira.release_held();
+    stack.settle().await.unwrap();
+    (stack, todo, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_title_changed_on_both_sides_is_settled_by_the_policy_and_logged_once() {
+    let (stack, todo, _) = conflicting_titles("last-writer-wins").await;
+    let conflicts = ConflictLog::list(&stack.store, false, 10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    // The Jira edit came last.
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["title"], "Dev title");
+    assert_eq!(summary(&stack.issue_of(todo).await.unwrap()), "[BC][WEB] Dev title");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_manual_policy_neither_side_is_overwritten() {
+    let (stack, todo, _) = conflicting_titles("manual").await;
+    let conflicts = ConflictLog::list(&stack.store, true, 10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "one open conflict: {conflicts:?}");
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["title"], "PM title");
+    assert_eq!(summary(&stack.issue_of(todo).await.unwrap()), "[BC][WEB] Dev title");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_three_times_makes_one_issue_and_one_comment() {
+    let stack = start("duplicates", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    stack
+        .basecamp
+        .set_faults(Faults { webhook: WebhookFaults { duplicate: true, ..Default::default() }, ..Default::default() });
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Ship it", &[]), bc::ANNIE).await.unwrap();
+    stack.basecamp.settle().await;
+    stack.basecamp.set_faults(Faults::default());
+    // And a third time, by hand, exactly as delivered.
+    let first = stack.basecamp.deliveries().into_iter().find(|d| d.event == "todo_created").expect("delivered");
+    let resent = reqwest::Client::new().post(&first.url).json(&first.body).send().await.unwrap();
+    assert_eq!(resent.status(), 202);
+    stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(issue_creates(&stack), 1);
+    assert_eq!(basecamp_comments(&stack, todo).await.len(), 1);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_and_reordered_jira_deliveries_end_in_the_latest_state() {
+    let stack = start("reorder", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Draft", &[]), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack.jira.set_faults(Faults {
+        webhook: WebhookFaults { reorder_hold: 3, delay_ms: 50, ..Default::default() },
+        ..Default::default()
+    });
+    for title in ["First", "Second", "Third"] {
+        stack
+            .jira
+            .edit_issue(&key, serde_json::json!({"fields": {"summary": format!("[BC][WEB] {title}")}}), jira::JARED)
+            .await
+            .unwrap();
+    }
+    stack.jira.settle().await;
+    stack.jira.set_faults(Faults::default());
+    stack.settle().await.unwrap();
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["title"], "Third");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_jira_created_the_issue_and_before_the_pair_was_linked_still_yields_one_issue() {
+    let mut stack = start("crash", |o| {
+        o.jira.lose_create_responses = 1;
+        o.lease_secs = 1;
+    })
+    .await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Survive a crash", &[]), bc::ANNIE).await.unwrap();
+    stack
+        .wait_for("Jira to create the issue", 20, || async { (issue_creates(&stack) == 1).then_some(()) })
+        .await
+        .unwrap();
+    // The worker never learned the key: the pair is still PENDING. Restart as another worker.
+    stack.restart("local-2").await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(issue_creates(&stack), 1, "found by its marker, not created again");
+    assert!(issue["fields"]["labels"].as_array().unwrap().iter().any(|l| l == &format!("bc-{todo}")));
+    let audit = stack.store.recent(None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "recovered"), "{audit:?}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_story_settles_the_syncs_own_writes_cause_no_further_writes() {
+    let stack = start("no-echo", |_| {}).await;
+    let summary = demo::play(&stack).await.unwrap();
+    assert_eq!(summary.paired, 1);
+    stack.settle().await.unwrap();
+    let writes = stack.upstream_writes();
+    // Deliver every Basecamp webhook the story caused once more (Basecamp's are unsigned, so they can be
+    // replayed as delivered): each is an echo of our write or old news by now, and must write nothing.
+    let replays = stack.basecamp.deliveries();
+    assert!(!replays.is_empty());
+    for d in replays {
+        let status = reqwest::Client::new().post(&d.url).json(&d.body).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 202);
+    }
+    stack.settle().await.unwrap();
+    assert_eq!(stack.upstream_writes(), writes, "no echo writes");
+    assert!(summary.echoes_suppressed > 0, "our own writes came back and were recognised");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_basecamp_delays_jobs_by_retry_after_without_failing_or_busy_looping() {
+    let stack = start("rate-limit", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    stack.basecamp.set_faults(Faults {
+        force_429: Some(Forced429 { retry_after: 1, remaining: Some(2), html: false }),
+        ..Default::default()
+    });
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Slow down", &[]), bc::ANNIE).await.unwrap();
+    stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    let gets = stack.basecamp.calls().count("GET", "/todos/{id}.json");
+    assert!(gets <= 6, "{gets} reads of the to-do: the job waited instead of spinning");
+    assert!(stack.store.dead_letters().await.unwrap().is_empty(), "nothing failed for good");
+    assert_eq!(issue_creates(&stack), 1);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_at_the_receivers_gets_a_clear_4xx_and_changes_nothing() {
+    let stack = start("bad-input", |_| {}).await;
+    let http = reqwest::Client::new();
+    let url = &stack.server_url;
+    let token_url = &stack.urls[0].1;
+    let event = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/basecamp/webhook-event-todo-completed.json"
+    ))
+    .unwrap();
+    let jira_body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/jira/cloud-webhook-issue-updated-status.json"
+    ))
+    .unwrap();
+
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(http.post(format!("{url}/basecamp/wrong-token")).body(event.clone()).send().await.unwrap()), 404);
+    assert_eq!(
+        status(http.post(format!("{url}/jira")).body(jira_body.clone()).send().await.unwrap()),
+        401,
+        "missing signature"
+    );
+    let bad = http
+        .post(format!("{url}/jira"))
+        .header("X-Hub-Signature", format!("sha256={}", "0".repeat(64)))
+        .header("X-Atlassian-Webhook-Identifier", "x")
+        .body(jira_body.clone());
+    assert_eq!(status(bad.send().await.unwrap()), 401, "bad signature");
+    assert_eq!(status(http.post(token_url).body(vec![b' '; 1024 * 1024 + 1]).send().await.unwrap()), 413);
+    assert_eq!(status(http.post(token_url).body("{not json").send().await.unwrap()), 400);
+    let other_project = String::from_utf8(event).unwrap().replace(&bc::PROJECT_ID.to_string(), "42");
+    let r = http.post(token_url).body(other_project).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 202, "unrouted project: accepted and ignored");
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ignored");
+
+    assert_eq!(stack.store.depth().await.unwrap(), 0, "nothing enqueued");
+    assert!(PairStore::list(&stack.store, None, None, 10).await.unwrap().is_empty(), "nothing stored");
+    assert!(stack.store.recent(None, 10).await.unwrap().is_empty(), "nothing audited");
+    stack.stop().await.unwrap();
+}
