@@ -379,6 +379,20 @@ impl Stack {
         self.wait_for(&format!("the issue for to-do {todo}"), 20, || self.issue_of(todo)).await
     }
 
+    /// The plain text of every comment on Jira issue `key`.
+    pub async fn jira_comments(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let page: Value = reqwest::Client::new()
+            .get(format!("{}/rest/api/3/issue/{key}/comment", self.jira.base_url()))
+            .basic_auth(jira_sim::BOT_EMAIL, Some(jira_sim::API_TOKEN))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let comments = page["comments"].as_array().cloned().unwrap_or_default();
+        Ok(comments.iter().map(|c| shared::richtext::adf_to_text(&c["body"])).collect())
+    }
+
     /// The id of the seeded to-do list `name`.
     pub async fn list(&self, name: &str) -> anyhow::Result<i64> {
         self.basecamp.list_id(name).await.with_context(|| format!("no list {name:?} in the simulator"))
@@ -495,7 +509,19 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
     result(&format!("{key} summary is now \"{summary}\""));
     stack.settle().await?;
 
-    step(3, &format!("Jared (developer) moves {key} to Done in Jira"));
+    step(3, "Annie comments on the to-do: \"DEV: it only happens on Safari 17\" (and \"Thanks!\", which stays put)");
+    stack.basecamp.comment(todo, "<div>DEV: it only happens on Safari 17</div>", bc_sim::ANNIE).await?;
+    stack.basecamp.comment(todo, "<div>Thanks!</div>", bc_sim::ANNIE).await?;
+    let mirrored = stack
+        .wait_for("the DEV: comment in Jira", 20, || async {
+            let comments = stack.jira_comments(&key).await.ok()?;
+            comments.into_iter().find(|c| c.contains("Safari 17"))
+        })
+        .await?;
+    result(&format!("{key} has the comment: \"{}\"", mirrored.replace('\n', " ")));
+    stack.settle().await?;
+
+    step(4, &format!("Jared (developer) moves {key} to Done in Jira"));
     stack.jira.transition_issue(&key, "Done", jira_sim::JARED).await?;
     stack
         .wait_for("the to-do to be completed", 20, || async {
@@ -506,7 +532,7 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
     result("the Basecamp to-do is completed");
     stack.settle().await?;
 
-    step(4, "Annie adds \"Update the brochure\" to Backlog, a list this route does not take");
+    step(5, "Annie adds \"Update the brochure\" to Backlog, a list this route does not take");
     let other = stack
         .basecamp
         .create_todo(

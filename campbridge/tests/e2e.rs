@@ -1,6 +1,8 @@
 //! End to end through HTTP: the simulators send real webhooks to a real `serve` (receivers → SQLite queue
 //! → mapper workers → simulators' APIs), covering the validation loop and the invariants in DESIGN.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on setup failure by design
+
 use std::time::Duration;
 
 use campbridge::demo::{self, Stack, StackOptions};
@@ -383,5 +385,26 @@ async fn bad_input_at_the_receivers_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(stack.store.depth().await.unwrap(), 0, "nothing enqueued");
     assert!(PairStore::list(&stack.store, None, None, 10).await.unwrap().is_empty(), "nothing stored");
     assert!(stack.store.recent(None, 10).await.unwrap().is_empty(), "nothing audited");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_comment_crosses_to_jira_once_and_other_comments_stay_put() {
+    let stack = start("comments", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack
+        .basecamp
+        .set_faults(Faults { webhook: WebhookFaults { duplicate: true, ..Default::default() }, ..Default::default() });
+    stack.basecamp.comment(todo, "<div>DEV: stack trace in the logs</div>", bc::ANNIE).await.unwrap();
+    stack.basecamp.comment(todo, "<div>Great, thanks</div>", bc::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    stack.basecamp.set_faults(Faults::default());
+    let comments = stack.jira_comments(&key).await.unwrap();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].contains("stack trace in the logs") && !comments[0].contains("DEV:"), "{}", comments[0]);
+    assert!(comments[0].contains("Annie Bryan via Basecamp"), "{}", comments[0]);
     stack.stop().await.unwrap();
 }

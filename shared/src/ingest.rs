@@ -110,22 +110,26 @@ impl Receivers {
         }
         let route = found.ok_or(WebhookError::UnknownRoute)?;
         let d = webhook::basecamp::ingest(body)?;
-        let todo = match d.event.target {
-            BasecampTarget::Todo { todo } => todo,
-            BasecampTarget::TodoComment { .. } | BasecampTarget::Todolist { .. } | BasecampTarget::Ignored { .. } => {
-                return Ok(ignored(format!("Basecamp {} events are not synced", d.event.kind)));
-            }
-        };
         if d.event.bucket != route.project {
             return Ok(ignored(format!("project {} is not route {}'s project", d.event.bucket, route.id)));
         }
-        let job = Job::TodoChanged {
-            delivery: d.delivery,
-            route: route.id.clone(),
-            project: route.project,
-            todo,
-            event: d.event.kind,
-            received_at: now,
+        let (route_id, project, event) = (route.id.clone(), route.project, d.event.kind.clone());
+        let job = match d.event.target {
+            BasecampTarget::Todo { todo } => {
+                Job::TodoChanged { delivery: d.delivery, route: route_id, project, todo, event, received_at: now }
+            }
+            BasecampTarget::TodoComment { todo, comment } => Job::TodoCommentChanged {
+                delivery: d.delivery,
+                route: route_id,
+                project,
+                todo,
+                comment,
+                event,
+                received_at: now,
+            },
+            BasecampTarget::Todolist { .. } | BasecampTarget::Ignored { .. } => {
+                return Ok(ignored(format!("Basecamp {} events are not synced", d.event.kind)));
+            }
         };
         enqueue(queue, &job).await
     }

@@ -260,6 +260,19 @@ pub struct Comment {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub app_url: String,
+}
+
+impl Comment {
+    fn to_port(&self) -> TodoComment {
+        TodoComment {
+            id: BasecampCommentId(self.id),
+            author_name: self.creator.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            content: self.content.clone(),
+            app_url: self.app_url.clone(),
+        }
+    }
 }
 
 /// A generic recording, as `/projects/recordings.json` lists it.
@@ -767,15 +780,15 @@ impl BasecampApi for BasecampClient {
     }
 
     async fn list_comments(&self, _project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError> {
-        Ok(self
-            .comments(todo.0)
-            .await?
-            .into_iter()
-            .map(|c| TodoComment {
-                id: BasecampCommentId(c.id),
-                author_name: c.creator.map(|p| p.name).unwrap_or_default(),
-                content: c.content,
-            })
-            .collect())
+        Ok(self.comments(todo.0).await?.iter().map(Comment::to_port).collect())
+    }
+
+    async fn get_comment(
+        &self,
+        _project: ProjectId,
+        comment: BasecampCommentId,
+    ) -> Result<Option<TodoComment>, ApiError> {
+        let c: Option<Comment> = self.get_one(&format!("comments/{comment}.json")).await?;
+        Ok(c.as_ref().map(Comment::to_port))
     }
 }

@@ -20,10 +20,11 @@ use url::Url;
 
 use super::http::{self, BaseUrl, Credentials, HttpSettings, Reply, clip, nullable};
 use super::{ClientError, found};
+use crate::domain::JiraCommentId;
 use crate::domain::{
     DevItem, DevItemRef, JiraAccountId, JiraIssueId, JiraKey, NewDevItem, Priority, StatusCategory, SyncMarker,
 };
-use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi, TrackerTarget};
+use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi, TrackerComment, TrackerTarget};
 use crate::richtext;
 
 /// The issue property holding the sync marker (`{route, todo}`) on items campbridge created.
@@ -693,5 +694,28 @@ impl TrackerApi for JiraClient {
 
     async fn upsert_remote_link(&self, item: &DevItemRef, link: &RemoteLink) -> Result<(), ApiError> {
         Ok(JiraClient::upsert_remote_link(self, &issue_path(item), link).await?)
+    }
+
+    async fn add_comment(&self, item: &DevItemRef, html: &str) -> Result<JiraCommentId, ApiError> {
+        let c = JiraClient::add_comment(self, &issue_path(item), &richtext::html_to_adf(html)).await?;
+        Ok(JiraCommentId(c.id))
+    }
+
+    async fn update_comment(&self, item: &DevItemRef, comment: &JiraCommentId, html: &str) -> Result<(), ApiError> {
+        JiraClient::update_comment(self, &issue_path(item), &comment.0, &richtext::html_to_adf(html)).await?;
+        Ok(())
+    }
+
+    async fn list_comments(&self, item: &DevItemRef) -> Result<Vec<TrackerComment>, ApiError> {
+        Ok(self
+            .comments(&issue_path(item))
+            .await?
+            .into_iter()
+            .map(|c| TrackerComment {
+                html: c.body.as_ref().map(richtext::adf_to_html).unwrap_or_default(),
+                author_name: c.author.and_then(|a| a.display_name).unwrap_or_default(),
+                id: JiraCommentId(c.id),
+            })
+            .collect())
     }
 }

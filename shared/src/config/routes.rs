@@ -27,6 +27,7 @@ const ROUTE_KEYS: &[&str] = &[
     "marker",
     "lists",
     "escalation_label",
+    "dev_comment_prefix",
     "triage",
     "status_strategy",
     "conflict_policy",
@@ -203,6 +204,12 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         Some(l) => label(ctx, sec, "escalation_label", &l),
         None => Some("escalated".to_owned()),
     };
+    // "" switches comment mirroring off; "*" mirrors every comment.
+    let dev_comment_prefix = match sec.str(ctx, "dev_comment_prefix") {
+        Some(p) if p.value.trim().is_empty() => None,
+        Some(p) => Some(p.value.trim().to_owned()),
+        None => Some("DEV:".to_owned()),
+    };
     let triage = triage(ctx, sec, users);
     let status = match sec.word::<StatusStrategy>(ctx, "status_strategy") {
         Some(s) => Some(s.value),
@@ -228,6 +235,7 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         ownership: ownership?,
         status: status?,
         conflict_policy: conflict_policy?,
+        dev_comment_prefix,
         webhook_token: None,
     })
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{DeliveryId, JiraIssueId, JiraKey, ProjectId, RouteId, TodoId};
+use super::ids::{BasecampCommentId, DeliveryId, JiraIssueId, JiraKey, ProjectId, RouteId, TodoId};
 
 /// The wire form on the queue: `{"v":1,"job":{...}}`. A new incompatible shape gets a new version, and
 /// the mapper keeps reading the old one until the queue has drained.
@@ -31,6 +31,16 @@ pub enum Job {
         event: String,
         received_at: DateTime<Utc>,
     },
+    /// A comment on a Basecamp to-do was created or changed.
+    TodoCommentChanged {
+        delivery: DeliveryId,
+        route: RouteId,
+        project: ProjectId,
+        todo: TodoId,
+        comment: BasecampCommentId,
+        event: String,
+        received_at: DateTime<Utc>,
+    },
     /// A Jira issue was created, updated or deleted.
     IssueChanged { delivery: DeliveryId, issue: JiraIssueId, key: JiraKey, event: String, received_at: DateTime<Utc> },
 }
@@ -38,15 +48,29 @@ pub enum Job {
 /// The record a job is about: the FIFO message group, and what a batch coalesces on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RecordRef {
-    Todo { route: RouteId, project: ProjectId, todo: TodoId },
-    Issue { issue: JiraIssueId, key: JiraKey },
+    Todo {
+        route: RouteId,
+        project: ProjectId,
+        todo: TodoId,
+    },
+    Issue {
+        issue: JiraIssueId,
+        key: JiraKey,
+    },
+    /// A to-do's comment: the same message group as its to-do, so they apply in order.
+    TodoComment {
+        route: RouteId,
+        project: ProjectId,
+        todo: TodoId,
+        comment: BasecampCommentId,
+    },
 }
 
 impl RecordRef {
     /// The SQS FIFO message group id: one group per source record, so each record's events apply in order.
     pub fn group_id(&self) -> String {
         match self {
-            Self::Todo { todo, .. } => format!("bc-todo-{todo}"),
+            Self::Todo { todo, .. } | Self::TodoComment { todo, .. } => format!("bc-todo-{todo}"),
             Self::Issue { issue, .. } => format!("jira-issue-{issue}"),
         }
     }
@@ -55,7 +79,9 @@ impl RecordRef {
 impl Job {
     pub fn delivery(&self) -> &DeliveryId {
         match self {
-            Self::TodoChanged { delivery, .. } | Self::IssueChanged { delivery, .. } => delivery,
+            Self::TodoChanged { delivery, .. }
+            | Self::TodoCommentChanged { delivery, .. }
+            | Self::IssueChanged { delivery, .. } => delivery,
         }
     }
 
@@ -65,12 +91,17 @@ impl Job {
                 RecordRef::Todo { route: route.clone(), project: *project, todo: *todo }
             }
             Self::IssueChanged { issue, key, .. } => RecordRef::Issue { issue: issue.clone(), key: key.clone() },
+            Self::TodoCommentChanged { route, project, todo, comment, .. } => {
+                RecordRef::TodoComment { route: route.clone(), project: *project, todo: *todo, comment: *comment }
+            }
         }
     }
 
     pub fn received_at(&self) -> DateTime<Utc> {
         match self {
-            Self::TodoChanged { received_at, .. } | Self::IssueChanged { received_at, .. } => *received_at,
+            Self::TodoChanged { received_at, .. }
+            | Self::TodoCommentChanged { received_at, .. }
+            | Self::IssueChanged { received_at, .. } => *received_at,
         }
     }
 

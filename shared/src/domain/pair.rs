@@ -67,6 +67,10 @@ pub struct Pair {
     /// Whether the tracker item carries its link back to the to-do (an idempotent upsert, repeated
     /// until it succeeded once).
     pub remote_linked: bool,
+    /// Comments mirrored between the two sides (a selective `DEV:`/`PM:` sync), so duplicates and echoes
+    /// create nothing and an edit updates its twin.
+    #[serde(default)]
+    pub comments: Vec<CommentLink>,
     /// Fields whose conflict waits for a person (`manual` policy): skipped until resolved.
     pub open_conflicts: BTreeSet<Field>,
     /// The newest `updated_at` seen on each side; a fresh read older than this is stale and ignored.
@@ -97,6 +101,7 @@ impl Pair {
             snapshot: Snapshot::default(),
             backlink: Backlink::NotPosted,
             remote_linked: false,
+            comments: Vec::new(),
             open_conflicts: BTreeSet::new(),
             todo_seen_at: None,
             item_seen_at: None,
@@ -118,6 +123,16 @@ impl Pair {
     pub fn is_linked(&self) -> bool {
         self.state == PairState::Linked && self.item.is_some()
     }
+}
+
+/// A Basecamp comment and its tracker twin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentLink {
+    pub basecamp: BasecampCommentId,
+    /// `None` while the twin is being posted: a retry that finds this looks for the twin before posting.
+    pub tracker: Option<super::ids::JiraCommentId>,
+    /// A digest of the source text last mirrored; an event with the same text is a no-op.
+    pub digest: String,
 }
 
 /// The identity of a pair: one to-do on one route.

@@ -399,6 +399,9 @@ pub struct Route {
     pub ownership: Ownership,
     pub status: StatusStrategy,
     pub conflict_policy: ConflictPolicy,
+    /// Basecamp comments starting with this prefix are mirrored to the tracker (`*` = every comment;
+    /// `None` = none). Default `DEV:`.
+    pub dev_comment_prefix: Option<String>,
     /// Secret token in this route's Basecamp webhook URL (derived, never configured by hand).
     #[serde(skip)]
     pub webhook_token: Option<String>,

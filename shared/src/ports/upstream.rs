@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraProjectKey, NewDevItem, PersonId, Priority, ProjectId,
-    StatusCategory, SyncMarker, Todo, TodoId,
+    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraProjectKey, NewDevItem, PersonId,
+    Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId,
 };
 
 /// Errors from any upstream API, shaped for the decisions callers make on them.
@@ -66,6 +66,16 @@ pub struct TodoComment {
     pub author_name: String,
     /// Basecamp rich text (HTML).
     pub content: String,
+    /// Where people open it (empty when unknown).
+    pub app_url: String,
+}
+
+/// A comment on a tracker item, with its body rendered to HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerComment {
+    pub id: JiraCommentId,
+    pub author_name: String,
+    pub html: String,
 }
 
 /// The Basecamp side, as the engine uses it.
@@ -83,6 +93,13 @@ pub trait BasecampApi: Send + Sync {
 
     /// The to-do's comments, oldest first (all pages).
     async fn list_comments(&self, project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError>;
+
+    /// A fresh read of one comment. `Ok(None)` when it is gone or we lost access.
+    async fn get_comment(
+        &self,
+        project: ProjectId,
+        comment: BasecampCommentId,
+    ) -> Result<Option<TodoComment>, ApiError>;
 }
 
 /// Where a route's dev items live.
@@ -154,4 +171,13 @@ pub trait TrackerApi: Send + Sync {
 
     /// Adds or updates (by `global_id`) a link on the item.
     async fn upsert_remote_link(&self, item: &DevItemRef, link: &RemoteLink) -> Result<(), ApiError>;
+
+    /// Adds a comment (HTML, converted to the tracker's format). Not idempotent: callers record the id.
+    async fn add_comment(&self, item: &DevItemRef, html: &str) -> Result<JiraCommentId, ApiError>;
+
+    /// Replaces a comment's body.
+    async fn update_comment(&self, item: &DevItemRef, comment: &JiraCommentId, html: &str) -> Result<(), ApiError>;
+
+    /// The item's comments, oldest first.
+    async fn list_comments(&self, item: &DevItemRef) -> Result<Vec<TrackerComment>, ApiError>;
 }

@@ -162,6 +162,9 @@ impl Engine {
     pub async fn sync_record(&self, jobs: &[Job]) -> Result<Outcome, SyncError> {
         let Some(first) = jobs.first() else { return Ok(Outcome::Skipped(Skip::Unchanged)) };
         let delivery = Some(first.delivery().clone());
+        if let RecordRef::TodoComment { route, project, todo, comment } = first.record() {
+            return self.sync_comment(&route, project, todo, comment, delivery.as_ref()).await;
+        }
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
         // decide again, a bounded number of times.
         for _ in 0..5 {
@@ -178,6 +181,7 @@ impl Engine {
                     };
                     (pair.route.clone(), Side::Tracker, Some(pair.clone()), pair.project, pair.todo)
                 }
+                RecordRef::TodoComment { .. } => return Ok(Outcome::Skipped(Skip::Unchanged)),
             };
             let route = self.route(&route_id)?;
             match self.run(route, changed, pair, project, todo_id, delivery.as_ref()).await? {
@@ -594,6 +598,116 @@ impl Engine {
         };
         self.audit.record(&entry).await?;
         Ok(())
+    }
+
+    /// Mirrors one Basecamp comment to the tracker when the route's prefix says so (see
+    /// [`super::comments`]). The link is recorded on the pair before posting, so a retry after a crash
+    /// looks for the twin (by the link back to the comment) instead of posting a second one.
+    async fn sync_comment(
+        &self,
+        route_id: &RouteId,
+        project: crate::domain::ProjectId,
+        todo: crate::domain::TodoId,
+        comment: crate::domain::BasecampCommentId,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Outcome, SyncError> {
+        let route = self.route(route_id)?;
+        let subject = format!("{route_id}/{todo}");
+        for _ in 0..3 {
+            let Some(mut pair) = self.pairs.get(&crate::domain::PairKey { route: route_id.clone(), todo }).await?
+            else {
+                return Ok(Outcome::Skipped(Skip::NotPaired));
+            };
+            let Some(item) = pair.item.clone().filter(|_| pair.is_linked()) else {
+                return Err(SyncError::Busy(format!("pair {subject} is still being created")));
+            };
+            let Some(c) =
+                self.basecamp.get_comment(project, comment).await.map_err(SyncError::upstream(Side::Basecamp))?
+            else {
+                return Ok(Outcome::Skipped(Skip::Gone(Side::Basecamp)));
+            };
+            match super::comments::decide_comment(route, &pair, &c) {
+                super::comments::CommentPlan::Skip(why) => {
+                    tracing::debug!(subject, comment = %c.id, why, "comment not mirrored");
+                    return Ok(Outcome::Skipped(Skip::Unchanged));
+                }
+                super::comments::CommentPlan::Update { link, html, digest } => {
+                    let Some(twin) = &link.tracker else { continue };
+                    self.tracker
+                        .update_comment(&item, twin, &html)
+                        .await
+                        .map_err(SyncError::upstream(Side::Tracker))?;
+                    if let Some(l) = pair.comments.iter_mut().find(|l| l.basecamp == c.id) {
+                        l.digest = digest;
+                    }
+                    if !self.save_or_restart(&mut pair).await? {
+                        continue;
+                    }
+                    self.record(
+                        Some(route_id),
+                        &subject,
+                        delivery,
+                        "comment_updated",
+                        &format!("updated the tracker twin of comment {}", c.id),
+                    )
+                    .await?;
+                    return Ok(Outcome::Updated { writes: 1, conflicts: 0 });
+                }
+                super::comments::CommentPlan::Create { html, digest } => {
+                    let started = pair.comments.iter().any(|l| l.basecamp == c.id);
+                    let mut found = None;
+                    if started && !c.app_url.is_empty() {
+                        let twins =
+                            self.tracker.list_comments(&item).await.map_err(SyncError::upstream(Side::Tracker))?;
+                        found = twins.into_iter().find(|t| t.html.contains(&c.app_url)).map(|t| t.id);
+                    } else if !started {
+                        pair.comments.push(crate::domain::CommentLink {
+                            basecamp: c.id,
+                            tracker: None,
+                            digest: String::new(),
+                        });
+                        if !self.save_or_restart(&mut pair).await? {
+                            continue;
+                        }
+                    }
+                    let twin = match found {
+                        Some(id) => id,
+                        None => {
+                            self.tracker.add_comment(&item, &html).await.map_err(SyncError::upstream(Side::Tracker))?
+                        }
+                    };
+                    if let Some(l) = pair.comments.iter_mut().find(|l| l.basecamp == c.id) {
+                        l.tracker = Some(twin);
+                        l.digest = digest;
+                    }
+                    if !self.save_or_restart(&mut pair).await? {
+                        continue;
+                    }
+                    self.record(
+                        Some(route_id),
+                        &subject,
+                        delivery,
+                        "comment_mirrored",
+                        &format!("comment {} mirrored to {item}", c.id),
+                    )
+                    .await?;
+                    return Ok(Outcome::Updated { writes: 1, conflicts: 0 });
+                }
+            }
+        }
+        Err(SyncError::Busy(format!("pair {subject} kept changing while mirroring a comment")))
+    }
+
+    /// Saves `pair` on its version; `false` when another worker saved it first (re-read and retry).
+    async fn save_or_restart(&self, pair: &mut Pair) -> Result<bool, SyncError> {
+        pair.updated_at = self.clock.now();
+        match self.pairs.replace(pair).await? {
+            Replaced::Replaced(v) => {
+                pair.version = v;
+                Ok(true)
+            }
+            Replaced::Stale(_) => Ok(false),
+        }
     }
 
     /// The marker a route's item for `todo` carries.

@@ -237,3 +237,37 @@ async fn the_engine_runs_the_same_on_the_sqlite_store() {
     let pair = store.get(&PairKey { route: RouteId("web".into()), todo: TodoId(1) }).await.unwrap().unwrap();
     assert!(pair.is_linked());
 }
+
+#[tokio::test]
+async fn a_dev_comment_reaches_the_tracker_once_and_an_edit_updates_its_twin() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let c = world.basecamp.comment_as(TodoId(1), "Jane Cole", "<div>DEV: logs attached</div>");
+    let job = world.comment_job(TodoId(1), c);
+    world.enqueue(&job).await;
+    world.enqueue(&world.comment_job(TodoId(1), c)).await; // a second delivery of the same comment
+    world.drain().await;
+    world.engine.sync_record(std::slice::from_ref(&job)).await.unwrap(); // and straight in again
+    let twins = world.tracker.comments(&item);
+    assert_eq!(twins.len(), 1, "{twins:?}");
+    assert!(twins[0].html.contains("logs attached") && twins[0].html.contains("Jane Cole via"));
+    assert!(!twins[0].html.contains("DEV:"));
+
+    world.basecamp.edit_comment(TodoId(1), c, "<div>DEV: logs and a screenshot attached</div>");
+    world.enqueue(&world.comment_job(TodoId(1), c)).await;
+    world.drain().await;
+    let twins = world.tracker.comments(&item);
+    assert_eq!(twins.len(), 1);
+    assert!(twins[0].html.contains("screenshot"), "the twin was updated");
+}
+
+#[tokio::test]
+async fn a_comment_without_the_prefix_stays_in_basecamp() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let c = world.basecamp.comment_as(TodoId(1), "Jane Cole", "<div>Thanks, all</div>");
+    world.enqueue(&world.comment_job(TodoId(1), c)).await;
+    world.drain().await;
+    assert!(world.tracker.comments(&item).is_empty());
+    assert_eq!(world.tracker.calls.get("add_comment"), 0);
+}

@@ -5,9 +5,10 @@
 //! so the queue's max-receive count moves it to the dead-letter queue, where `dead-letters list` shows
 //! it and `replay` can re-run it after a fix. It never blocks its group for longer than that.
 //!
-//! Ordering: messages are grouped by record (the FIFO message group) in arrival order; each group is
-//! synced once for all its messages (a burst coalesces into one read and one write per side). When a
-//! group fails, all its messages fail together, so later events never overtake earlier ones.
+//! Ordering: messages are grouped by FIFO message group in arrival order, and within a group by record
+//! (a to-do and its comments share a group); each record is synced once for all its messages (a burst
+//! coalesces into one read and one write per side). When a record fails, every later message of its
+//! group fails with it, so later events never overtake earlier ones.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,9 +62,27 @@ pub async fn process_batch(engine: &Engine, messages: &[Received]) -> BatchRepor
     }
 
     for (_, jobs) in groups {
-        let fate = sync_group(engine, &jobs, &mut report).await;
-        for (i, _) in &jobs {
-            fates.insert(*i, fate.clone());
+        // Records in first-appearance order within the message group.
+        let mut records: Vec<(crate::domain::RecordRef, Vec<(usize, Job)>)> = Vec::new();
+        for (i, job) in jobs {
+            let record = job.record();
+            match records.iter_mut().find(|(r, _)| *r == record) {
+                Some((_, list)) => list.push((i, job)),
+                None => records.push((record, vec![(i, job)])),
+            }
+        }
+        let mut failed: Option<MessageFate> = None;
+        for (_, list) in records {
+            let fate = match &failed {
+                Some(f) => f.clone(),
+                None => sync_group(engine, &list, &mut report).await,
+            };
+            if fate != MessageFate::Done {
+                failed = Some(fate.clone());
+            }
+            for (i, _) in &list {
+                fates.insert(*i, fate.clone());
+            }
         }
     }
     report.fates = messages

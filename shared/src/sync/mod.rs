@@ -1,11 +1,13 @@
 //! The sync engine: [`decide`] (pure) and the [`Engine`] that carries plans out through the ports, plus
 //! the mapper use case that turns a batch of queue messages into per-record syncs.
 
+mod comments;
 mod decide;
 mod engine;
 mod mapper;
 mod plan;
 
+pub use comments::{CommentPlan, decide_comment};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create};
 pub use engine::{Engine, Outcome, SyncError, SyncSettings};
 pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraIssueId, JiraKey, NewDevItem, ProjectId, StatusCategory,
-    SyncMarker, Todo, TodoId,
+    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraIssueId, JiraKey, NewDevItem, ProjectId,
+    StatusCategory, SyncMarker, Todo, TodoId,
 };
 use crate::ports::{
-    ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerTarget,
+    ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerComment, TrackerTarget,
 };
 
 use super::at;
@@ -94,6 +94,28 @@ impl FakeBasecamp {
     pub fn comments(&self, id: TodoId) -> Vec<TodoComment> {
         lock(&self.state).comments.get(&id).cloned().unwrap_or_default()
     }
+    /// A person comments on a to-do; returns the comment id.
+    pub fn comment_as(&self, todo: TodoId, author: &str, html: &str) -> BasecampCommentId {
+        let mut s = lock(&self.state);
+        s.next_comment += 1;
+        let id = BasecampCommentId(s.next_comment);
+        s.comments.entry(todo).or_default().push(TodoComment {
+            id,
+            author_name: author.into(),
+            content: html.into(),
+            app_url: format!("https://3.basecamp.com/c/{}", id.0),
+        });
+        id
+    }
+
+    /// A person edits a comment.
+    pub fn edit_comment(&self, todo: TodoId, comment: BasecampCommentId, html: &str) {
+        let mut s = lock(&self.state);
+        if let Some(c) = s.comments.get_mut(&todo).and_then(|l| l.iter_mut().find(|c| c.id == comment)) {
+            c.content = html.into();
+        }
+    }
+
     /// Every call answers 429 with this Retry-After until cleared with `None`.
     pub fn set_rate_limited(&self, retry_after: Option<Duration>) {
         lock(&self.state).rate_limited = retry_after;
@@ -140,6 +162,7 @@ impl BasecampApi for FakeBasecamp {
             id,
             author_name: "campbridge".into(),
             content: html.into(),
+            app_url: format!("https://3.basecamp.com/c/{}", id.0),
         });
         Ok(id)
     }
@@ -149,6 +172,16 @@ impl BasecampApi for FakeBasecamp {
         self.limited()?;
         Ok(self.comments(todo))
     }
+
+    async fn get_comment(
+        &self,
+        _project: ProjectId,
+        comment: BasecampCommentId,
+    ) -> Result<Option<TodoComment>, ApiError> {
+        self.calls.hit("get_comment");
+        self.limited()?;
+        Ok(lock(&self.state).comments.values().flatten().find(|c| c.id == comment).cloned())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +189,7 @@ struct TrackerState {
     items: BTreeMap<String, DevItem>,
     markers: BTreeMap<String, String>,
     links: BTreeMap<String, BTreeMap<String, RemoteLink>>,
+    comments: BTreeMap<String, Vec<TrackerComment>>,
     next_id: u64,
     refused_assignees: BTreeSet<JiraAccountId>,
     fail_creates_after_success: bool,
@@ -201,6 +235,9 @@ impl FakeTracker {
     }
     pub fn refuse_assignee(&self, account: &JiraAccountId) {
         lock(&self.state).refused_assignees.insert(account.clone());
+    }
+    pub fn comments(&self, r: &DevItemRef) -> Vec<TrackerComment> {
+        lock(&self.state).comments.get(&r.index_key()).cloned().unwrap_or_default()
     }
     pub fn remote_links(&self, r: &DevItemRef) -> Vec<RemoteLink> {
         lock(&self.state).links.get(&r.index_key()).map(|m| m.values().cloned().collect()).unwrap_or_default()
@@ -317,5 +354,31 @@ impl TrackerApi for FakeTracker {
         self.calls.hit("upsert_remote_link");
         lock(&self.state).links.entry(item.index_key()).or_default().insert(link.global_id.clone(), link.clone());
         Ok(())
+    }
+
+    async fn add_comment(&self, item: &DevItemRef, html: &str) -> Result<JiraCommentId, ApiError> {
+        self.calls.hit("add_comment");
+        let mut s = lock(&self.state);
+        let list = s.comments.entry(item.index_key()).or_default();
+        let id = JiraCommentId(format!("{}", 100 + list.len()));
+        list.push(TrackerComment { id: id.clone(), author_name: "campbridge".into(), html: html.into() });
+        Ok(id)
+    }
+
+    async fn update_comment(&self, item: &DevItemRef, comment: &JiraCommentId, html: &str) -> Result<(), ApiError> {
+        self.calls.hit("update_comment");
+        let mut s = lock(&self.state);
+        let c = s
+            .comments
+            .get_mut(&item.index_key())
+            .and_then(|l| l.iter_mut().find(|c| &c.id == comment))
+            .ok_or_else(|| ApiError::Invalid("no such comment".into()))?;
+        c.html = html.into();
+        Ok(())
+    }
+
+    async fn list_comments(&self, item: &DevItemRef) -> Result<Vec<TrackerComment>, ApiError> {
+        self.calls.hit("list_comments");
+        Ok(self.comments(item))
     }
 }

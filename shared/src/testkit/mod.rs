@@ -83,6 +83,7 @@ pub fn route() -> Route {
         ownership: Ownership { title: Owner::Both, assignee: Owner::Basecamp },
         status: StatusStrategy::DevOwned,
         conflict_policy: ConflictPolicy::LastWriterWins,
+        dev_comment_prefix: Some("DEV:".into()),
         webhook_token: None,
     }
 }

@@ -90,6 +90,20 @@ impl World {
         }
     }
 
+    /// The job a Basecamp comment webhook would produce.
+    pub fn comment_job(&self, todo: TodoId, comment: crate::domain::BasecampCommentId) -> Job {
+        let route = &self.engine.settings.routes[0];
+        Job::TodoCommentChanged {
+            delivery: self.delivery("basecamp"),
+            route: route.id.clone(),
+            project: route.project,
+            todo,
+            comment,
+            event: "comment_created".into(),
+            received_at: self.clock_now(),
+        }
+    }
+
     /// The job a Jira webhook for `item` would produce.
     pub fn item_job(&self, item: &DevItemRef) -> Job {
         let DevItemRef::Jira { id, key } = item;

@@ -1,0 +1,154 @@
+//! Selective comment mirroring, Basecamp → tracker: a comment that starts with the route's prefix
+//! (`DEV:` by default) becomes a tracker comment without the prefix, attributed to its author. The pair
+//! records each mirrored comment, so duplicates and echoes create nothing and an edit updates the twin.
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Backlink, CommentLink, Pair, Route, escape_html};
+use crate::ports::TodoComment;
+use crate::richtext::{html_to_text, text_to_html};
+
+/// What to do about one Basecamp comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentPlan {
+    Skip(&'static str),
+    /// Post a new twin with this HTML.
+    Create {
+        html: String,
+        digest: String,
+    },
+    /// Replace the twin's body.
+    Update {
+        link: CommentLink,
+        html: String,
+        digest: String,
+    },
+}
+
+/// A short, stable digest of a comment's text.
+pub fn digest(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    hex::encode(&hash[..12])
+}
+
+/// Decides what a Basecamp comment means for the tracker. Pure.
+pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> CommentPlan {
+    if pair.backlink == Backlink::Posted(comment.id) {
+        return CommentPlan::Skip("our own link comment");
+    }
+    let Some(prefix) = route.dev_comment_prefix.as_deref() else {
+        return CommentPlan::Skip("comment mirroring is off for this route");
+    };
+    let text = html_to_text(&comment.content).trim().to_owned();
+    let body = if prefix == "*" { Some(text.as_str()) } else { strip_prefix_ci(&text, prefix).map(str::trim_start) };
+    let existing = pair.comments.iter().find(|l| l.basecamp == comment.id);
+    let Some(body) = body.filter(|b| !b.is_empty()) else {
+        // Without the prefix (or emptied): not for the tracker. A twin made earlier is left as it is.
+        return CommentPlan::Skip("no prefix: stays in Basecamp");
+    };
+    let d = digest(&text);
+    let html = render(body, &comment.author_name, &comment.app_url);
+    match existing {
+        Some(link) if link.digest == d => CommentPlan::Skip("unchanged since mirrored"),
+        Some(link) if link.tracker.is_some() => CommentPlan::Update { link: link.clone(), html, digest: d },
+        // A twin whose post was started but not recorded: the executor looks for it first.
+        Some(_) | None => CommentPlan::Create { html, digest: d },
+    }
+}
+
+/// The tracker comment: the text without the prefix, then who wrote it, linking back to the comment.
+fn render(body: &str, author: &str, url: &str) -> String {
+    let by = if author.is_empty() { "someone".to_owned() } else { escape_html(author) };
+    let via = if url.is_empty() {
+        "via Basecamp".to_owned()
+    } else {
+        format!("via <a href=\"{}\">Basecamp</a>", escape_html(url))
+    };
+    format!("{}<p>— {by} {via}</p>", text_to_html(body))
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BasecampCommentId, JiraCommentId, PairState};
+    use crate::testkit::{at, route};
+
+    fn pair() -> Pair {
+        let mut p = Pair::pending(route().id, crate::testkit::PROJECT, crate::domain::TodoId(1), "w", at(0), at(60));
+        p.state = PairState::Linked;
+        p
+    }
+
+    fn comment(id: i64, html: &str) -> TodoComment {
+        TodoComment {
+            id: BasecampCommentId(id),
+            author_name: "Jane Cole".into(),
+            content: html.into(),
+            app_url: format!("https://3.basecamp.com/1/buckets/2/todos/1#__recording_{id}"),
+        }
+    }
+
+    #[test]
+    fn a_dev_comment_becomes_an_attributed_tracker_comment_without_the_prefix() {
+        let CommentPlan::Create { html, .. } =
+            decide_comment(&route(), &pair(), &comment(5, "<div>DEV: the API returns 500</div>"))
+        else {
+            panic!("expected Create")
+        };
+        assert!(html.contains("the API returns 500") && !html.contains("DEV:"), "{html}");
+        assert!(html.contains("— Jane Cole via <a href=\"https://3.basecamp.com/"), "{html}");
+    }
+
+    #[test]
+    fn the_prefix_is_matched_case_insensitively() {
+        assert!(matches!(decide_comment(&route(), &pair(), &comment(5, "dev: lower")), CommentPlan::Create { .. }));
+    }
+
+    #[test]
+    fn a_comment_without_the_prefix_stays_in_basecamp() {
+        assert_eq!(
+            decide_comment(&route(), &pair(), &comment(5, "Thanks all!")),
+            CommentPlan::Skip("no prefix: stays in Basecamp")
+        );
+        assert_eq!(
+            decide_comment(&route(), &pair(), &comment(5, "DEVELOPERS rock")),
+            CommentPlan::Skip("no prefix: stays in Basecamp"),
+            "a word that merely starts like the prefix is not the prefix"
+        );
+    }
+
+    #[test]
+    fn a_star_prefix_mirrors_every_comment() {
+        let mut r = route();
+        r.dev_comment_prefix = Some("*".into());
+        assert!(matches!(decide_comment(&r, &pair(), &comment(5, "Thanks all!")), CommentPlan::Create { .. }));
+    }
+
+    #[test]
+    fn a_mirrored_comment_is_not_mirrored_again_but_an_edit_updates_its_twin() {
+        let mut p = pair();
+        let c = comment(5, "DEV: first");
+        p.comments.push(CommentLink {
+            basecamp: c.id,
+            tracker: Some(JiraCommentId("100".into())),
+            digest: digest("DEV: first"),
+        });
+        assert_eq!(decide_comment(&route(), &p, &c), CommentPlan::Skip("unchanged since mirrored"));
+        let edited = comment(5, "DEV: second");
+        assert!(matches!(decide_comment(&route(), &p, &edited), CommentPlan::Update { .. }));
+    }
+
+    #[test]
+    fn our_own_link_comment_is_never_mirrored() {
+        let mut p = pair();
+        p.backlink = Backlink::Posted(BasecampCommentId(7));
+        let mut r = route();
+        r.dev_comment_prefix = Some("*".into());
+        assert_eq!(decide_comment(&r, &p, &comment(7, "Linked to WEB-1")), CommentPlan::Skip("our own link comment"));
+    }
+}
