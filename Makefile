@@ -11,14 +11,14 @@ help: ## List the targets
 
 run: ## Local mode: serve ./campbridge.toml if present, else the demo against the built-in simulators
 	@if [ -f campbridge.toml ]; then \
-		$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- serve --config campbridge.toml; \
+		$(CARGO) run $(CARGO_FLAGS) -p campbridge -- serve --config campbridge.toml; \
 	else \
 		echo "No campbridge.toml here: running the demo against the built-in simulators (Ctrl-C to stop)."; \
-		$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- demo; \
+		$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo; \
 	fi
 
 demo: ## The demo story once, then exit
-	$(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- demo --exit
+	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
 test: check-fmt clippy unit ## Format check, clippy -D warnings, every test
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::domain::{
-    Backlink, DeliveryId, DevItem, DevItemRef, Job, NewDevItem, Pair, PairState, RecordRef, Route, RouteId, SyncMarker,
-    Todo, UserTable, escape_html,
+    Backlink, DeliveryId, DevItem, DevItemRef, Job, NewDevItem, Pair, PairState, RecordRef, Route, RouteId, Todo,
+    UserTable, escape_html,
 };
 use crate::ports::{
     ApiError, AuditEntry, AuditLog, BasecampApi, Clock, Conflict, ConflictLog, DeliveryLog, DevItemPatch, PairStore,
@@ -708,11 +708,6 @@ impl Engine {
             }
             Replaced::Stale(_) => Ok(false),
         }
-    }
-
-    /// The marker a route's item for `todo` carries.
-    pub fn marker(route: &Route, todo: crate::domain::TodoId) -> SyncMarker {
-        SyncMarker { route: route.id.clone(), todo }
     }
 }
 

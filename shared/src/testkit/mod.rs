@@ -61,16 +61,14 @@ pub fn users() -> UserTable {
 
 /// Route `web`: project [`PROJECT`] → Jira `WEB`, lists `Sprint *` and `Bugs`, `Bugs` labelled `bug`,
 /// triage `acc-triage`, title `both`, assignee `basecamp`, dev-owned status, last-writer-wins.
+#[allow(clippy::unwrap_used)] // constant inputs that always parse; test support only
 pub fn route() -> Route {
     Route {
         id: RouteId("web".into()),
         project: PROJECT,
-        target: TrackerTarget::Jira {
-            project: JiraProjectKey::parse("WEB").unwrap_or_else(|_| unreachable_key()),
-            issue_type: "Task".into(),
-        },
+        target: TrackerTarget::Jira { project: JiraProjectKey::parse("WEB").unwrap(), issue_type: "Task".into() },
         code: "WEB".into(),
-        title: TitleTemplate::parse(TitleTemplate::DEFAULT, "WEB").unwrap_or_else(|_| unreachable_template()),
+        title: TitleTemplate::parse(TitleTemplate::DEFAULT, "WEB").unwrap(),
         description: DescriptionTemplate::default(),
         filter: Filter { todolists: vec![Glob::new("Sprint *"), Glob::new("Bugs")], marker: None },
         lists: vec![ListMapping {
@@ -86,14 +84,5 @@ pub fn route() -> Route {
         dev_comment_prefix: Some("DEV:".into()),
         webhook_token: None,
     }
-}
-
-fn unreachable_key() -> JiraProjectKey {
-    // "WEB" always parses; this only satisfies the no-unwrap rule in shared test support.
-    JiraProjectKey::parse("X").unwrap_or_else(|_| unreachable_key())
-}
-
-fn unreachable_template() -> TitleTemplate {
-    TitleTemplate::parse("{title}", "").unwrap_or_else(|_| unreachable_template())
 }
 pub mod world;
