@@ -393,6 +393,21 @@ impl Stack {
         Ok(comments.iter().map(|c| shared::richtext::adf_to_text(&c["body"])).collect())
     }
 
+    /// The HTML of every comment on Basecamp to-do `todo`, oldest first.
+    pub async fn basecamp_comments(&self, todo: i64) -> anyhow::Result<Vec<String>> {
+        let page: Value = reqwest::Client::new()
+            .get(format!("{}/recordings/{todo}/comments.json", self.basecamp.base_url()))
+            .bearer_auth(bc_sim::ACCESS_TOKEN)
+            .header("User-Agent", "campbridge demo (demo@campbridge.invalid)")
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let comments = page.as_array().cloned().unwrap_or_default();
+        Ok(comments.iter().filter_map(|c| c["content"].as_str().map(str::to_owned)).collect())
+    }
+
     /// The id of the seeded to-do list `name`.
     pub async fn list(&self, name: &str) -> anyhow::Result<i64> {
         self.basecamp.list_id(name).await.with_context(|| format!("no list {name:?} in the simulator"))
@@ -521,7 +536,37 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
     result(&format!("{key} has the comment: \"{}\"", mirrored.replace('\n', " ")));
     stack.settle().await?;
 
-    step(4, &format!("Jared (developer) moves {key} to Done in Jira"));
+    let branch = format!("feature/{}-login-redirect", key.to_lowercase());
+    step(4, &format!("Jared opens a pull request from {branch}: \"Fix login redirect ({key})\""));
+    let pr = stack
+        .bitbucket
+        .open_pullrequest(&format!("Fix login redirect ({key})"), "Sends users back.", &branch, "jared")
+        .await?;
+    let opened = wait_comment(stack, todo, "opened by").await?;
+    result(&format!("the to-do got: \"{opened}\""));
+
+    step(5, "CI fails on the branch, then passes after a fix");
+    let head = stack.bitbucket.head_of(pr).await.unwrap_or_default();
+    let status = |state: &str| bb_sim::BuildStatus {
+        commit: head.clone(),
+        key: "ci".into(),
+        state: state.into(),
+        name: "CI".into(),
+        url: "https://ci.example.invalid/build/42".into(),
+        refname: Some(branch.clone()),
+        ..Default::default()
+    };
+    stack.bitbucket.post_build_status(status("FAILED"), "jared").await?;
+    result(&format!("the to-do got: \"{}\"", wait_comment(stack, todo, "Build failed").await?));
+    stack.bitbucket.post_build_status(status("SUCCESSFUL"), "jared").await?;
+    result(&format!("the to-do got: \"{}\"", wait_comment(stack, todo, "Build fixed").await?));
+
+    step(6, "The pull request is merged");
+    stack.bitbucket.merge_pullrequest(pr, "jared").await?;
+    result(&format!("the to-do got: \"{}\"", wait_comment(stack, todo, "merged by").await?));
+    stack.settle().await?;
+
+    step(7, &format!("Jared moves {key} to Done in Jira"));
     stack.jira.transition_issue(&key, "Done", jira_sim::JARED).await?;
     stack
         .wait_for("the to-do to be completed", 20, || async {
@@ -532,7 +577,7 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
     result("the Basecamp to-do is completed");
     stack.settle().await?;
 
-    step(5, "Annie adds \"Update the brochure\" to Backlog, a list this route does not take");
+    step(8, "Annie adds \"Update the brochure\" to Backlog, a list this route does not take");
     let other = stack
         .basecamp
         .create_todo(
@@ -556,6 +601,16 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
         echoes_suppressed: stack.stats.echoes.load(Relaxed),
         conflicts,
     })
+}
+
+/// Waits for a comment containing `needle` on to-do `todo` and returns its text.
+async fn wait_comment(stack: &Stack, todo: i64, needle: &str) -> anyhow::Result<String> {
+    stack
+        .wait_for(&format!("a comment with {needle:?}"), 20, || async {
+            let comments = stack.basecamp_comments(todo).await.ok()?;
+            comments.into_iter().map(|c| shared::richtext::html_to_text(&c)).find(|c| c.contains(needle))
+        })
+        .await
 }
 
 /// Prints the summary table.

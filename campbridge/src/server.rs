@@ -75,7 +75,7 @@ async fn jira(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
 }
 
 async fn bitbucket(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = app.receivers.bitbucket(&header_pairs(&headers)[..], &body).await;
+    let result = app.receivers.bitbucket(app.queue.as_ref(), &header_pairs(&headers)[..], &body, app.clock.now()).await;
     respond(result, &app)
 }
 

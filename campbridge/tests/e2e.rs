@@ -408,3 +408,67 @@ async fn a_dev_comment_crosses_to_jira_once_and_other_comments_stay_put() {
     assert!(comments[0].contains("Annie Bryan via Basecamp"), "{}", comments[0]);
     stack.stop().await.unwrap();
 }
+
+async fn comments_text(stack: &Stack, todo: i64) -> Vec<String> {
+    stack.basecamp_comments(todo).await.unwrap().iter().map(|c| shared::richtext::html_to_text(c)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_naming_two_todos_and_its_builds_reach_both_todos_once_per_state() {
+    use campbridge_simulators::bitbucket as bb;
+    let stack = start("signals", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let a = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
+    let b = stack.basecamp.create_todo(sprint, todo_write("Fix logout", &[]), bc::ANNIE).await.unwrap();
+    let ka = stack.wait_issue(a).await.unwrap()["key"].as_str().unwrap().to_owned();
+    let kb = stack.wait_issue(b).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+
+    // Every Bitbucket delivery arrives twice, as a retry would.
+    stack
+        .bitbucket
+        .set_faults(Faults { webhook: WebhookFaults { duplicate: true, ..Default::default() }, ..Default::default() });
+    let branch = format!("feature/{}-auth", ka.to_lowercase());
+    let pr = stack
+        .bitbucket
+        .open_pullrequest(&format!("Fix auth ({ka})"), &format!("Also fixes {kb}."), &branch, "jared")
+        .await
+        .unwrap();
+    stack
+        .bitbucket
+        .update_pullrequest(pr, Some(&format!("Fix auth flows ({ka})")), None, false, "jared")
+        .await
+        .unwrap();
+    let head = stack.bitbucket.head_of(pr).await.unwrap();
+    let status = |state: &str| bb::BuildStatus {
+        commit: head.clone(),
+        key: "ci".into(),
+        state: state.into(),
+        name: "CI".into(),
+        url: "https://ci.example.invalid/1".into(),
+        refname: Some(branch.clone()),
+        ..Default::default()
+    };
+    for state in ["INPROGRESS", "FAILED", "SUCCESSFUL"] {
+        stack.bitbucket.post_build_status(status(state), "jared").await.unwrap();
+        stack.settle().await.unwrap();
+    }
+    stack.bitbucket.merge_pullrequest(pr, "jared").await.unwrap();
+    stack.settle().await.unwrap();
+
+    let on_a = comments_text(&stack, a).await;
+    let on_b = comments_text(&stack, b).await;
+    let count = |list: &[String], needle: &str| list.iter().filter(|c| c.contains(needle)).count();
+    for list in [&on_a, &on_b] {
+        assert_eq!(count(list, "opened by Jared Davis"), 1, "{list:?}");
+        assert_eq!(count(list, "merged by Jared Davis"), 1, "{list:?}");
+    }
+    // The build names only the first issue's branch.
+    assert_eq!(count(&on_a, "Build failed: CI"), 1, "{on_a:?}");
+    assert_eq!(count(&on_a, "Build fixed: CI"), 1, "{on_a:?}");
+    assert_eq!(count(&on_b, "Build"), 0, "{on_b:?}");
+    assert_eq!(on_a.len(), 5, "link + opened + failed + fixed + merged: {on_a:?}");
+    let links = jira_get(&stack, &format!("/rest/api/3/issue/{ka}/remotelink")).await;
+    assert!(links.as_array().unwrap().iter().any(|l| l["object"]["url"].as_str().unwrap().contains("/pull-requests/")));
+    stack.stop().await.unwrap();
+}

@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tracing::info;
 
-use crate::domain::{DeliveryId, JiraProjectKey, Job, ProjectId, Route, RouteId};
+use crate::domain::{Build, DeliveryId, JiraProjectKey, Job, ProjectId, Route, RouteId};
 use crate::ports::{JobQueue, Sent, StoreError};
 use crate::webhook::basecamp::BasecampTarget;
+use crate::webhook::bitbucket::{BitbucketEvent, BuildState, PullRequestState};
 use crate::webhook::jira::JiraEvent;
 use crate::webhook::verify::{check_route_token, route_token};
 use crate::webhook::{self, Headers, WebhookError};
@@ -166,17 +167,55 @@ impl Receivers {
         enqueue(queue, &job).await
     }
 
-    /// `POST /bitbucket`: signed repository webhooks. Verified and parsed; pull-request and build
-    /// signals are not synced by this version, so genuine deliveries are acknowledged and ignored.
+    /// `POST /bitbucket`: signed repository webhooks. Pull requests and build statuses become signal
+    /// jobs; pushes and other events are acknowledged and ignored.
     #[tracing::instrument(skip_all, fields(source = "bitbucket"))]
-    pub async fn bitbucket(&self, headers: &(impl Headers + ?Sized), body: &[u8]) -> Result<Accepted, IngestError> {
+    pub async fn bitbucket(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
         webhook::check_size(body)?;
         let secret = self.bitbucket_secret.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
         let d = webhook::bitbucket::ingest(headers, body, secret)?;
-        Ok(ignored(format!(
-            "Bitbucket delivery {} verified; pull-request and build signals are not synced yet",
-            d.delivery
-        )))
+        let job = match d.event {
+            BitbucketEvent::PullRequest(e) => {
+                let state = match &e.state {
+                    PullRequestState::Open => "OPEN".to_owned(),
+                    PullRequestState::Merged => "MERGED".to_owned(),
+                    PullRequestState::Declined => "DECLINED".to_owned(),
+                    PullRequestState::Superseded => "SUPERSEDED".to_owned(),
+                    PullRequestState::Other(s) => s.clone(),
+                };
+                Job::PullRequestChanged { delivery: d.delivery, pull_request: e.pull_request, state, received_at: now }
+            }
+            BitbucketEvent::BuildStatus(b) => {
+                let state = match &b.state {
+                    BuildState::Successful => "SUCCESSFUL".to_owned(),
+                    BuildState::Failed => "FAILED".to_owned(),
+                    BuildState::InProgress => "INPROGRESS".to_owned(),
+                    BuildState::Stopped => "STOPPED".to_owned(),
+                    BuildState::Other(s) => s.clone(),
+                };
+                let build = Build {
+                    repo: b.repo,
+                    name: b.name.unwrap_or_else(|| b.key.clone()),
+                    commit: b.commit,
+                    key: b.key,
+                    state,
+                    url: b.url.unwrap_or_default(),
+                    branch: b.refname,
+                };
+                Job::BuildChanged { delivery: d.delivery, build, received_at: now }
+            }
+            BitbucketEvent::Push(_) => return Ok(ignored("Bitbucket pushes are not synced".to_owned())),
+            BitbucketEvent::Ignored { event_key } => {
+                return Ok(ignored(format!("Bitbucket {event_key} events are not synced")));
+            }
+        };
+        enqueue(queue, &job).await
     }
 }
 

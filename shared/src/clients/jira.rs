@@ -696,6 +696,13 @@ impl TrackerApi for JiraClient {
         Ok(JiraClient::upsert_remote_link(self, &issue_path(item), link).await?)
     }
 
+    async fn find_item(&self, key: &JiraKey) -> Result<Option<DevItemRef>, ApiError> {
+        let Some(issue) = self.get_issue(key.as_str(), &["summary"]).await? else { return Ok(None) };
+        let id = JiraIssueId::parse(&issue.id).map_err(|e| ApiError::Unexpected(e.into()))?;
+        let key = JiraKey::parse(&issue.key).map_err(|e| ApiError::Unexpected(e.into()))?;
+        Ok(Some(DevItemRef::Jira { id, key }))
+    }
+
     async fn add_comment(&self, item: &DevItemRef, html: &str) -> Result<JiraCommentId, ApiError> {
         let c = JiraClient::add_comment(self, &issue_path(item), &richtext::html_to_adf(html)).await?;
         Ok(JiraCommentId(c.id))

@@ -28,6 +28,7 @@ const ROUTE_KEYS: &[&str] = &[
     "lists",
     "escalation_label",
     "dev_comment_prefix",
+    "build_signals",
     "triage",
     "status_strategy",
     "conflict_policy",
@@ -210,6 +211,10 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         Some(p) => Some(p.value.trim().to_owned()),
         None => Some("DEV:".to_owned()),
     };
+    let build_signals = match sec.word::<crate::domain::BuildSignals>(ctx, "build_signals") {
+        Some(b) => Some(b.value),
+        None => (!sec.has("build_signals")).then_some(crate::domain::BuildSignals::FailedOnly),
+    };
     let triage = triage(ctx, sec, users);
     let status = match sec.word::<StatusStrategy>(ctx, "status_strategy") {
         Some(s) => Some(s.value),
@@ -236,6 +241,7 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         status: status?,
         conflict_policy: conflict_policy?,
         dev_comment_prefix,
+        build_signals: build_signals?,
         webhook_token: None,
     })
 }

@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{BasecampCommentId, DeliveryId, JiraIssueId, JiraKey, ProjectId, RouteId, TodoId};
+use super::ids::{
+    BasecampCommentId, DeliveryId, JiraIssueId, JiraKey, ProjectId, PullRequestRef, RepoRef, RouteId, TodoId,
+};
+use super::model::PullRequest;
 
 /// The wire form on the queue: `{"v":1,"job":{...}}`. A new incompatible shape gets a new version, and
 /// the mapper keeps reading the old one until the queue has drained.
@@ -41,8 +44,34 @@ pub enum Job {
         event: String,
         received_at: DateTime<Utc>,
     },
+    /// A Bitbucket pull request was opened, updated, merged, declined or superseded. Bitbucket's
+    /// bodies are complete, so the job carries what the signal needs.
+    PullRequestChanged {
+        delivery: DeliveryId,
+        pull_request: PullRequest,
+        /// `OPEN`, `MERGED`, `DECLINED`, `SUPERSEDED`, …
+        state: String,
+        received_at: DateTime<Utc>,
+    },
+    /// A build status on a commit was created or updated.
+    BuildChanged { delivery: DeliveryId, build: Build, received_at: DateTime<Utc> },
     /// A Jira issue was created, updated or deleted.
     IssueChanged { delivery: DeliveryId, issue: JiraIssueId, key: JiraKey, event: String, received_at: DateTime<Utc> },
+}
+
+/// A build status as the signals see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub repo: RepoRef,
+    pub commit: String,
+    /// The build's key; a later status with the same key replaces the earlier one.
+    pub key: String,
+    /// `SUCCESSFUL`, `FAILED`, `INPROGRESS`, `STOPPED`.
+    pub state: String,
+    pub name: String,
+    pub url: String,
+    /// The branch the status is for, when the build tool says.
+    pub branch: Option<String>,
 }
 
 /// The record a job is about: the FIFO message group, and what a batch coalesces on.
@@ -56,6 +85,13 @@ pub enum RecordRef {
     Issue {
         issue: JiraIssueId,
         key: JiraKey,
+    },
+    PullRequest {
+        pr: PullRequestRef,
+    },
+    Build {
+        repo: RepoRef,
+        key: String,
     },
     /// A to-do's comment: the same message group as its to-do, so they apply in order.
     TodoComment {
@@ -72,6 +108,10 @@ impl RecordRef {
         match self {
             Self::Todo { todo, .. } | Self::TodoComment { todo, .. } => format!("bc-todo-{todo}"),
             Self::Issue { issue, .. } => format!("jira-issue-{issue}"),
+            Self::PullRequest { pr } => format!("bb-pr-{}-{}-{}", pr.repo.workspace, pr.repo.repo_slug, pr.id),
+            Self::Build { repo, key } => {
+                format!("bb-build-{}-{}-{}", repo.workspace, repo.repo_slug, crate::sync::digest(key))
+            }
         }
     }
 }
@@ -81,6 +121,8 @@ impl Job {
         match self {
             Self::TodoChanged { delivery, .. }
             | Self::TodoCommentChanged { delivery, .. }
+            | Self::PullRequestChanged { delivery, .. }
+            | Self::BuildChanged { delivery, .. }
             | Self::IssueChanged { delivery, .. } => delivery,
         }
     }
@@ -94,6 +136,8 @@ impl Job {
             Self::TodoCommentChanged { route, project, todo, comment, .. } => {
                 RecordRef::TodoComment { route: route.clone(), project: *project, todo: *todo, comment: *comment }
             }
+            Self::PullRequestChanged { pull_request, .. } => RecordRef::PullRequest { pr: pull_request.pr.clone() },
+            Self::BuildChanged { build, .. } => RecordRef::Build { repo: build.repo.clone(), key: build.key.clone() },
         }
     }
 
@@ -101,6 +145,8 @@ impl Job {
         match self {
             Self::TodoChanged { received_at, .. }
             | Self::TodoCommentChanged { received_at, .. }
+            | Self::PullRequestChanged { received_at, .. }
+            | Self::BuildChanged { received_at, .. }
             | Self::IssueChanged { received_at, .. } => *received_at,
         }
     }

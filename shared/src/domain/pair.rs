@@ -71,6 +71,9 @@ pub struct Pair {
     /// create nothing and an edit updates its twin.
     #[serde(default)]
     pub comments: Vec<CommentLink>,
+    /// Signals posted to the to-do (pull requests, builds), by key: each is posted once.
+    #[serde(default)]
+    pub signals: std::collections::BTreeMap<String, Signal>,
     /// Fields whose conflict waits for a person (`manual` policy): skipped until resolved.
     pub open_conflicts: BTreeSet<Field>,
     /// The newest `updated_at` seen on each side; a fresh read older than this is stale and ignored.
@@ -102,6 +105,7 @@ impl Pair {
             backlink: Backlink::NotPosted,
             remote_linked: false,
             comments: Vec::new(),
+            signals: std::collections::BTreeMap::new(),
             open_conflicts: BTreeSet::new(),
             todo_seen_at: None,
             item_seen_at: None,
@@ -123,6 +127,20 @@ impl Pair {
     pub fn is_linked(&self) -> bool {
         self.state == PairState::Linked && self.item.is_some()
     }
+}
+
+/// A signal's progress on one to-do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "value", rename_all = "snake_case")]
+pub enum Signal {
+    /// Claimed; the post may or may not have happened (a retry looks before posting).
+    Attempting,
+    /// Posted as this Basecamp comment.
+    Posted(BasecampCommentId),
+    /// A build key that is currently failing, at this commit (so a later success posts "fixed").
+    Failing(String),
+    /// Done without a comment (e.g. the remote link on the tracker item).
+    Done,
 }
 
 /// A Basecamp comment and its tracker twin.

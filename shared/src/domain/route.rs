@@ -78,6 +78,17 @@ word_enum!(
 );
 
 word_enum!(
+    /// Which build statuses reach the to-do.
+    BuildSignals, "build signal setting" {
+        /// A failure once per (commit, build), and "fixed" when it passes again.
+        FailedOnly = "failed-only",
+        /// Failures, fixes, and a note when a build passes on a commit.
+        All = "all",
+        Off = "off",
+    }
+);
+
+word_enum!(
     /// Who moves status.
     StatusStrategy, "status strategy" {
         /// Tracker done → to-do completed; reopened → uncompleted. Basecamp completion is put back.
@@ -402,6 +413,7 @@ pub struct Route {
     /// Basecamp comments starting with this prefix are mirrored to the tracker (`*` = every comment;
     /// `None` = none). Default `DEV:`.
     pub dev_comment_prefix: Option<String>,
+    pub build_signals: BuildSignals,
     /// Secret token in this route's Basecamp webhook URL (derived, never configured by hand).
     #[serde(skip)]
     pub webhook_token: Option<String>,

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraProjectKey, NewDevItem, PersonId,
-    Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId,
+    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraKey, JiraProjectKey, NewDevItem,
+    PersonId, Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId,
 };
 
 /// Errors from any upstream API, shaped for the decisions callers make on them.
@@ -157,6 +157,9 @@ pub struct RemoteLink {
 pub trait TrackerApi: Send + Sync {
     /// A fresh read of one item. `Ok(None)` when it is gone or we lost access.
     async fn get_item(&self, item: &DevItemRef) -> Result<Option<DevItem>, ApiError>;
+
+    /// The item a key names today (keys change when an issue moves project), if it exists.
+    async fn find_item(&self, key: &JiraKey) -> Result<Option<DevItemRef>, ApiError>;
 
     /// Finds the item created for `marker` on `target`, if any (used when a crashed claim is taken over).
     async fn find_by_marker(&self, target: &TrackerTarget, marker: &SyncMarker) -> Result<Option<DevItem>, ApiError>;

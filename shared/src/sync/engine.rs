@@ -66,7 +66,7 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    fn upstream(side: Side) -> impl Fn(ApiError) -> SyncError {
+    pub(super) fn upstream(side: Side) -> impl Fn(ApiError) -> SyncError {
         move |source| match source {
             ApiError::RateLimited { retry_after } => SyncError::RateLimited { side, retry_after },
             source => SyncError::Upstream { side, source },
@@ -162,8 +162,19 @@ impl Engine {
     pub async fn sync_record(&self, jobs: &[Job]) -> Result<Outcome, SyncError> {
         let Some(first) = jobs.first() else { return Ok(Outcome::Skipped(Skip::Unchanged)) };
         let delivery = Some(first.delivery().clone());
-        if let RecordRef::TodoComment { route, project, todo, comment } = first.record() {
-            return self.sync_comment(&route, project, todo, comment, delivery.as_ref()).await;
+        match first.record() {
+            RecordRef::TodoComment { route, project, todo, comment } => {
+                return self.sync_comment(&route, project, todo, comment, delivery.as_ref()).await;
+            }
+            // Each signal event is its own news (a state, a build result): handled one by one.
+            RecordRef::PullRequest { .. } | RecordRef::Build { .. } => {
+                let mut last = Outcome::Skipped(Skip::Unchanged);
+                for job in jobs {
+                    last = self.sync_signal(job).await?;
+                }
+                return Ok(last);
+            }
+            RecordRef::Todo { .. } | RecordRef::Issue { .. } => {}
         }
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
         // decide again, a bounded number of times.
@@ -181,7 +192,9 @@ impl Engine {
                     };
                     (pair.route.clone(), Side::Tracker, Some(pair.clone()), pair.project, pair.todo)
                 }
-                RecordRef::TodoComment { .. } => return Ok(Outcome::Skipped(Skip::Unchanged)),
+                RecordRef::TodoComment { .. } | RecordRef::PullRequest { .. } | RecordRef::Build { .. } => {
+                    return Ok(Outcome::Skipped(Skip::Unchanged));
+                }
             };
             let route = self.route(&route_id)?;
             match self.run(route, changed, pair, project, todo_id, delivery.as_ref()).await? {
@@ -580,7 +593,7 @@ impl Engine {
         }
     }
 
-    async fn record(
+    pub(super) async fn record(
         &self,
         route: Option<&RouteId>,
         subject: &str,
@@ -699,7 +712,7 @@ impl Engine {
     }
 
     /// Saves `pair` on its version; `false` when another worker saved it first (re-read and retry).
-    async fn save_or_restart(&self, pair: &mut Pair) -> Result<bool, SyncError> {
+    pub(super) async fn save_or_restart(&self, pair: &mut Pair) -> Result<bool, SyncError> {
         pair.updated_at = self.clock.now();
         match self.pairs.replace(pair).await? {
             Replaced::Replaced(v) => {

@@ -271,3 +271,54 @@ async fn a_comment_without_the_prefix_stays_in_basecamp() {
     assert!(world.tracker.comments(&item).is_empty());
     assert_eq!(world.tracker.calls.get("add_comment"), 0);
 }
+
+fn texts(world: &World, todo: i64) -> Vec<String> {
+    world.basecamp.comments(TodoId(todo)).into_iter().map(|c| c.content).collect()
+}
+
+#[tokio::test]
+async fn a_pull_request_naming_two_todos_posts_one_comment_per_state_on_each() {
+    let world = World::new();
+    let one = paired(&world, 1, "Fix login").await;
+    paired(&world, 2, "Fix logout").await;
+    let (k1, k2) = (one.display_name().to_owned(), "WEB-2".to_owned());
+    for state in ["OPEN", "OPEN", "MERGED"] {
+        let job = world.pr_job(12, &format!("Fix auth ({k1})"), &format!("Also {k2}"), "feature/auth", state);
+        world.enqueue(&job).await;
+        world.enqueue(&job).await; // the same delivery again
+        world.drain().await;
+        world.engine.sync_record(std::slice::from_ref(&job)).await.unwrap(); // and once more, directly
+    }
+    for todo in [1, 2] {
+        let t = texts(&world, todo);
+        assert_eq!(t.len(), 3, "link comment + opened + merged: {t:?}");
+        assert!(t[1].contains("PR #12") && t[1].contains("opened by Ana Diaz"), "{}", t[1]);
+        assert!(t[2].contains("merged by Ana Diaz"), "{}", t[2]);
+    }
+    let links = world.tracker.remote_links(&one);
+    assert!(links.iter().any(|l| l.url.ends_with("/pull-requests/12")), "{links:?}");
+}
+
+#[tokio::test]
+async fn a_failed_then_fixed_build_posts_one_alert_and_one_fixed_note() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let branch = format!("feature/{}-login", item.display_name().to_lowercase());
+    for state in ["INPROGRESS", "FAILED", "FAILED", "SUCCESSFUL", "SUCCESSFUL"] {
+        world.enqueue(&world.build_job(&branch, "abc1234def", state)).await;
+        world.drain().await;
+    }
+    let t = texts(&world, 1);
+    assert_eq!(t.len(), 3, "link comment + failed + fixed: {t:?}");
+    assert!(t[1].contains("Build failed: CI") && t[1].contains("abc1234"), "{}", t[1]);
+    assert!(t[2].contains("Build fixed: CI"), "{}", t[2]);
+}
+
+#[tokio::test]
+async fn a_build_on_a_branch_that_names_no_paired_item_posts_nothing() {
+    let world = World::new();
+    paired(&world, 1, "Fix login").await;
+    world.enqueue(&world.build_job("feature/unrelated", "abc1234def", "FAILED")).await;
+    world.drain().await;
+    assert_eq!(texts(&world, 1).len(), 1, "only the link comment");
+}

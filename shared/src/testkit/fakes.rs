@@ -255,6 +255,11 @@ impl TrackerApi for FakeTracker {
         Ok(self.item(item))
     }
 
+    async fn find_item(&self, key: &JiraKey) -> Result<Option<DevItemRef>, ApiError> {
+        self.calls.hit("find_item");
+        Ok(lock(&self.state).items.values().find(|i| i.item.display_name() == key.as_str()).map(|i| i.item.clone()))
+    }
+
     async fn find_by_marker(&self, _target: &TrackerTarget, marker: &SyncMarker) -> Result<Option<DevItem>, ApiError> {
         self.calls.hit("find_by_marker");
         let s = lock(&self.state);

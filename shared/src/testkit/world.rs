@@ -104,6 +104,41 @@ impl World {
         }
     }
 
+    /// The job a Bitbucket pull-request webhook would produce.
+    pub fn pr_job(&self, id: u64, title: &str, description: &str, branch: &str, state: &str) -> Job {
+        let repo = crate::domain::RepoRef { workspace: "team".into(), repo_slug: "web".into() };
+        Job::PullRequestChanged {
+            delivery: self.delivery("bitbucket"),
+            pull_request: crate::domain::PullRequest {
+                pr: crate::domain::PullRequestRef { repo, id },
+                title: title.into(),
+                description: description.into(),
+                source_branch: branch.into(),
+                author: "Ana Diaz".into(),
+                url: format!("https://bitbucket.org/team/web/pull-requests/{id}"),
+            },
+            state: state.into(),
+            received_at: self.clock_now(),
+        }
+    }
+
+    /// The job a Bitbucket build-status webhook would produce.
+    pub fn build_job(&self, branch: &str, commit: &str, state: &str) -> Job {
+        Job::BuildChanged {
+            delivery: self.delivery("bitbucket"),
+            build: crate::domain::Build {
+                repo: crate::domain::RepoRef { workspace: "team".into(), repo_slug: "web".into() },
+                commit: commit.into(),
+                key: "ci-main".into(),
+                state: state.into(),
+                name: "CI".into(),
+                url: format!("https://ci.example.com/{commit}"),
+                branch: Some(branch.into()),
+            },
+            received_at: self.clock_now(),
+        }
+    }
+
     /// The job a Jira webhook for `item` would produce.
     pub fn item_job(&self, item: &DevItemRef) -> Job {
         let DevItemRef::Jira { id, key } = item;

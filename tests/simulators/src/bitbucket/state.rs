@@ -35,7 +35,7 @@ pub struct PullRequest {
 }
 
 /// A commit build status.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BuildStatus {
     #[serde(default)]
     pub commit: String,

@@ -54,10 +54,21 @@ pub fn pullrequest_body(sim: &Inner, state: &State, event_key: &str, id: u64, ac
 /// `repo:commit_status_created|updated` body.
 pub fn status_body(sim: &Inner, state: &State, created: bool, status: &BuildStatus, actor: &User) -> Value {
     let template = fixture(if created { render::WH_STATUS_CREATED } else { render::WH_STATUS_UPDATED });
+    let rendered = render::build_status(&sim.ctx, status);
+    let mut commit_status = overlay(&template["commit_status"], &rendered);
+    // The docs template is trimmed; the real event carries the REST object's fields, `refname` and
+    // `commit` included (reference §3.2), and the sync relies on `refname` to find the branch.
+    if let (Some(out), Some(full)) = (commit_status.as_object_mut(), rendered.as_object()) {
+        for key in ["refname", "commit"] {
+            if let Some(v) = full.get(key) {
+                out.insert(key.to_owned(), v.clone());
+            }
+        }
+    }
     json!({
         "actor": overlay(&template["actor"], &render::account(&sim.ctx, actor)),
         "repository": render::webhook_repository(&sim.ctx, &template["repository"], &owner(state)),
-        "commit_status": overlay(&template["commit_status"], &render::build_status(&sim.ctx, status)),
+        "commit_status": commit_status,
     })
 }
 

@@ -1,0 +1,278 @@
+//! Signals → Basecamp: pull requests and builds that name a paired item reach its to-do as one comment
+//! per (pull request, state) and per (commit, build) — never a firehose. Each signal is claimed on the
+//! pair (a version-conditioned write) before posting, so retries and duplicate webhooks post nothing
+//! twice, on every store; a claim found on a retry is checked against the to-do's comments first.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{Build, BuildSignals, Job, Pair, PairKey, PullRequest, Signal, escape_html};
+use crate::ports::{RemoteLink, TrackerTarget};
+
+use super::engine::{Engine, Outcome, SyncError};
+use super::plan::{Side, Skip};
+use super::references::{Reference, find_references};
+
+/// One comment (or link) a signal should leave on one to-do.
+struct Post {
+    key: String,
+    /// `None`: no comment, only the mark (and, for a PR, the tracker link).
+    html: Option<String>,
+    /// Text a retry looks for among the to-do's comments to tell whether the post happened.
+    needle: String,
+    /// The mark left after posting (usually `Posted`; `Failing` for a failed build).
+    after: Option<Signal>,
+    /// Marks removed after posting (a fixed build clears its failure).
+    clears: Vec<String>,
+}
+
+fn pr_verb(state: &str) -> Option<&'static str> {
+    match state {
+        "OPEN" => Some("opened"),
+        "MERGED" => Some("merged"),
+        "DECLINED" => Some("declined"),
+        "SUPERSEDED" => Some("superseded"),
+        _ => None,
+    }
+}
+
+fn pr_posts(pr: &PullRequest, state: &str) -> Vec<Post> {
+    let Some(verb) = pr_verb(state) else { return Vec::new() };
+    let html = format!(
+        "<p>PR #{} “{}” {verb} by {} → <a href=\"{}\">{}</a></p>",
+        pr.pr.id,
+        escape_html(&pr.title),
+        escape_html(&pr.author),
+        escape_html(&pr.url),
+        escape_html(&pr.url)
+    );
+    vec![Post {
+        key: format!("pr:{}:{state}", pr.pr),
+        html: Some(html),
+        needle: format!("{verb} by"),
+        after: None,
+        clears: Vec::new(),
+    }]
+}
+
+fn build_posts(build: &Build, setting: BuildSignals, signals: &BTreeMap<String, Signal>) -> Vec<Post> {
+    let short = build.commit.get(..7).unwrap_or(&build.commit);
+    let branch = build.branch.as_deref().unwrap_or("?");
+    let failing_key = format!("build-failing:{}:{}", build.repo, build.key);
+    let link =
+        |text: &str| format!("<p>{text} → <a href=\"{}\">{}</a></p>", escape_html(&build.url), escape_html(&build.url));
+    let name = escape_html(&build.name);
+    match (setting, build.state.as_str()) {
+        (BuildSignals::Off, _) => Vec::new(),
+        (_, "FAILED") => vec![Post {
+            key: format!("build:{}:{}:{}:FAILED", build.repo, build.key, build.commit),
+            html: Some(link(&format!("Build failed: {name} on {} (commit {short})", escape_html(branch)))),
+            needle: format!("Build failed: {name}"),
+            after: Some(Signal::Failing(build.commit.clone())),
+            clears: Vec::new(),
+        }],
+        (_, "SUCCESSFUL") if signals.contains_key(&failing_key) => vec![Post {
+            key: format!("build:{}:{}:{}:FIXED", build.repo, build.key, build.commit),
+            html: Some(link(&format!("Build fixed: {name} passes again on {} (commit {short})", escape_html(branch)))),
+            needle: format!("Build fixed: {name}"),
+            after: None,
+            clears: vec![failing_key],
+        }],
+        (BuildSignals::All, "SUCCESSFUL") => vec![Post {
+            key: format!("build:{}:{}:{}:SUCCESSFUL", build.repo, build.key, build.commit),
+            html: Some(link(&format!("Build passed: {name} on {} (commit {short})", escape_html(branch)))),
+            needle: format!("Build passed: {name}"),
+            after: None,
+            clears: Vec::new(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+impl Engine {
+    /// The linked pairs a set of texts refers to, each once.
+    async fn referenced_pairs(&self, texts: &[&str]) -> Result<Vec<Pair>, SyncError> {
+        let projects: Vec<String> = self
+            .settings
+            .routes
+            .iter()
+            .map(|r| match &r.target {
+                TrackerTarget::Jira { project, .. } => project.as_str().to_owned(),
+            })
+            .collect();
+        let project_refs: Vec<&str> = projects.iter().map(String::as_str).collect();
+        let mut pairs: Vec<Pair> = Vec::new();
+        for reference in find_references(texts, &project_refs) {
+            let found = match reference {
+                Reference::Issue(key) => {
+                    match self.tracker.find_item(&key).await.map_err(SyncError::upstream(Side::Tracker))? {
+                        Some(item) => self.pairs.find_by_item(&item).await?.into_iter().collect(),
+                        None => Vec::new(),
+                    }
+                }
+                Reference::Todo(todo) => {
+                    let mut v = Vec::new();
+                    for r in &self.settings.routes {
+                        if let Some(p) = self.pairs.get(&PairKey { route: r.id.clone(), todo }).await? {
+                            v.push(p);
+                        }
+                    }
+                    v
+                }
+            };
+            for p in found.into_iter().filter(Pair::is_linked) {
+                if !pairs.iter().any(|q| q.key() == p.key()) {
+                    pairs.push(p);
+                }
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// Posts a pull request's or build's signal on every to-do it refers to.
+    pub(super) async fn sync_signal(&self, job: &Job) -> Result<Outcome, SyncError> {
+        let (texts, pr): (Vec<String>, Option<(&PullRequest, &str)>) = match job {
+            Job::PullRequestChanged { pull_request, state, .. } => (
+                vec![pull_request.title.clone(), pull_request.description.clone(), pull_request.source_branch.clone()],
+                Some((pull_request, state.as_str())),
+            ),
+            Job::BuildChanged { build, .. } => (build.branch.iter().cloned().collect(), None),
+            _ => return Ok(Outcome::Skipped(Skip::Unchanged)),
+        };
+        let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pairs = self.referenced_pairs(&text_refs).await?;
+        tracing::debug!(texts = ?text_refs, pairs = pairs.len(), "signal references");
+        if pairs.is_empty() {
+            return Ok(Outcome::Skipped(Skip::NotPaired));
+        }
+        let mut writes = 0;
+        for pair in pairs {
+            let Some(route) = self.settings.routes.iter().find(|r| r.id == pair.route) else { continue };
+            let posts = match (job, pr) {
+                (_, Some((pull_request, state))) => {
+                    if state == "OPEN" {
+                        writes += self.link_pull_request(&pair, pull_request).await?;
+                    }
+                    pr_posts(pull_request, state)
+                }
+                (Job::BuildChanged { build, .. }, None) => build_posts(build, route.build_signals, &pair.signals),
+                _ => Vec::new(),
+            };
+            for post in posts {
+                writes += self.post_signal(&pair.key(), post, job).await?;
+            }
+        }
+        Ok(if writes > 0 { Outcome::Updated { writes, conflicts: 0 } } else { Outcome::Skipped(Skip::Unchanged) })
+    }
+
+    /// A remote link from the paired issue to the pull request (an idempotent upsert), once per PR.
+    async fn link_pull_request(&self, pair: &Pair, pr: &PullRequest) -> Result<usize, SyncError> {
+        let key = format!("prlink:{}", pr.pr);
+        if pair.signals.contains_key(&key) {
+            return Ok(0);
+        }
+        let Some(item) = pair.item.as_ref() else { return Ok(0) };
+        let link = RemoteLink {
+            global_id: format!("system=bitbucket&pr={}", pr.pr),
+            url: pr.url.clone(),
+            title: format!("PR #{}: {}", pr.pr.id, pr.title),
+        };
+        self.tracker.upsert_remote_link(item, &link).await.map_err(SyncError::upstream(Side::Tracker))?;
+        self.mark(&pair.key(), &key, Signal::Done, &[]).await?;
+        Ok(1)
+    }
+
+    /// Claims `post.key` on the pair, posts the comment, and records it. Already posted → nothing.
+    async fn post_signal(&self, key: &PairKey, post: Post, job: &Job) -> Result<usize, SyncError> {
+        for _ in 0..3 {
+            let Some(mut pair) = self.pairs.get(key).await? else { return Ok(0) };
+            match pair.signals.get(&post.key) {
+                Some(Signal::Posted(_) | Signal::Done | Signal::Failing(_)) => return Ok(0),
+                Some(Signal::Attempting) => {
+                    // A claim from an attempt that stopped: did its comment land?
+                    let comments = self
+                        .basecamp
+                        .list_comments(pair.project, pair.todo)
+                        .await
+                        .map_err(SyncError::upstream(Side::Basecamp))?;
+                    if let Some(c) = comments.iter().find(|c| c.content.contains(&post.needle)) {
+                        self.finish(&mut pair, &post, Some(c.id)).await?;
+                        return Ok(0);
+                    }
+                }
+                None => {
+                    pair.signals.insert(post.key.clone(), Signal::Attempting);
+                    if !self.save_or_restart(&mut pair).await? {
+                        continue;
+                    }
+                }
+            }
+            let posted = match &post.html {
+                Some(html) => Some(
+                    self.basecamp
+                        .post_comment(pair.project, pair.todo, html)
+                        .await
+                        .map_err(SyncError::upstream(Side::Basecamp))?,
+                ),
+                None => None,
+            };
+            self.finish(&mut pair, &post, posted).await?;
+            self.record(
+                Some(&pair.route),
+                &pair.key().to_string(),
+                Some(job.delivery()),
+                "signal",
+                &format!("posted {}", post.key),
+            )
+            .await?;
+            return Ok(1);
+        }
+        Err(SyncError::Busy(format!("pair {key} kept changing while posting a signal")))
+    }
+
+    /// Records a posted signal (re-reading the pair if another worker saved it meanwhile).
+    async fn finish(
+        &self,
+        pair: &mut Pair,
+        post: &Post,
+        comment: Option<crate::domain::BasecampCommentId>,
+    ) -> Result<(), SyncError> {
+        let state = post.after.clone().or(comment.map(Signal::Posted)).unwrap_or(Signal::Done);
+        for _ in 0..3 {
+            pair.signals.insert(post.key.clone(), state.clone());
+            if let Some(Signal::Failing(_)) = &post.after {
+                // Remember which build key is failing, for the "fixed" note.
+                if let Some(rest) = post.key.strip_prefix("build:") {
+                    let base: Vec<&str> = rest.rsplitn(3, ':').collect();
+                    if let Some(prefix) = base.get(2) {
+                        pair.signals.insert(format!("build-failing:{prefix}"), state.clone());
+                    }
+                }
+            }
+            for k in &post.clears {
+                pair.signals.remove(k);
+            }
+            if self.save_or_restart(pair).await? {
+                return Ok(());
+            }
+            match self.pairs.get(&pair.key()).await? {
+                Some(p) => *pair = p,
+                None => return Ok(()),
+            }
+        }
+        Err(SyncError::Busy(format!("pair {} kept changing while recording a signal", pair.key())))
+    }
+
+    async fn mark(&self, key: &PairKey, signal_key: &str, signal: Signal, clears: &[String]) -> Result<(), SyncError> {
+        for _ in 0..3 {
+            let Some(mut pair) = self.pairs.get(key).await? else { return Ok(()) };
+            pair.signals.insert(signal_key.to_owned(), signal.clone());
+            for k in clears {
+                pair.signals.remove(k);
+            }
+            if self.save_or_restart(&mut pair).await? {
+                return Ok(());
+            }
+        }
+        Err(SyncError::Busy(format!("pair {key} kept changing")))
+    }
+}
