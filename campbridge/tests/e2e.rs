@@ -472,3 +472,49 @@ async fn a_pull_request_naming_two_todos_and_its_builds_reach_both_todos_once_pe
     assert!(links.as_array().unwrap().iter().any(|l| l["object"]["url"].as_str().unwrap().contains("/pull-requests/")));
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pm_comment_in_jira_reaches_the_todo_once_and_our_twins_never_echo() {
+    let stack = start("pm-comments", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack.jira.comment_issue(&key, "PM: demo is on Friday", jira::JARED).await.unwrap();
+    stack.jira.comment_issue(&key, "refactoring the session store", jira::JARED).await.unwrap();
+    stack.basecamp.comment(todo, "<div>DEV: repro attached</div>", bc::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    let on_todo = comments_text(&stack, todo).await;
+    assert_eq!(on_todo.iter().filter(|c| c.contains("demo is on Friday")).count(), 1, "{on_todo:?}");
+    assert!(!on_todo.iter().any(|c| c.contains("session store")), "no prefix: stays in Jira");
+    let on_issue = stack.jira_comments(&key).await.unwrap();
+    assert_eq!(on_issue.len(), 3, "two developer comments + the DEV twin: {on_issue:?}");
+    assert_eq!(on_todo.len(), 3, "link + PM twin + the DEV original: {on_todo:?}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_in_jira_reaches_the_todo_and_keeps_its_other_fields() {
+    let stack = start("reassign", |o| o.assignee_owner = "both").await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut write = todo_write("Fix login", &[bc::JARED]);
+    write.description = Some("<div>Keep me</div>".into());
+    write.due_on = Some("2026-12-09".into());
+    let todo = stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack.jira.assign_issue(&key, Some(jira::ANNIE), jira::JARED).await.unwrap();
+    let t = stack
+        .wait_for("the to-do's assignee", 20, || async {
+            let t = stack.basecamp.record("todos", todo).await?;
+            let ids: Vec<i64> = t["assignees"].as_array()?.iter().filter_map(|a| a["id"].as_i64()).collect();
+            (ids == vec![bc::ANNIE]).then_some(t)
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(t["title"], "Fix login");
+    assert!(t["description"].as_str().unwrap().contains("Keep me"));
+    assert_eq!(t["due_on"], "2026-12-09");
+    stack.stop().await.unwrap();
+}

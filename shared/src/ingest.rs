@@ -149,7 +149,19 @@ impl Receivers {
         let d = webhook::jira::ingest(headers, body, secret)?;
         let issue = match d.event {
             JiraEvent::Issue(issue) => issue,
-            JiraEvent::Comment(c) => return Ok(ignored(format!("Jira {} events are not synced", c.webhook_event))),
+            JiraEvent::Comment(c) => {
+                if !self.routes.iter().any(|r| r.jira_project.as_str() == c.key.project()) {
+                    return Ok(ignored(format!("Jira project {} is not routed", c.key.project())));
+                }
+                let job = Job::IssueCommentChanged {
+                    delivery: d.delivery,
+                    issue: c.issue_id,
+                    key: c.key,
+                    comment: c.comment.comment_id,
+                    received_at: now,
+                };
+                return enqueue(queue, &job).await;
+            }
             JiraEvent::Ignored { webhook_event } => {
                 return Ok(ignored(format!("Jira {webhook_event} events are not synced")));
             }

@@ -28,6 +28,7 @@ const ROUTE_KEYS: &[&str] = &[
     "lists",
     "escalation_label",
     "dev_comment_prefix",
+    "pm_comment_prefix",
     "build_signals",
     "triage",
     "status_strategy",
@@ -211,6 +212,11 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         Some(p) => Some(p.value.trim().to_owned()),
         None => Some("DEV:".to_owned()),
     };
+    let pm_comment_prefix = match sec.str(ctx, "pm_comment_prefix") {
+        Some(p) if p.value.trim().is_empty() => None,
+        Some(p) => Some(p.value.trim().to_owned()),
+        None => Some("PM:".to_owned()),
+    };
     let build_signals = match sec.word::<crate::domain::BuildSignals>(ctx, "build_signals") {
         Some(b) => Some(b.value),
         None => (!sec.has("build_signals")).then_some(crate::domain::BuildSignals::FailedOnly),
@@ -241,6 +247,7 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         status: status?,
         conflict_policy: conflict_policy?,
         dev_comment_prefix,
+        pm_comment_prefix,
         build_signals: build_signals?,
         webhook_token: None,
     })

@@ -55,6 +55,14 @@ pub enum Job {
     },
     /// A build status on a commit was created or updated.
     BuildChanged { delivery: DeliveryId, build: Build, received_at: DateTime<Utc> },
+    /// A comment on a Jira issue was created or updated.
+    IssueCommentChanged {
+        delivery: DeliveryId,
+        issue: JiraIssueId,
+        key: JiraKey,
+        comment: super::ids::JiraCommentId,
+        received_at: DateTime<Utc>,
+    },
     /// A Jira issue was created, updated or deleted.
     IssueChanged { delivery: DeliveryId, issue: JiraIssueId, key: JiraKey, event: String, received_at: DateTime<Utc> },
 }
@@ -93,6 +101,12 @@ pub enum RecordRef {
         repo: RepoRef,
         key: String,
     },
+    /// An issue's comment: the same message group as its issue.
+    IssueComment {
+        issue: JiraIssueId,
+        key: JiraKey,
+        comment: super::ids::JiraCommentId,
+    },
     /// A to-do's comment: the same message group as its to-do, so they apply in order.
     TodoComment {
         route: RouteId,
@@ -107,7 +121,7 @@ impl RecordRef {
     pub fn group_id(&self) -> String {
         match self {
             Self::Todo { todo, .. } | Self::TodoComment { todo, .. } => format!("bc-todo-{todo}"),
-            Self::Issue { issue, .. } => format!("jira-issue-{issue}"),
+            Self::Issue { issue, .. } | Self::IssueComment { issue, .. } => format!("jira-issue-{issue}"),
             Self::PullRequest { pr } => format!("bb-pr-{}-{}-{}", pr.repo.workspace, pr.repo.repo_slug, pr.id),
             Self::Build { repo, key } => {
                 format!("bb-build-{}-{}-{}", repo.workspace, repo.repo_slug, crate::sync::digest(key))
@@ -123,6 +137,7 @@ impl Job {
             | Self::TodoCommentChanged { delivery, .. }
             | Self::PullRequestChanged { delivery, .. }
             | Self::BuildChanged { delivery, .. }
+            | Self::IssueCommentChanged { delivery, .. }
             | Self::IssueChanged { delivery, .. } => delivery,
         }
     }
@@ -138,6 +153,9 @@ impl Job {
             }
             Self::PullRequestChanged { pull_request, .. } => RecordRef::PullRequest { pr: pull_request.pr.clone() },
             Self::BuildChanged { build, .. } => RecordRef::Build { repo: build.repo.clone(), key: build.key.clone() },
+            Self::IssueCommentChanged { issue, key, comment, .. } => {
+                RecordRef::IssueComment { issue: issue.clone(), key: key.clone(), comment: comment.clone() }
+            }
         }
     }
 
@@ -147,6 +165,7 @@ impl Job {
             | Self::TodoCommentChanged { received_at, .. }
             | Self::PullRequestChanged { received_at, .. }
             | Self::BuildChanged { received_at, .. }
+            | Self::IssueCommentChanged { received_at, .. }
             | Self::IssueChanged { received_at, .. } => *received_at,
         }
     }

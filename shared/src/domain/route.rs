@@ -413,6 +413,9 @@ pub struct Route {
     /// Basecamp comments starting with this prefix are mirrored to the tracker (`*` = every comment;
     /// `None` = none). Default `DEV:`.
     pub dev_comment_prefix: Option<String>,
+    /// Tracker comments starting with this prefix are mirrored to the to-do (`*` = all; `None` = none).
+    /// Default `PM:`.
+    pub pm_comment_prefix: Option<String>,
     pub build_signals: BuildSignals,
     /// Secret token in this route's Basecamp webhook URL (derived, never configured by hand).
     #[serde(skip)]

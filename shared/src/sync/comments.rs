@@ -1,11 +1,13 @@
-//! Selective comment mirroring, Basecamp → tracker: a comment that starts with the route's prefix
-//! (`DEV:` by default) becomes a tracker comment without the prefix, attributed to its author. The pair
-//! records each mirrored comment, so duplicates and echoes create nothing and an edit updates the twin.
+//! Selective comment mirroring. Basecamp → tracker: a comment that starts with the route's prefix
+//! (`DEV:` by default) becomes a tracker comment without the prefix, attributed to its author; the pair
+//! records each one, so duplicates and echoes create nothing and an edit updates the twin. Tracker →
+//! Basecamp: a comment starting `PM:` becomes a to-do comment, posted once like a signal. Comments
+//! campbridge wrote itself are never mirrored back.
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Backlink, CommentLink, Pair, Route, escape_html};
-use crate::ports::TodoComment;
+use crate::domain::{Backlink, CommentLink, Pair, Route, Signal, escape_html};
+use crate::ports::{TodoComment, TrackerComment};
 use crate::richtext::{html_to_text, text_to_html};
 
 /// What to do about one Basecamp comment.
@@ -36,6 +38,9 @@ pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> Comm
     if pair.backlink == Backlink::Posted(comment.id) {
         return CommentPlan::Skip("our own link comment");
     }
+    if pair.signals.values().any(|s| *s == Signal::Posted(comment.id)) {
+        return CommentPlan::Skip("a comment campbridge posted");
+    }
     let Some(prefix) = route.dev_comment_prefix.as_deref() else {
         return CommentPlan::Skip("comment mirroring is off for this route");
     };
@@ -54,6 +59,35 @@ pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> Comm
         // A twin whose post was started but not recorded: the executor looks for it first.
         Some(_) | None => CommentPlan::Create { html, digest: d },
     }
+}
+
+/// A tracker comment to mirror onto the to-do: its signal key, the HTML, and a needle a retry looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToTodo {
+    pub key: String,
+    pub html: String,
+    pub needle: String,
+}
+
+/// Decides whether a tracker comment goes to the to-do. Pure. `item_url` is where the issue opens.
+pub fn decide_tracker_comment(route: &Route, pair: &Pair, comment: &TrackerComment, item_url: &str) -> Option<ToTodo> {
+    // Our own twins of Basecamp comments (recorded, or still being recorded: they carry our attribution).
+    if pair.comments.iter().any(|l| l.tracker.as_ref() == Some(&comment.id))
+        || (comment.html.contains("via <a href=") && comment.html.contains(">Basecamp</a>"))
+    {
+        return None;
+    }
+    let prefix = route.pm_comment_prefix.as_deref()?;
+    let text = html_to_text(&comment.html).trim().to_owned();
+    let body = if prefix == "*" { Some(text.as_str()) } else { strip_prefix_ci(&text, prefix).map(str::trim_start) };
+    let body = body.filter(|b| !b.is_empty())?;
+    let by = if comment.author_name.is_empty() { "someone".to_owned() } else { escape_html(&comment.author_name) };
+    let marker = format!("{item_url}?focusedCommentId={}", comment.id.0);
+    Some(ToTodo {
+        key: format!("pm-comment:{}", comment.id.0),
+        html: format!("{}<p>— {by} via <a href=\"{}\">Jira</a></p>", text_to_html(body), escape_html(&marker)),
+        needle: format!("focusedCommentId={}", comment.id.0),
+    })
 }
 
 /// The tracker comment: the text without the prefix, then who wrote it, linking back to the comment.

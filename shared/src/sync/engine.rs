@@ -174,6 +174,13 @@ impl Engine {
                 }
                 return Ok(last);
             }
+            RecordRef::IssueComment { .. } => {
+                let mut last = Outcome::Skipped(Skip::Unchanged);
+                for job in jobs {
+                    last = self.sync_tracker_comment(job).await?;
+                }
+                return Ok(last);
+            }
             RecordRef::Todo { .. } | RecordRef::Issue { .. } => {}
         }
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
@@ -192,7 +199,10 @@ impl Engine {
                     };
                     (pair.route.clone(), Side::Tracker, Some(pair.clone()), pair.project, pair.todo)
                 }
-                RecordRef::TodoComment { .. } | RecordRef::PullRequest { .. } | RecordRef::Build { .. } => {
+                RecordRef::TodoComment { .. }
+                | RecordRef::IssueComment { .. }
+                | RecordRef::PullRequest { .. }
+                | RecordRef::Build { .. } => {
                     return Ok(Outcome::Skipped(Skip::Unchanged));
                 }
             };

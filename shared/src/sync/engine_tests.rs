@@ -322,3 +322,32 @@ async fn a_build_on_a_branch_that_names_no_paired_item_posts_nothing() {
     world.drain().await;
     assert_eq!(texts(&world, 1).len(), 1, "only the link comment");
 }
+
+#[tokio::test]
+async fn pm_and_dev_comments_cross_once_each_way_and_never_echo_back() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    // Jira → Basecamp.
+    let pm = world.tracker.comment_as(&item, "Jared Davis", "<p>PM: shipping Friday</p>");
+    let plain = world.tracker.comment_as(&item, "Jared Davis", "<p>refactoring the session store</p>");
+    for c in [&pm, &pm, &plain] {
+        world.enqueue(&world.issue_comment_job(&item, c)).await;
+    }
+    world.drain().await;
+    let t = texts(&world, 1);
+    assert_eq!(t.len(), 2, "link comment + the PM: comment: {t:?}");
+    assert!(t[1].contains("shipping Friday") && t[1].contains("Jared Davis via") && !t[1].contains("PM:"), "{}", t[1]);
+    // Its Basecamp webhook comes back: not mirrored to Jira, even with every comment mirrored.
+    let echoed = world.basecamp.comments(TodoId(1))[1].id;
+    world.enqueue(&world.comment_job(TodoId(1), echoed)).await;
+    world.drain().await;
+    // Basecamp → Jira, and that twin's Jira webhook comes back.
+    let dev = world.basecamp.comment_as(TodoId(1), "Annie Bryan", "<div>DEV: repro steps attached</div>");
+    world.enqueue(&world.comment_job(TodoId(1), dev)).await;
+    world.drain().await;
+    let twin = world.tracker.comments(&item).last().map(|c| c.id.clone()).unwrap();
+    world.enqueue(&world.issue_comment_job(&item, &twin)).await;
+    world.drain().await;
+    assert_eq!(world.tracker.comments(&item).len(), 3, "two developer comments + one twin");
+    assert_eq!(texts(&world, 1).len(), 3, "link + PM twin + the DEV original");
+}

@@ -9,7 +9,7 @@ mod plan;
 mod references;
 mod signals;
 
-pub use comments::{CommentPlan, decide_comment, digest};
+pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment, digest};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create};
 pub use engine::{Engine, Outcome, SyncError, SyncSettings};
 pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};

@@ -164,6 +164,38 @@ impl Engine {
         Ok(if writes > 0 { Outcome::Updated { writes, conflicts: 0 } } else { Outcome::Skipped(Skip::Unchanged) })
     }
 
+    /// Mirrors a tracker comment that starts with the route's `PM:` prefix onto the paired to-do, once.
+    pub(super) async fn sync_tracker_comment(&self, job: &Job) -> Result<Outcome, SyncError> {
+        let Job::IssueCommentChanged { issue, key, comment, .. } = job else {
+            return Ok(Outcome::Skipped(Skip::Unchanged));
+        };
+        let item = crate::domain::DevItemRef::Jira { id: issue.clone(), key: key.clone() };
+        let Some(pair) = self.pairs.find_by_item(&item).await? else { return Ok(Outcome::Skipped(Skip::NotPaired)) };
+        if !pair.is_linked() {
+            return Err(SyncError::Busy(format!("pair {} is still being created", pair.key())));
+        }
+        let Some(route) = self.settings.routes.iter().find(|r| r.id == pair.route) else {
+            return Ok(Outcome::Skipped(Skip::NotPaired));
+        };
+        if route.pm_comment_prefix.is_none() {
+            return Ok(Outcome::Skipped(Skip::Unchanged));
+        }
+        let comments = self.tracker.list_comments(&item).await.map_err(SyncError::upstream(Side::Tracker))?;
+        let Some(c) = comments.into_iter().find(|c| &c.id == comment) else {
+            return Ok(Outcome::Skipped(Skip::Gone(Side::Tracker)));
+        };
+        let url = match self.tracker.get_item(&item).await.map_err(SyncError::upstream(Side::Tracker))? {
+            Some(i) => i.url,
+            None => return Ok(Outcome::Skipped(Skip::Gone(Side::Tracker))),
+        };
+        let Some(to) = super::comments::decide_tracker_comment(route, &pair, &c, &url) else {
+            return Ok(Outcome::Skipped(Skip::Unchanged));
+        };
+        let post = Post { key: to.key, html: Some(to.html), needle: to.needle, after: None, clears: Vec::new() };
+        let writes = self.post_signal(&pair.key(), post, job).await?;
+        Ok(if writes > 0 { Outcome::Updated { writes, conflicts: 0 } } else { Outcome::Skipped(Skip::Unchanged) })
+    }
+
     /// A remote link from the paired issue to the pull request (an idempotent upsert), once per PR.
     async fn link_pull_request(&self, pair: &Pair, pr: &PullRequest) -> Result<usize, SyncError> {
         let key = format!("prlink:{}", pr.pr);

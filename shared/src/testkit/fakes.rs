@@ -236,6 +236,15 @@ impl FakeTracker {
     pub fn refuse_assignee(&self, account: &JiraAccountId) {
         lock(&self.state).refused_assignees.insert(account.clone());
     }
+    /// A developer comments on an item; returns the comment id.
+    pub fn comment_as(&self, r: &DevItemRef, author: &str, html: &str) -> JiraCommentId {
+        let mut s = lock(&self.state);
+        let list = s.comments.entry(r.index_key()).or_default();
+        let id = JiraCommentId(format!("{}", 100 + list.len()));
+        list.push(TrackerComment { id: id.clone(), author_name: author.into(), html: html.into() });
+        id
+    }
+
     pub fn comments(&self, r: &DevItemRef) -> Vec<TrackerComment> {
         lock(&self.state).comments.get(&r.index_key()).cloned().unwrap_or_default()
     }

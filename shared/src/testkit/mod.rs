@@ -82,6 +82,7 @@ pub fn route() -> Route {
         status: StatusStrategy::DevOwned,
         conflict_policy: ConflictPolicy::LastWriterWins,
         dev_comment_prefix: Some("DEV:".into()),
+        pm_comment_prefix: Some("PM:".into()),
         build_signals: crate::domain::BuildSignals::FailedOnly,
         webhook_token: None,
     }

@@ -139,6 +139,18 @@ impl World {
         }
     }
 
+    /// The job a Jira comment webhook would produce.
+    pub fn issue_comment_job(&self, item: &DevItemRef, comment: &crate::domain::JiraCommentId) -> Job {
+        let DevItemRef::Jira { id, key } = item;
+        Job::IssueCommentChanged {
+            delivery: self.delivery("jira"),
+            issue: id.clone(),
+            key: key.clone(),
+            comment: comment.clone(),
+            received_at: self.clock_now(),
+        }
+    }
+
     /// The job a Jira webhook for `item` would produce.
     pub fn item_job(&self, item: &DevItemRef) -> Job {
         let DevItemRef::Jira { id, key } = item;
