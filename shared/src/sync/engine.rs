@@ -207,8 +207,15 @@ impl Engine {
                 }
             };
             let route = self.route(&route_id)?;
-            match self.run(route, changed, pair, project, todo_id, delivery.as_ref()).await? {
-                Some(outcome) => return Ok(outcome),
+            let mut seen_item = None;
+            match self.run(route, changed, pair, project, todo_id, delivery.as_ref(), &mut seen_item).await? {
+                Some(outcome) => {
+                    if let Some(item) = seen_item.filter(|_| changed == Side::Tracker) {
+                        let key = crate::domain::PairKey { route: route_id.clone(), todo: todo_id };
+                        self.check_blocker(&key, &item, first).await?;
+                    }
+                    return Ok(outcome);
+                }
                 None => continue,
             }
         }
@@ -224,6 +231,7 @@ impl Engine {
         project: crate::domain::ProjectId,
         todo_id: crate::domain::TodoId,
         delivery: Option<&DeliveryId>,
+        seen_item: &mut Option<DevItem>,
     ) -> Result<Option<Outcome>, SyncError> {
         let users = &self.settings.users;
         let mut reads = Reads { todo: Fresh::NotFetched, item: Fresh::NotFetched };
@@ -267,6 +275,7 @@ impl Engine {
                         return Ok(Some(Outcome::Skipped(Skip::NotPaired)));
                     };
                     let i = self.tracker.get_item(item_ref).await.map_err(SyncError::upstream(Side::Tracker))?;
+                    seen_item.clone_from(&i);
                     reads.item = i.map_or(Fresh::Gone, Fresh::Found);
                 }
                 Plan::Skip(skip) => {

@@ -351,3 +351,24 @@ async fn pm_and_dev_comments_cross_once_each_way_and_never_echo_back() {
     assert_eq!(world.tracker.comments(&item).len(), 3, "two developer comments + one twin");
     assert_eq!(texts(&world, 1).len(), 3, "link + PM twin + the DEV original");
 }
+
+#[tokio::test]
+async fn a_blocked_issue_posts_one_blocked_comment_and_one_unblocked_note() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let tick = world.basecamp.tick();
+    world.tracker.edit(&item, tick, |i| i.status_name = "Blocked".into());
+    for _ in 0..2 {
+        world.enqueue(&world.item_job(&item)).await;
+        world.drain().await;
+    }
+    world.tracker.edit(&item, tick, |i| i.status_name = "In Progress".into());
+    for _ in 0..2 {
+        world.enqueue(&world.item_job(&item)).await;
+        world.drain().await;
+    }
+    let t = texts(&world, 1);
+    assert_eq!(t.len(), 3, "link + blocked + unblocked: {t:?}");
+    assert!(t[1].contains("Blocked:") && t[1].contains("status “Blocked”"), "{}", t[1]);
+    assert!(t[2].contains("Unblocked:"), "{}", t[2]);
+}

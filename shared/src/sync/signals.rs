@@ -196,6 +196,44 @@ impl Engine {
         Ok(if writes > 0 { Outcome::Updated { writes, conflicts: 0 } } else { Outcome::Skipped(Skip::Unchanged) })
     }
 
+    /// A paired issue moved to a status named like "Blocked" or labelled `blocked` → one "Blocked" comment
+    /// on the to-do; back out of it → one "Unblocked" note. Each transition posts once.
+    pub(super) async fn check_blocker(
+        &self,
+        key: &PairKey,
+        item: &crate::domain::DevItem,
+        job: &Job,
+    ) -> Result<(), SyncError> {
+        let Some(pair) = self.pairs.get(key).await? else { return Ok(()) };
+        let reason = if item.status_name.to_lowercase().contains("blocked") {
+            Some(format!("status “{}”", item.status_name))
+        } else if item.labels.iter().any(|l| l.eq_ignore_ascii_case("blocked")) {
+            Some("labelled “blocked”".to_owned())
+        } else {
+            None
+        };
+        let name = escape_html(item.item.display_name());
+        let url = escape_html(&item.url);
+        let post = match (reason, pair.signals.contains_key("blocked")) {
+            (Some(why), false) => Post {
+                key: "blocked".into(),
+                html: Some(format!("<p>Blocked: <a href=\"{url}\">{name}</a> is {}</p>", escape_html(&why))),
+                needle: format!("Blocked: <a href=\"{url}\">"),
+                after: None,
+                clears: vec!["unblocked".into()],
+            },
+            (None, true) => Post {
+                key: "unblocked".into(),
+                html: Some(format!("<p>Unblocked: <a href=\"{url}\">{name}</a> is moving again</p>")),
+                needle: format!("Unblocked: <a href=\"{url}\">"),
+                after: None,
+                clears: vec!["blocked".into()],
+            },
+            _ => return Ok(()),
+        };
+        self.post_signal(key, post, job).await.map(|_| ())
+    }
+
     /// A remote link from the paired issue to the pull request (an idempotent upsert), once per PR.
     async fn link_pull_request(&self, pair: &Pair, pr: &PullRequest) -> Result<usize, SyncError> {
         let key = format!("prlink:{}", pr.pr);
