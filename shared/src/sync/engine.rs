@@ -208,7 +208,7 @@ impl Engine {
             };
             let route = self.route(&route_id)?;
             let mut seen_item = None;
-            match self.run(route, changed, pair, project, todo_id, delivery.as_ref(), &mut seen_item).await? {
+            match self.run(route, changed, pair, (project, todo_id), delivery.as_ref(), &mut seen_item).await? {
                 Some(outcome) => {
                     if let Some(item) = seen_item.filter(|_| changed == Side::Tracker) {
                         let key = crate::domain::PairKey { route: route_id.clone(), todo: todo_id };
@@ -228,8 +228,7 @@ impl Engine {
         route: &Route,
         mut changed: Side,
         pair: Option<Pair>,
-        project: crate::domain::ProjectId,
-        todo_id: crate::domain::TodoId,
+        (project, todo_id): (crate::domain::ProjectId, crate::domain::TodoId),
         delivery: Option<&DeliveryId>,
         seen_item: &mut Option<DevItem>,
     ) -> Result<Option<Outcome>, SyncError> {
