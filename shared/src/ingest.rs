@@ -11,7 +11,7 @@ use tracing::info;
 use crate::domain::{Build, DeliveryId, JiraProjectKey, Job, ProjectId, Route, RouteId};
 use crate::ports::{JobQueue, Sent, StoreError};
 use crate::webhook::basecamp::BasecampTarget;
-use crate::webhook::bitbucket::{BitbucketEvent, BuildState, PullRequestState};
+use crate::webhook::bitbucket::BitbucketEvent;
 use crate::webhook::jira::JiraEvent;
 use crate::webhook::verify::{check_route_token, route_token};
 use crate::webhook::{self, Headers, WebhookError};
@@ -92,6 +92,11 @@ impl Receivers {
         route_token(&self.webhook_key, id)
     }
 
+    /// Whether a route syncs the Jira project `key` belongs to.
+    fn routes_project(&self, key: &crate::domain::JiraKey) -> bool {
+        self.routes.iter().any(|r| r.jira_project.as_str() == key.project())
+    }
+
     /// `POST /basecamp/{token}`: Basecamp webhooks are unsigned, so the URL's secret token names the route.
     #[tracing::instrument(skip_all, fields(source = "basecamp"))]
     pub async fn basecamp(
@@ -150,7 +155,7 @@ impl Receivers {
         let issue = match d.event {
             JiraEvent::Issue(issue) => issue,
             JiraEvent::Comment(c) => {
-                if !self.routes.iter().any(|r| r.jira_project.as_str() == c.key.project()) {
+                if !self.routes_project(&c.key) {
                     return Ok(ignored(format!("Jira project {} is not routed", c.key.project())));
                 }
                 let job = Job::IssueCommentChanged {
@@ -166,7 +171,7 @@ impl Receivers {
                 return Ok(ignored(format!("Jira {webhook_event} events are not synced")));
             }
         };
-        if !self.routes.iter().any(|r| r.jira_project.as_str() == issue.key.project()) {
+        if !self.routes_project(&issue.key) {
             return Ok(ignored(format!("Jira project {} is not routed", issue.key.project())));
         }
         let job = Job::IssueChanged {
@@ -193,30 +198,19 @@ impl Receivers {
         let secret = self.bitbucket_secret.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
         let d = webhook::bitbucket::ingest(headers, body, secret)?;
         let job = match d.event {
-            BitbucketEvent::PullRequest(e) => {
-                let state = match &e.state {
-                    PullRequestState::Open => "OPEN".to_owned(),
-                    PullRequestState::Merged => "MERGED".to_owned(),
-                    PullRequestState::Declined => "DECLINED".to_owned(),
-                    PullRequestState::Superseded => "SUPERSEDED".to_owned(),
-                    PullRequestState::Other(s) => s.clone(),
-                };
-                Job::PullRequestChanged { delivery: d.delivery, pull_request: e.pull_request, state, received_at: now }
-            }
+            BitbucketEvent::PullRequest(e) => Job::PullRequestChanged {
+                delivery: d.delivery,
+                state: e.state.as_str().to_owned(),
+                pull_request: e.pull_request,
+                received_at: now,
+            },
             BitbucketEvent::BuildStatus(b) => {
-                let state = match &b.state {
-                    BuildState::Successful => "SUCCESSFUL".to_owned(),
-                    BuildState::Failed => "FAILED".to_owned(),
-                    BuildState::InProgress => "INPROGRESS".to_owned(),
-                    BuildState::Stopped => "STOPPED".to_owned(),
-                    BuildState::Other(s) => s.clone(),
-                };
                 let build = Build {
                     repo: b.repo,
                     name: b.name.unwrap_or_else(|| b.key.clone()),
+                    state: b.state.as_str().to_owned(),
                     commit: b.commit,
                     key: b.key,
-                    state,
                     url: b.url.unwrap_or_default(),
                     branch: b.refname,
                 };

@@ -759,45 +759,27 @@ fn tracker_name(item: &DevItemRef) -> &'static str {
     }
 }
 
-/// "wrote tracker summary, status; Basecamp completion" — for the audit log.
+/// "wrote tracker summary, status; wrote Basecamp completion" — for the audit log.
 fn describe_writes(apply: &Apply) -> String {
-    let p: &DevItemPatch = &apply.item;
-    let mut tracker = Vec::new();
-    if p.summary.is_some() {
-        tracker.push("summary");
-    }
-    if p.description.is_some() {
-        tracker.push("description");
-    }
-    if p.assignee.is_some() {
-        tracker.push("assignee");
-    }
-    if p.due.is_some() {
-        tracker.push("due date");
-    }
-    if p.priority.is_some() {
-        tracker.push("priority");
-    }
-    if !p.labels_add.is_empty() || !p.labels_remove.is_empty() {
-        tracker.push("labels");
-    }
-    if !p.components_add.is_empty() || !p.components_remove.is_empty() {
-        tracker.push("components");
-    }
-    if p.status.is_some() {
-        tracker.push("status");
-    }
-    let t = &apply.todo;
-    let mut basecamp = Vec::new();
-    if t.title.is_some() {
-        basecamp.push("title");
-    }
-    if t.completed.is_some() {
-        basecamp.push("completion");
-    }
-    if t.assignees.is_some() {
-        basecamp.push("assignees");
-    }
+    let (p, t): (&DevItemPatch, _) = (&apply.item, &apply.todo);
+    let named = |fields: &[(bool, &'static str)]| -> Vec<&'static str> {
+        fields.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect()
+    };
+    let tracker = named(&[
+        (p.summary.is_some(), "summary"),
+        (p.description.is_some(), "description"),
+        (p.assignee.is_some(), "assignee"),
+        (p.due.is_some(), "due date"),
+        (p.priority.is_some(), "priority"),
+        (!p.labels_add.is_empty() || !p.labels_remove.is_empty(), "labels"),
+        (!p.components_add.is_empty() || !p.components_remove.is_empty(), "components"),
+        (p.status.is_some(), "status"),
+    ]);
+    let basecamp = named(&[
+        (t.title.is_some(), "title"),
+        (t.completed.is_some(), "completion"),
+        (t.assignees.is_some(), "assignees"),
+    ]);
     let mut parts = Vec::new();
     if !tracker.is_empty() {
         parts.push(format!("wrote tracker {}", tracker.join(", ")));

@@ -64,6 +64,17 @@ pub enum PullRequestState {
 }
 
 impl PullRequestState {
+    /// The state as Bitbucket spells it (`OPEN`, `MERGED`, …).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Open => "OPEN",
+            Self::Merged => "MERGED",
+            Self::Declined => "DECLINED",
+            Self::Superseded => "SUPERSEDED",
+            Self::Other(s) => s,
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "OPEN" => Self::Open,
@@ -96,6 +107,17 @@ pub enum BuildState {
 }
 
 impl BuildState {
+    /// The state as Bitbucket spells it (`SUCCESSFUL`, `FAILED`, …).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Successful => "SUCCESSFUL",
+            Self::Failed => "FAILED",
+            Self::InProgress => "INPROGRESS",
+            Self::Stopped => "STOPPED",
+            Self::Other(s) => s,
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "SUCCESSFUL" => Self::Successful,
