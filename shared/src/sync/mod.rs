@@ -6,12 +6,14 @@ mod decide;
 mod engine;
 mod mapper;
 mod plan;
+mod resolve;
 
 pub use comments::{CommentPlan, decide_comment};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create};
 pub use engine::{Engine, Outcome, SyncError, SyncSettings};
 pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};
 pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
+pub use resolve::{ResolveError, Resolved};
 
 #[cfg(test)]
 mod engine_tests;
