@@ -71,6 +71,8 @@ async fn an_expired_basecamp_token_is_provider_auth_required() {
     assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
     assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
     assert!(ops::doctor::render(&report).contains("PROVIDER_AUTH_REQUIRED"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
     stack.stop().await.unwrap();
 }
 
@@ -206,6 +208,9 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
 
     let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
     assert!(check.healthy(), "{}", ops::webhooks::render(&check));
+    let status = ops::status::run(&stack.store, &stack.config, Some(secrets.clone()), base).await.unwrap();
+    let status_text = ops::status::render(&status);
+    assert!(status_text.contains("✓ basecamp") && status_text.contains("✓ bitbucket"), "{status_text}");
     let text = ops::webhooks::render(&check);
     assert!(text.contains("plugins/servlet/webhooks") && text.contains("jira-webhook-secret"), "{text}");
     assert!(!text.contains("demo-jira-webhook-secret"), "secrets are named, never printed");

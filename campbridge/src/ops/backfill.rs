@@ -406,3 +406,19 @@ pub fn render(r: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_limiter_spreads_requests_over_the_window() {
+        let limiter = RateLimiter::new(3, Duration::from_millis(300));
+        let start = Instant::now();
+        limiter.acquire(3).await;
+        assert!(start.elapsed() < Duration::from_millis(150), "the first window's permits are immediate");
+        limiter.acquire(4).await;
+        // 7 permits at 3 per 300 ms need two more windows.
+        assert!(start.elapsed() >= Duration::from_millis(600), "{:?}", start.elapsed());
+    }
+}

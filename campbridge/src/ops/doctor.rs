@@ -143,9 +143,18 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Optio
 /// Checks each URL; false (and a failed line) when one is blocked.
 async fn urls_safe(report: &mut Report, provider: &'static str, urls: &[&url::Url], allow: bool) -> bool {
     let mut safe = true;
+    let mut seen: Vec<&url::Url> = Vec::new();
     for url in urls {
+        if seen.contains(url) {
+            continue;
+        }
+        seen.push(url);
         match check_base_url(url, allow).await {
-            Ok(()) => report.pass(provider, "base URL", format!("{url} is https (or allowed loopback) and stays put")),
+            Ok(()) => report.pass(
+                provider,
+                "base URL",
+                format!("{url} passes the safety checks (https or allowed loopback, public address, no redirect away)"),
+            ),
             Err(why) => {
                 safe = false;
                 report.fail(

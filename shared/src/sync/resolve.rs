@@ -218,3 +218,66 @@ impl Engine {
         Err(ResolveError::Sync(SyncError::Busy("the pair kept changing while resolving".to_owned())))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::domain::{ConflictPolicy, DevItemRef, PairKey, RouteId, TodoId};
+    use crate::ports::{ConflictLog, PairStore, Resolution};
+    use crate::testkit::world::World;
+    use crate::testkit::{route, todo, users};
+
+    use super::{ResolveError, Side};
+
+    /// A paired to-do whose title both sides changed, under the `manual` policy: one open conflict.
+    async fn open_title_conflict() -> (World, DevItemRef, String) {
+        let mut r = route();
+        r.conflict_policy = ConflictPolicy::Manual;
+        let world = World::with(r, users());
+        world.create_todo(todo(1, "Fix login")).await;
+        world.drain().await;
+        let item = world.item_of(TodoId(1)).await.unwrap();
+        world.basecamp.edit(TodoId(1), |t| t.title = "PM title".into());
+        world.tracker.edit(&item, world.basecamp.tick(), |i| i.summary = "[BC][WEB] Dev title".into());
+        world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+        let open = world.conflicts.list(true, 10).await.unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        let id = open[0].id.clone();
+        (world, item, id)
+    }
+
+    fn key() -> PairKey {
+        PairKey { route: RouteId("web".into()), todo: TodoId(1) }
+    }
+
+    #[tokio::test]
+    async fn taking_the_basecamp_side_writes_the_title_to_the_tracker_and_reopens_the_field() {
+        let (world, item, id) = open_title_conflict().await;
+        let done = world.engine.resolve_conflict(&id, Side::Basecamp).await.unwrap();
+        assert!(done.wrote);
+        assert_eq!(done.value, "PM title");
+        assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] PM title");
+        assert_eq!(world.basecamp.todo(TodoId(1)).unwrap().title, "PM title");
+        assert!(world.pairs.get(&key()).await.unwrap().unwrap().open_conflicts.is_empty());
+        let all = world.conflicts.list(false, 10).await.unwrap();
+        assert_eq!(all[0].resolution, Resolution::TookBasecamp);
+        // The echo of our write changes nothing.
+        let updates = world.tracker.calls.get("update_item");
+        world.engine.sync_record(&[world.item_job(&item)]).await.unwrap();
+        assert_eq!(world.tracker.calls.get("update_item"), updates);
+    }
+
+    #[tokio::test]
+    async fn taking_the_tracker_side_writes_the_title_to_basecamp_and_settling_twice_is_refused() {
+        let (world, _item, id) = open_title_conflict().await;
+        world.engine.resolve_conflict(&id, Side::Tracker).await.unwrap();
+        assert_eq!(world.basecamp.todo(TodoId(1)).unwrap().title, "Dev title");
+        let again = world.engine.resolve_conflict(&id, Side::Tracker).await;
+        assert!(matches!(again, Err(ResolveError::NotOpen(_))));
+        // The field syncs again: a later Basecamp rename reaches the tracker.
+        world.basecamp.edit(TodoId(1), |t| t.title = "Later".into());
+        world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+        let item = world.item_of(TodoId(1)).await.unwrap();
+        assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] Later");
+    }
+}
