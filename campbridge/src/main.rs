@@ -127,6 +127,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The validation loop on a sandbox to-do in the real accounts (create, update, filter, conflict),
+    /// then cleans up. Exits 1 if a step fails.
+    Selftest {
+        /// The route id (`[[routes]] id`).
+        #[arg(long)]
+        route: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +352,17 @@ fn main() -> ExitCode {
                 let report = ops::backfill::run(&engine, &client, limiter, &opts).await?;
                 emit(json, &report, ops::backfill::render(&report))?;
                 Ok(report.failed == 0)
+            })
+        }
+        Command::Selftest { route, config, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let (_, engine) = ops::open_engine(&config, secrets.clone(), &ops_worker()).await?;
+                let route = shared::domain::RouteId::parse(&route).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
+                let report = ops::selftest::run(&config, secrets, &engine, &route).await?;
+                emit(json, &report, ops::selftest::render(&report))?;
+                Ok(report.ok())
             })
         }
     }

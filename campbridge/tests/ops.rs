@@ -442,3 +442,32 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     assert_eq!(status.claims_stale + status.claims_live, 0);
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
+    let stack = start("selftest", |_| {}).await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "selftest");
+    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let report = ops::selftest::run(&config, secrets(&stack), &engine, &stack.route).await.unwrap();
+    let text = ops::selftest::render(&report);
+    assert!(report.ok(), "{text}");
+    let passed: Vec<&str> = report.steps.iter().filter(|s| s.ok == Some(true)).map(|s| s.name).collect();
+    for step in [
+        "create → one issue",
+        "update → mirrored once",
+        "filter-negative → nothing",
+        "conflict → policy applied",
+        "clean up",
+    ] {
+        assert!(passed.contains(&step), "{step}: {text}");
+    }
+    // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
+    use shared::ports::PairStore;
+    let pairs = PairStore::list(&store, None, None, 10).await.unwrap();
+    assert_eq!(pairs.len(), 1);
+    let item = pairs[0].item.clone().unwrap();
+    assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");
+    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["completed"], true);
+    stack.stop().await.unwrap();
+}

@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod conflicts;
 pub mod doctor;
 pub mod replay;
+pub mod selftest;
 pub mod status;
 pub mod webhooks;
 
