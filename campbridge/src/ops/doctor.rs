@@ -176,7 +176,7 @@ fn hook_lines(report: &mut Report, hooks: Option<&webhooks::HooksReport>, provid
         let name = format!("webhook {}", h.target);
         match h.healthy {
             Some(true) => report.pass(provider, name, h.state.clone()),
-            Some(false) => report.fail(provider, name, None, h.state.clone(), h.fix.clone().unwrap_or_default()),
+            Some(false) => report.fail(provider, name, h.code, h.state.clone(), h.fix.clone().unwrap_or_default()),
             None => report.skip(provider, name, h.state.clone()),
         }
     }

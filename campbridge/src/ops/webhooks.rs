@@ -13,6 +13,7 @@ use shared::clients::ClientError;
 use shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
 use shared::clients::bitbucket::WebhookSpec;
 use shared::config::Config;
+use shared::doctor::SetupCode;
 use shared::ports::SecretStore;
 
 use super::{OpsError, bitbucket_client, mark, public_base, receivers, secret};
@@ -46,6 +47,8 @@ pub struct Hook {
     pub state: String,
     /// How to fix it, when unhealthy or not checkable.
     pub fix: Option<String>,
+    /// The setup code, when credentials or permissions are the cause.
+    pub code: Option<SetupCode>,
 }
 
 /// What a `webhooks` subcommand found or did.
@@ -82,6 +85,14 @@ fn base(config: &Config, base_url: Option<&str>) -> Result<String, OpsError> {
                 .to_owned(),
         )
     })
+}
+
+fn client_code(e: &ClientError) -> Option<SetupCode> {
+    match e {
+        ClientError::AuthRequired(_) => Some(SetupCode::AuthRequired),
+        ClientError::Forbidden(_) => Some(SetupCode::ScopeUnavailable),
+        _ => None,
+    }
 }
 
 fn client_fix(e: &ClientError, what: &str) -> String {
@@ -122,6 +133,7 @@ pub async fn run(
             healthy: None,
             state: "admin webhooks with a secret cannot be registered or read with an API token".to_owned(),
             fix: Some(jira_steps(&site, &base, jira.webhook_secret.name(), config)),
+            code: None,
         });
     }
     Ok(report)
@@ -167,6 +179,7 @@ async fn basecamp(
             healthy: None,
             state: String::new(),
             fix: None,
+            code: None,
         };
         let existing = match client.webhooks(route.project).await {
             Ok(list) => list.into_iter().find(|h| h.payload_url == url),
@@ -174,6 +187,7 @@ async fn basecamp(
                 hook.healthy = Some(false);
                 hook.state = "could not list the project's webhooks".to_owned();
                 hook.fix = Some(client_fix(&e, "Basecamp"));
+                hook.code = client_code(&e);
                 report.hooks.push(hook);
                 continue;
             }
@@ -235,6 +249,7 @@ async fn basecamp(
         if let Err(e) = result {
             hook.healthy = Some(false);
             hook.fix = Some(client_fix(&e, "Basecamp"));
+            hook.code = client_code(&e);
         }
         report.hooks.push(hook);
     }
@@ -260,6 +275,7 @@ async fn bitbucket(
             healthy: None,
             state: String::new(),
             fix: None,
+            code: None,
         };
         let result: Result<(), OpsError> = async {
             let existing = client.webhooks(repo).await?.into_iter().find(|h| h.url == url);
@@ -327,6 +343,7 @@ async fn bitbucket(
                 hook.healthy = Some(false);
                 hook.state = "could not read or change the repository's hooks".to_owned();
                 hook.fix = Some(client_fix(&e, "Bitbucket"));
+                hook.code = client_code(&e);
             }
             Err(e) => return Err(e),
         }
