@@ -3,5 +3,6 @@
 
 pub mod config_cmd;
 pub mod demo;
+pub mod ops;
 pub mod server;
 pub mod wiring;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use campbridge::config_cmd;
 use campbridge::demo::{self, Stack, StackOptions};
+use campbridge::ops;
 use campbridge::server::{self, Stats};
 use campbridge::wiring;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -57,6 +58,162 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Preflight: credentials, scopes, projects, transitions, base URLs and webhooks, each ✓/✗ with a fix.
+    /// Exits 1 when any check fails.
+    Doctor {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// The public URL of the receivers (defaults to `[server] public_url`); enables the webhook checks.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register, list, check or remove the webhooks campbridge needs upstream.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+    /// Pairs by state, pending claims, open conflicts, queue depth, dead letters, last delivery per
+    /// source and webhook health.
+    Status {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// The public URL of the receivers (defaults to `[server] public_url`); enables webhook health.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The conflict log, and settling an open conflict by hand.
+    Conflicts {
+        #[command(subcommand)]
+        command: ConflictsCommand,
+    },
+    /// Re-run a dead-lettered event by its delivery id (safe: a delivery already applied is a no-op).
+    Replay {
+        /// The delivery id (`basecamp:…`, `jira:…`) or the dead letter's message id.
+        delivery: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// Also work the queue now (when no `campbridge serve` is running to pick it up).
+        #[arg(long)]
+        run: bool,
+    },
+    /// Events that failed too often, and putting them back on the queue.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
+    /// Pair the to-dos that existed before the route: plan with --dry-run, then run (resumable).
+    Backfill {
+        /// The route id (`[[routes]] id`).
+        #[arg(long)]
+        route: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// Print the plan (create / finish / skip and why) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only to-dos updated on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Stop after this many to-dos (run again to continue).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Machine-readable output (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The validation loop on a sandbox to-do in the real accounts (create, update, filter, conflict),
+    /// then cleans up. Exits 1 if a step fails.
+    Selftest {
+        /// The route id (`[[routes]] id`).
+        #[arg(long)]
+        route: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConflictsCommand {
+    /// Open conflicts (all with --all), newest first.
+    List {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One conflict in full.
+    Show {
+        id: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep one side's value: it is written to the other side and the field syncs again.
+    Resolve {
+        id: String,
+        /// `basecamp` or `tracker`.
+        #[arg(long)]
+        take: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersCommand {
+    /// The dead letters with their delivery ids.
+    List {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back on the queue: the given message ids, or every one with --all.
+    Redrive {
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// Also work the queue now (when no `campbridge serve` is running).
+        #[arg(long)]
+        run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct HooksArgs {
+    #[arg(long, default_value = "campbridge.toml")]
+    config: PathBuf,
+    /// The public URL of the receivers (defaults to `[server] public_url`).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Create missing registrations and re-enable inactive ones (idempotent); prints Jira's admin steps.
+    Register(HooksArgs),
+    /// Show each expected registration and its state.
+    List(HooksArgs),
+    /// Like `list`, but exits 1 unless every registration is present and active.
+    Check(HooksArgs),
+    /// Delete the registrations campbridge made (matched by URL).
+    Remove(HooksArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +248,170 @@ fn main() -> ExitCode {
             init_logs(cli.log_format, "warn");
             run_async(run_demo(dir, exit))
         }
+        Command::Doctor { config, base_url, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let report = ops::doctor::run(&config, secrets, base_url.as_deref()).await;
+                emit(json, &report, ops::doctor::render(&report))?;
+                Ok(report.ok())
+            })
+        }
+        Command::Webhooks { command } => {
+            init_logs(cli.log_format, "warn");
+            let (args, action, strict) = match command {
+                WebhooksCommand::Register(a) => (a, ops::webhooks::Action::Register, true),
+                WebhooksCommand::List(a) => (a, ops::webhooks::Action::Check, false),
+                WebhooksCommand::Check(a) => (a, ops::webhooks::Action::Check, true),
+                WebhooksCommand::Remove(a) => (a, ops::webhooks::Action::Remove, false),
+            };
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&args.config)?;
+                let report = ops::webhooks::run(&config, secrets, args.base_url.as_deref(), action).await?;
+                emit(args.json, &report, ops::webhooks::render(&report))?;
+                Ok(!strict || report.healthy())
+            })
+        }
+        Command::Status { config, base_url, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let store = ops::open_store(&config)?;
+                let report = ops::status::run(&store, &config, Some(secrets), base_url.as_deref()).await?;
+                emit(json, &report, ops::status::render(&report))?;
+                Ok(true)
+            })
+        }
+        Command::Conflicts { command } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                match command {
+                    ConflictsCommand::List { config, all, json } => {
+                        let store = ops::open_store(&ops_setup(&config)?.0)?;
+                        let list = ops::conflicts::list(&store, all).await?;
+                        emit(json, &list, ops::conflicts::render_list(&list))?;
+                    }
+                    ConflictsCommand::Show { id, config, json } => {
+                        let store = ops::open_store(&ops_setup(&config)?.0)?;
+                        let c = ops::conflicts::show(&store, &id).await?;
+                        emit(json, &c, ops::conflicts::render_one(&c))?;
+                    }
+                    ConflictsCommand::Resolve { id, take, config } => {
+                        let side = ops::conflicts::side(&take)?;
+                        let (config, secrets) = ops_setup(&config)?;
+                        let (_, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
+                        let r = ops::conflicts::resolve(&engine, &id, side).await?;
+                        print!("{}", ops::conflicts::render_resolved(&r));
+                    }
+                }
+                Ok(true)
+            })
+        }
+        Command::Replay { delivery, config, run } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let (store, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
+                let ids = ops::replay::replay(&store, &delivery).await?;
+                println!("Requeued {} message(s) for {delivery}.", ids.len());
+                finish_requeue(&engine, &store, run).await
+            })
+        }
+        Command::DeadLetters { command } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                match command {
+                    DeadLettersCommand::List { config, json } => {
+                        let store = ops::open_store(&ops_setup(&config)?.0)?;
+                        let list = ops::replay::list(&store).await?;
+                        emit(json, &list, ops::replay::render_list(&list))?;
+                        Ok(true)
+                    }
+                    DeadLettersCommand::Redrive { ids, all, config, run } => {
+                        if ids.is_empty() && !all {
+                            anyhow::bail!("name the message ids to redrive, or pass --all");
+                        }
+                        let (config, secrets) = ops_setup(&config)?;
+                        let (store, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
+                        let done = ops::replay::redrive(&store, &ids).await?;
+                        println!("Requeued {} dead letter(s).", done.len());
+                        finish_requeue(&engine, &store, run).await
+                    }
+                }
+            })
+        }
+        Command::Backfill { route, config, dry_run, since, limit, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let (_, engine) = ops::open_engine(&config, secrets.clone(), &ops_worker()).await?;
+                let client = ops::basecamp_client(&config, secrets).await?;
+                let route = shared::domain::RouteId::parse(&route).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
+                let opts = ops::backfill::Options { route, dry_run, since, limit, progress: !json };
+                let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
+                let report = ops::backfill::run(&engine, &client, limiter, &opts).await?;
+                emit(json, &report, ops::backfill::render(&report))?;
+                Ok(report.failed == 0)
+            })
+        }
+        Command::Selftest { route, config, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&config)?;
+                let (_, engine) = ops::open_engine(&config, secrets.clone(), &ops_worker()).await?;
+                let route = shared::domain::RouteId::parse(&route).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
+                let report = ops::selftest::run(&config, secrets, &engine, &route).await?;
+                emit(json, &report, ops::selftest::render(&report))?;
+                Ok(report.ok())
+            })
+        }
     }
+}
+
+/// Loads the config and the environment's secrets for an operator command.
+fn ops_setup(path: &std::path::Path) -> anyhow::Result<(Config, Arc<dyn SecretStore>)> {
+    let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((config, Arc::new(EnvSecrets::from_env())))
+}
+
+/// The worker name operator commands use in leases.
+fn ops_worker() -> String {
+    format!("ops-{}", std::process::id())
+}
+
+/// After a requeue: work the queue here when asked, else say who will.
+async fn finish_requeue(
+    engine: &shared::sync::Engine,
+    store: &shared::adapters::sqlite::SqliteStore,
+    run: bool,
+) -> anyhow::Result<bool> {
+    if run {
+        let n = ops::replay::drain(engine, store, 100).await?;
+        println!("Processed {n} message(s).");
+    } else {
+        println!("A running `campbridge serve` picks them up (or re-run with --run to process them here).");
+    }
+    Ok(true)
+}
+
+/// Prints `value` as JSON, or `text`.
+fn emit(json: bool, value: &impl serde::Serialize, text: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+/// Runs an operator command; `Ok(false)` (something is wrong) exits 1 like an error does.
+fn run_ops(fut: impl std::future::Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let mut healthy = true;
+    let code = run_async(async {
+        healthy = fut.await?;
+        Ok(())
+    });
+    if healthy { code } else { ExitCode::FAILURE }
 }
 
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod clients;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod ingest;
 pub mod ports;

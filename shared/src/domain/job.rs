@@ -131,6 +131,18 @@ impl RecordRef {
 }
 
 impl Job {
+    /// The job's kind as its wire form names it (`todo_changed`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TodoChanged { .. } => "todo_changed",
+            Self::TodoCommentChanged { .. } => "todo_comment_changed",
+            Self::PullRequestChanged { .. } => "pull_request_changed",
+            Self::BuildChanged { .. } => "build_changed",
+            Self::IssueCommentChanged { .. } => "issue_comment_changed",
+            Self::IssueChanged { .. } => "issue_changed",
+        }
+    }
+
     pub fn delivery(&self) -> &DeliveryId {
         match self {
             Self::TodoChanged { delivery, .. }

@@ -7,6 +7,7 @@ mod engine;
 mod mapper;
 mod plan;
 mod references;
+mod resolve;
 mod signals;
 
 pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment, digest};
@@ -15,6 +16,7 @@ pub use engine::{Engine, Outcome, SyncError, SyncSettings};
 pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};
 pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
 pub use references::{Reference, find_references};
+pub use resolve::{ResolveError, Resolved};
 
 #[cfg(test)]
 mod engine_tests;

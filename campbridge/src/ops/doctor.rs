@@ -1,0 +1,469 @@
+//! `campbridge doctor`: the preflight checklist, one line per check with a fix. Failures carry the setup
+//! codes of [`shared::doctor::SetupCode`]. A provider whose base URL fails the safety checks is not
+//! contacted at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use shared::clients::ClientError;
+use shared::config::Config;
+use shared::doctor::{SetupCode, check_base_url};
+use shared::domain::StatusStrategy;
+use shared::ports::{SecretStore, TrackerTarget};
+
+use super::webhooks::{self, Action};
+use super::{OpsError, bitbucket_client, mark, secret};
+
+/// One line of the checklist.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub provider: &'static str,
+    pub name: String,
+    /// `Some(true)` passed, `Some(false)` failed, `None` skipped (with the reason in `detail`).
+    pub ok: Option<bool>,
+    pub code: Option<SetupCode>,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+/// The whole checklist.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// False when any check failed (the command then exits non-zero).
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok != Some(false))
+    }
+    /// The codes of the failed checks, in order.
+    pub fn codes(&self) -> Vec<SetupCode> {
+        self.checks.iter().filter_map(|c| c.code).collect()
+    }
+    fn pass(&mut self, provider: &'static str, name: impl Into<String>, detail: impl Into<String>) {
+        self.checks.push(Check {
+            provider,
+            name: name.into(),
+            ok: Some(true),
+            code: None,
+            detail: detail.into(),
+            fix: None,
+        });
+    }
+    fn skip(&mut self, provider: &'static str, name: impl Into<String>, detail: impl Into<String>) {
+        self.checks.push(Check { provider, name: name.into(), ok: None, code: None, detail: detail.into(), fix: None });
+    }
+    fn fail(
+        &mut self,
+        provider: &'static str,
+        name: impl Into<String>,
+        code: Option<SetupCode>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.checks.push(Check {
+            provider,
+            name: name.into(),
+            ok: Some(false),
+            code,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        });
+    }
+    /// Records a client error on `name` with the code it maps to.
+    fn client_error(&mut self, provider: &'static str, name: impl Into<String>, e: &ClientError, scope_fix: &str) {
+        match e {
+            ClientError::AuthRequired(m) => self.fail(
+                provider,
+                name,
+                Some(SetupCode::AuthRequired),
+                format!("credentials rejected: {m}"),
+                auth_fix(provider),
+            ),
+            ClientError::Forbidden(m) => {
+                self.fail(provider, name, Some(SetupCode::ScopeUnavailable), format!("forbidden: {m}"), scope_fix)
+            }
+            ClientError::IssuesRemoved => self.fail(
+                provider,
+                name,
+                Some(SetupCode::ScopeUnavailable),
+                e.to_string(),
+                "route issues to Jira ([[routes]] jira_project)",
+            ),
+            other => {
+                self.fail(provider, name, None, other.to_string(), "check the URL and that the service is reachable")
+            }
+        }
+    }
+}
+
+fn auth_fix(provider: &str) -> &'static str {
+    match provider {
+        "basecamp" => {
+            "the access token is expired or revoked: authorize campbridge again (Launchpad OAuth) and store the new \
+             access and refresh tokens in the secret store"
+        }
+        "jira" => "create a new API token for the service account and store it under [jira] api_token's secret",
+        _ => "create a new API or access token (with the pullrequest, repository and webhook scopes) and store it",
+    }
+}
+
+/// Runs every check for the configured providers. `base_url` (or `[server] public_url`) enables the
+/// webhook registration checks.
+pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Option<&str>) -> Report {
+    let mut report = Report { checks: Vec::new() };
+    let allow = config.server.allow_insecure_loopback_upstreams;
+    let public = super::public_base(config, base_url);
+    let hooks = match &public {
+        Some(b) => webhooks::run(config, secrets.clone(), Some(b), Action::Check).await.ok(),
+        None => None,
+    };
+    if config.basecamp.is_some() {
+        basecamp(config, secrets.clone(), allow, hooks.as_ref(), &mut report).await;
+    }
+    if config.jira.is_some() {
+        jira(config, secrets.as_ref(), allow, &mut report).await;
+    }
+    if config.bitbucket.is_some() {
+        bitbucket(config, secrets.as_ref(), allow, hooks.as_ref(), &mut report).await;
+    }
+    if public.is_none() {
+        report.skip(
+            "webhooks",
+            "registrations",
+            "no public URL known: pass --base-url (or set [server] public_url) to check the registrations",
+        );
+    }
+    report
+}
+
+/// Checks each URL; false (and a failed line) when one is blocked.
+async fn urls_safe(report: &mut Report, provider: &'static str, urls: &[&url::Url], allow: bool) -> bool {
+    let mut safe = true;
+    let mut seen: Vec<&url::Url> = Vec::new();
+    for url in urls {
+        if seen.contains(url) {
+            continue;
+        }
+        seen.push(url);
+        match check_base_url(url, allow).await {
+            Ok(()) => report.pass(
+                provider,
+                "base URL",
+                format!("{url} passes the safety checks (https or allowed loopback, public address, no redirect away)"),
+            ),
+            Err(why) => {
+                safe = false;
+                report.fail(
+                    provider,
+                    "base URL",
+                    Some(SetupCode::BaseUrlBlocked),
+                    why,
+                    "use the provider's public https API URL; campbridge does not call private, loopback, \
+                     link-local or reserved addresses, plain http, or URLs that redirect elsewhere",
+                );
+            }
+        }
+    }
+    safe
+}
+
+fn hook_lines(report: &mut Report, hooks: Option<&webhooks::HooksReport>, provider: &'static str) {
+    for h in hooks.iter().flat_map(|r| r.hooks.iter()).filter(|h| h.provider == provider) {
+        let name = format!("webhook {}", h.target);
+        match h.healthy {
+            Some(true) => report.pass(provider, name, h.state.clone()),
+            Some(false) => report.fail(provider, name, h.code, h.state.clone(), h.fix.clone().unwrap_or_default()),
+            None => report.skip(provider, name, h.state.clone()),
+        }
+    }
+}
+
+async fn basecamp(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    allow: bool,
+    hooks: Option<&webhooks::HooksReport>,
+    report: &mut Report,
+) {
+    const P: &str = "basecamp";
+    let Some(bc) = &config.basecamp else { return };
+    if !urls_safe(report, P, &[bc.base_url.url(), bc.launchpad_url.url()], allow).await {
+        return;
+    }
+    let token = match secret(secrets.as_ref(), bc.access_token.name()).await {
+        Ok(t) => t,
+        Err(e) => return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P)),
+    };
+    // Launchpad's identity endpoint, with the stored access token as is (no refresh): an expired token
+    // is reported, not silently worked around.
+    let http = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .user_agent(bc.user_agent.clone())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return report.fail(P, "credentials", None, e.to_string(), "retry"),
+    };
+    let reply = http.get(bc.launchpad_url.join("/authorization.json")).bearer_auth(token.expose_secret()).send().await;
+    match reply {
+        Ok(r) if r.status().as_u16() == 401 => {
+            return report.fail(
+                P,
+                "credentials",
+                Some(SetupCode::AuthRequired),
+                "Launchpad refused the access token (401: expired or revoked)",
+                auth_fix(P),
+            );
+        }
+        Ok(r) if r.status().is_success() => {
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let accounts = body["accounts"].as_array().cloned().unwrap_or_default();
+            let account = accounts.iter().find(|a| a["id"].as_i64() == Some(bc.account_id.0));
+            match account {
+                Some(a) if a["product"].as_str().is_some_and(|p| p.starts_with("bc")) => report.pass(
+                    P,
+                    "credentials",
+                    format!(
+                        "token works; account {} ({}, {})",
+                        bc.account_id,
+                        a["name"].as_str().unwrap_or("?"),
+                        a["product"].as_str().unwrap_or("?")
+                    ),
+                ),
+                Some(a) => report.fail(
+                    P,
+                    "credentials",
+                    Some(SetupCode::ScopeUnavailable),
+                    format!("account {} is a {} account, not Basecamp 3/4", bc.account_id, a["product"]),
+                    "set [basecamp] account_id to a Basecamp (bc3/bc4) account",
+                ),
+                None => report.fail(
+                    P,
+                    "credentials",
+                    Some(SetupCode::ScopeUnavailable),
+                    format!("the token's person cannot reach account {}", bc.account_id),
+                    "authorize with a person who belongs to the account, or fix [basecamp] account_id",
+                ),
+            }
+        }
+        Ok(r) => {
+            return report.fail(P, "credentials", None, format!("Launchpad answered {}", r.status()), "retry later");
+        }
+        Err(e) => {
+            return report.fail(
+                P,
+                "credentials",
+                None,
+                format!("Launchpad unreachable: {}", e.without_url()),
+                "check the network",
+            );
+        }
+    }
+    let client = match super::basecamp_client(config, secrets).await {
+        Ok(c) => c,
+        Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [basecamp] section"),
+    };
+    for route in &config.routes {
+        let name = format!("project {} (route {})", route.project, route.id);
+        match client.project(route.project).await {
+            Ok(Some(p)) => report.pass(P, name, format!("reachable: {:?}", p.name)),
+            Ok(None) => report.fail(
+                P,
+                name,
+                Some(SetupCode::ScopeUnavailable),
+                "not found, or the token's person is not on the project (Basecamp answers 404 for both)",
+                "add the campbridge person to the project, or fix the route's basecamp_project",
+            ),
+            Err(e) => report.client_error(P, name, &e, "add the campbridge person to the project"),
+        }
+    }
+    hook_lines(report, hooks, P);
+}
+
+async fn jira(config: &Config, secrets: &dyn SecretStore, allow: bool, report: &mut Report) {
+    const P: &str = "jira";
+    let Some(jira) = &config.jira else { return };
+    let mut urls = vec![jira.base_url.url()];
+    if let Some(site) = &jira.site
+        && site.url() != jira.base_url.url()
+    {
+        urls.push(site.url());
+    }
+    if !urls_safe(report, P, &urls, allow).await {
+        return;
+    }
+    let client = match super::jira_client(config, secrets).await {
+        Ok(c) => c,
+        Err(e @ OpsError::SecretMissing(_)) => {
+            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));
+        }
+        Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [jira] section"),
+    };
+    match client.myself().await {
+        Ok(me) => {
+            report.pass(P, "credentials", format!("token works; acting as {}", me.display_name.unwrap_or_default()))
+        }
+        Err(e) => return report.client_error(P, "credentials", &e, "grant the account access to Jira"),
+    }
+    let Ok(token) = secret(secrets, jira.api_token.name()).await else { return };
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(15)).build();
+    for route in &config.routes {
+        let TrackerTarget::Jira { project, .. } = &route.target;
+        let name = format!("project {project} (route {})", route.id);
+        let reply = match &http {
+            Ok(h) => h
+                .get(jira.base_url.join(&format!("rest/api/3/project/{project}")))
+                .basic_auth(&jira.email, Some(token.expose_secret()))
+                .send()
+                .await
+                .map(|r| r.status().as_u16()),
+            Err(_) => Ok(0),
+        };
+        match reply {
+            Ok(200) => report.pass(P, name.clone(), "exists and is visible"),
+            Ok(401) => report.fail(P, name.clone(), Some(SetupCode::AuthRequired), "401", auth_fix(P)),
+            Ok(403 | 404) => {
+                report.fail(
+                    P,
+                    name.clone(),
+                    Some(SetupCode::ScopeUnavailable),
+                    "not found, or the account lacks Browse projects on it",
+                    "grant the service account Browse projects, Create issues, Edit issues, Transition issues and \
+                     Assign issues on the project, or fix the route's jira_project",
+                );
+                continue;
+            }
+            Ok(s) => report.fail(P, name.clone(), None, format!("answered {s}"), "retry later"),
+            Err(e) => {
+                report.fail(P, name.clone(), None, format!("unreachable: {}", e.without_url()), "check the network")
+            }
+        }
+        transitions(&client, route.status, &project.to_string(), &route.id.to_string(), report).await;
+    }
+    report.skip(
+        P,
+        "admin webhook",
+        "cannot be read with an API token: `campbridge webhooks check` prints the admin steps to verify it",
+    );
+}
+
+async fn transitions(
+    client: &shared::clients::jira::JiraClient,
+    strategy: StatusStrategy,
+    project: &str,
+    route: &str,
+    report: &mut Report,
+) {
+    const P: &str = "jira";
+    let name = format!("transitions for {strategy} (route {route})");
+    if strategy == StatusStrategy::DevOwned {
+        return report.skip(P, name, "dev-owned: campbridge never moves Jira issues, so no transition is needed");
+    }
+    let jql = format!("project = {}", shared::clients::jira::jql_string(project));
+    let page = match client.search_page(&jql, &["status"], 1, None).await {
+        Ok(p) => p,
+        Err(e) => return report.client_error(P, name, &e, "grant Browse projects on the project"),
+    };
+    let Some(issue) = page.issues.first() else {
+        return report.skip(
+            P,
+            name,
+            format!("no issue in {project} yet to read the workflow from; re-run after the first sync"),
+        );
+    };
+    let current = issue.fields.status.as_ref().and_then(|s| s.status_category.as_ref()).map(|c| c.key.clone());
+    let available = match client.transitions(&issue.key).await {
+        Ok(t) => t,
+        Err(e) => return report.client_error(P, name, &e, "grant Transition issues on the project"),
+    };
+    let mut reach: Vec<String> =
+        available.iter().filter_map(|t| t.to.as_ref()?.status_category.as_ref().map(|c| c.key.clone())).collect();
+    reach.extend(current);
+    let missing: Vec<&str> = ["done", "new"].into_iter().filter(|c| !reach.iter().any(|r| r == c)).collect();
+    if missing.is_empty() {
+        report.pass(P, name, format!("from {} the workflow reaches the done and new categories", issue.key));
+    } else {
+        report.fail(
+            P,
+            name,
+            Some(SetupCode::ScopeUnavailable),
+            format!("from {} no available transition reaches category {}", issue.key, missing.join(", ")),
+            "grant Transition issues, or add workflow transitions to a Done and a To Do status",
+        );
+    }
+}
+
+async fn bitbucket(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    allow: bool,
+    hooks: Option<&webhooks::HooksReport>,
+    report: &mut Report,
+) {
+    const P: &str = "bitbucket";
+    let Some(bb) = &config.bitbucket else { return };
+    if !urls_safe(report, P, &[bb.base_url.url()], allow).await {
+        return;
+    }
+    let client = match bitbucket_client(config, secrets).await {
+        Ok(c) => c,
+        Err(e @ OpsError::SecretMissing(_)) => {
+            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));
+        }
+        Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [bitbucket] section"),
+    };
+    match client.user().await {
+        Ok(me) => {
+            report.pass(P, "credentials", format!("token works; acting as {}", me.display_name.unwrap_or_default()))
+        }
+        Err(e) => return report.client_error(P, "credentials", &e, "add the account scope to the token"),
+    }
+    for repo in &bb.repos {
+        let name = format!("repository {repo}");
+        match client.repository(repo).await {
+            Ok(Some(r)) if r.has_issues == Some(true) => report.fail(
+                P,
+                name,
+                Some(SetupCode::ScopeUnavailable),
+                "the repository has its issue tracker enabled, but Bitbucket Cloud removed issues on 2026-08-20: \
+                 campbridge cannot create or read Bitbucket issues",
+                "route issues to Jira ([[routes]] jira_project); Bitbucket stays the source of pull requests and builds",
+            ),
+            Ok(Some(_)) => report.pass(P, name, "reachable (pull requests and builds; issues go to Jira)"),
+            Ok(None) => report.fail(
+                P,
+                name,
+                Some(SetupCode::ScopeUnavailable),
+                "not found, or the token cannot read it",
+                "give the token the repository:read scope on the repository, or fix [bitbucket] repos",
+            ),
+            Err(e) => report.client_error(P, name, &e, "give the token the repository:read and webhook scopes"),
+        }
+    }
+    hook_lines(report, hooks, P);
+}
+
+/// The checklist as people read it.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    for c in &report.checks {
+        let code = c.code.map(|c| format!("{c}: ")).unwrap_or_default();
+        out.push_str(&format!("{} {:<9} {}: {code}{}\n", mark(c.ok), c.provider, c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("    fix: {fix}\n"));
+        }
+    }
+    let failed = report.checks.iter().filter(|c| c.ok == Some(false)).count();
+    if failed == 0 {
+        out.push_str("All checks passed.\n");
+    } else {
+        out.push_str(&format!("{failed} check(s) failed. Fix permissions and credentials first, then re-run.\n"));
+    }
+    out
+}

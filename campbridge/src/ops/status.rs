@@ -1,0 +1,145 @@
+//! `campbridge status`: pairs by state, pending claims, open conflicts, queue depth and dead letters, the
+//! last audited delivery per source, and webhook health — as a table people read at a glance.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::config::Config;
+use shared::domain::PairState;
+use shared::ports::{AuditLog, ConflictLog, JobQueue, PairStore, SecretStore};
+
+use super::webhooks::{self, Action, HooksReport};
+use super::{OpsError, mark};
+
+/// The newest audited delivery from one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastDelivery {
+    /// `basecamp`, `jira`, `bitbucket`, `backfill`…
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub delivery: String,
+    pub action: String,
+    pub subject: String,
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub pairs_linked: usize,
+    pub pairs_pending: usize,
+    /// PENDING pairs whose creator's lease is still running (a create in flight).
+    pub claims_live: usize,
+    /// PENDING pairs whose lease ran out (a crashed create; the next event for the to-do takes it over).
+    pub claims_stale: usize,
+    pub conflicts_open: usize,
+    pub queue_depth: u64,
+    pub dead_letters: usize,
+    pub last_delivery: Vec<LastDelivery>,
+    /// `None` when no public URL is known (or the check could not run).
+    pub webhooks: Option<HooksReport>,
+    pub webhooks_note: Option<String>,
+}
+
+/// Reads the store (and, with a public URL and secrets, the webhook registrations).
+pub async fn run<S>(
+    store: &S,
+    config: &Config,
+    secrets: Option<Arc<dyn SecretStore>>,
+    base_url: Option<&str>,
+) -> Result<StatusReport, OpsError>
+where
+    S: PairStore + JobQueue + AuditLog + ConflictLog,
+{
+    const ALL: usize = 1_000_000;
+    let linked = PairStore::list(store, None, Some(PairState::Linked), ALL).await?.len();
+    let pending = PairStore::list(store, None, Some(PairState::Pending), ALL).await?;
+    let now = Utc::now();
+    let claims_live = pending.iter().filter(|p| !p.lease_expired(now)).count();
+    let mut by_source: BTreeMap<String, LastDelivery> = BTreeMap::new();
+    for e in AuditLog::recent(store, None, 5_000).await? {
+        let Some(d) = &e.delivery else { continue };
+        let source = d.as_str().split(':').next().unwrap_or("unknown").to_owned();
+        by_source.entry(source.clone()).or_insert(LastDelivery {
+            source,
+            at: e.at,
+            delivery: d.as_str().to_owned(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+        });
+    }
+    let (webhooks, webhooks_note) = match (secrets, super::public_base(config, base_url)) {
+        (Some(s), Some(b)) => match webhooks::run(config, s, Some(&b), Action::Check).await {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(format!("could not check: {e}"))),
+        },
+        _ => (None, Some("unknown: pass --base-url (or set [server] public_url) to check them".to_owned())),
+    };
+    Ok(StatusReport {
+        pairs_linked: linked,
+        pairs_pending: pending.len(),
+        claims_live,
+        claims_stale: pending.len() - claims_live,
+        conflicts_open: ConflictLog::list(store, true, ALL).await?.len(),
+        queue_depth: JobQueue::depth(store).await?,
+        dead_letters: JobQueue::dead_letters(store).await?.len(),
+        last_delivery: by_source.into_values().collect(),
+        webhooks,
+        webhooks_note,
+    })
+}
+
+/// The report as a table.
+pub fn render(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let row = |out: &mut String, k: &str, v: String, hint: &str| {
+        out.push_str(&format!("  {k:<26} {v:>8}  {hint}\n"));
+    };
+    out.push_str("Pairs\n");
+    row(&mut out, "linked", r.pairs_linked.to_string(), "");
+    row(&mut out, "pending", r.pairs_pending.to_string(), "");
+    row(&mut out, "  claims in flight", r.claims_live.to_string(), "");
+    row(
+        &mut out,
+        "  claims expired",
+        r.claims_stale.to_string(),
+        if r.claims_stale > 0 { "a create stopped midway; the next event or `backfill` finishes it" } else { "" },
+    );
+    out.push_str("Work\n");
+    row(
+        &mut out,
+        "conflicts open",
+        r.conflicts_open.to_string(),
+        if r.conflicts_open > 0 { "see `campbridge conflicts list`" } else { "" },
+    );
+    row(&mut out, "queue depth", r.queue_depth.to_string(), "");
+    row(
+        &mut out,
+        "dead letters",
+        r.dead_letters.to_string(),
+        if r.dead_letters > 0 { "see `campbridge dead-letters list`, then `replay`" } else { "" },
+    );
+    out.push_str("Last delivery per source\n");
+    if r.last_delivery.is_empty() {
+        out.push_str("  (none audited yet)\n");
+    }
+    for d in &r.last_delivery {
+        out.push_str(&format!(
+            "  {:<10} {}  {} {} ({})\n",
+            d.source,
+            d.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            d.action,
+            d.subject,
+            d.delivery
+        ));
+    }
+    out.push_str("Webhooks\n");
+    if let Some(note) = &r.webhooks_note {
+        out.push_str(&format!("  {note}\n"));
+    }
+    for h in r.webhooks.iter().flat_map(|w| w.hooks.iter()) {
+        out.push_str(&format!("  {} {:<9} {}: {}\n", mark(h.healthy), h.provider, h.target, h.state));
+    }
+    out
+}

@@ -1,0 +1,473 @@
+//! The operator commands against the simulators and a real SQLite store: doctor's setup codes from real
+//! failing conditions, webhook registration idempotency, status, conflicts, replay of a dead letter,
+//! and backfill (dry-run, interrupted and resumed under Basecamp's rate limit).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on setup failure by design
+
+use std::sync::Arc;
+
+use campbridge::demo::{self, Stack, StackOptions};
+use campbridge::ops;
+use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
+use shared::adapters::memory::MemorySecrets;
+use shared::config::Config;
+use shared::doctor::SetupCode;
+use shared::ports::SecretStore;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    demo::fresh_dir(&std::env::temp_dir().join("campbridge-ops"), name)
+}
+
+async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
+    let mut opts = StackOptions::new(dir(name));
+    edit(&mut opts);
+    Stack::start(opts).await.expect("stack starts")
+}
+
+/// The secrets the demo stack gives itself (the same names and values; they only exist on loopback).
+fn secrets(stack: &Stack) -> Arc<dyn SecretStore> {
+    let bb_token = stack.bitbucket.credentials().1;
+    Arc::new(MemorySecrets::with([
+        ("webhook-key", "demo-webhook-key"),
+        ("basecamp-access-token", bc::ACCESS_TOKEN),
+        ("basecamp-client-secret", bc::CLIENT_SECRET),
+        ("basecamp-refresh-token", bc::REFRESH_TOKEN),
+        ("jira-api-token", jira::API_TOKEN),
+        ("jira-webhook-secret", "demo-jira-webhook-secret"),
+        ("bitbucket-api-token", bb_token.as_str()),
+        ("bitbucket-webhook-secret", "demo-bitbucket-webhook-secret"),
+    ]))
+}
+
+fn config_with(stack: &Stack, edit: impl FnOnce(String) -> String) -> Config {
+    let text = edit(stack.config_text.clone());
+    Config::parse(&text, "campbridge.toml").expect("edited config parses")
+}
+
+fn failed<'a>(report: &'a ops::doctor::Report, provider: &str) -> Vec<&'a ops::doctor::Check> {
+    report.checks.iter().filter(|c| c.provider == provider && c.ok == Some(false)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
+    let stack = start("doctor-ok", |_| {}).await;
+    let report = ops::doctor::run(&stack.config, secrets(&stack), Some(&stack.server_url)).await;
+    let text = ops::doctor::render(&report);
+    assert!(report.ok(), "{text}");
+    assert!(text.contains("✓ basecamp"), "{text}");
+    assert!(text.contains("bc3"), "the account's product is named: {text}");
+    assert!(text.contains("webhook project"), "{text}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_basecamp_token_is_provider_auth_required() {
+    let stack = start("doctor-expired", |_| {}).await;
+    stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
+    let report = ops::doctor::run(&stack.config, secrets(&stack), None).await;
+    assert!(!report.ok());
+    let bad = failed(&report, "basecamp");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
+    assert!(ops::doctor::render(&report).contains("PROVIDER_AUTH_REQUIRED"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_the_token_cannot_see_is_provider_scope_unavailable() {
+    let stack = start("doctor-scope", |_| {}).await;
+    let config = config_with(&stack, |t| {
+        t.replace(&format!("basecamp_project = {}", bc::PROJECT_ID), "basecamp_project = 4242")
+    });
+    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let bad = failed(&report, "basecamp");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].name.contains("4242"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bitbucket_repository_with_issues_is_scope_unavailable_and_points_to_jira() {
+    let stack = start("doctor-issues", |_| {}).await;
+    let with_issues = bb::Simulator::start(bb::Options { has_issues: true, ..bb::Options::default() }).await.unwrap();
+    let root = |s: &bb::Simulator| s.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
+    let config = config_with(&stack, |t| t.replace(&root(&stack.bitbucket), &root(&with_issues)));
+    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let bad = failed(&report, "bitbucket");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].detail.contains("2026-08-20"), "{}", bad[0].detail);
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("Jira"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn base_urls_resolving_to_loopback_private_or_link_local_addresses_are_blocked() {
+    use shared::doctor::check_base_url;
+    // IP literals: no DNS, and a blocked URL is never contacted.
+    for url in ["https://127.0.0.1:9/", "https://localhost:9/", "https://10.20.30.40/", "https://169.254.169.254/"] {
+        let err = check_base_url(&url::Url::parse(url).unwrap(), false).await.unwrap_err();
+        assert!(err.contains("resolves to"), "{url}: {err}");
+    }
+    for url in ["https://10.20.30.40/", "https://169.254.169.254/", "https://[fe80::1]/"] {
+        assert!(
+            check_base_url(&url::Url::parse(url).unwrap(), true).await.is_err(),
+            "{url} even with loopback allowed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
+    let stack = start("doctor-loopback", |_| {}).await;
+    // The same simulators, but with the loopback allowance off (and https, so the config parses).
+    let config = config_with(&stack, |t| {
+        t.replace("allow_insecure_loopback_upstreams = true", "allow_insecure_loopback_upstreams = false")
+            .replace("http://127.0.0.1", "https://127.0.0.1")
+    });
+    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let text = ops::doctor::render(&report);
+    for provider in ["basecamp", "jira", "bitbucket"] {
+        let bad = failed(&report, provider);
+        assert!(!bad.is_empty(), "{provider}: {text}");
+        assert!(bad.iter().all(|c| c.code == Some(SetupCode::BaseUrlBlocked)), "{text}");
+    }
+    // A private address is blocked whatever the allowance.
+    let config = config_with(&stack, |t| {
+        t.replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.9.8.7\"")
+    });
+    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
+    assert!(bad[0].detail.contains("private"));
+    stack.stop().await.unwrap();
+}
+
+/// A server on 127.0.0.1 that answers every request with a 302 to `location`.
+async fn redirector(location: &'static str) -> String {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new()
+        .fallback(move || async move { (StatusCode::FOUND, [(header::LOCATION, location)], "moved") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_that_redirects_elsewhere_is_blocked() {
+    let to_http = redirector("http://downgraded.invalid/rest/").await;
+    let err = shared::doctor::check_base_url(&url::Url::parse(&to_http).unwrap(), true).await.unwrap_err();
+    assert!(err.contains("redirects (302) to another origin"), "{err}");
+    // https → http, checked on the answer itself (no TLS server on loopback in tests).
+    let base = url::Url::parse("https://jira.example/").unwrap();
+    let err = shared::doctor::check_redirect(&base, 302, Some("http://jira.example/")).unwrap_err();
+    assert!(err.contains("from https to http"), "{err}");
+
+    let stack = start("doctor-redirect", |_| {}).await;
+    let config = config_with(&stack, |t| {
+        t.replace(&format!("site = {:?}", stack.jira.base_url()), &format!("site = {to_http:?}"))
+    });
+    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_healthy() {
+    use ops::webhooks::{Action, run};
+    let stack = start("hooks", |_| {}).await;
+    let secrets = secrets(&stack);
+    let base = Some(stack.server_url.as_str());
+    // Start from nothing registered (the stack registers its own at start).
+    run(&stack.config, secrets.clone(), base, Action::Remove).await.unwrap();
+    let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
+    assert!(!check.healthy(), "{}", ops::webhooks::render(&check));
+
+    let first = run(&stack.config, secrets.clone(), base, Action::Register).await.unwrap();
+    assert_eq!(first.changes, 2, "one Basecamp project and one repository: {}", ops::webhooks::render(&first));
+    let second = run(&stack.config, secrets.clone(), base, Action::Register).await.unwrap();
+    assert_eq!(second.changes, 0, "{}", ops::webhooks::render(&second));
+
+    let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
+    let hooks = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].types, vec!["Todo", "Todolist", "Comment"]);
+    let bb_client = ops::bitbucket_client(&stack.config, secrets.as_ref()).await.unwrap();
+    let repo = stack.config.bitbucket.as_ref().unwrap().repos[0].clone();
+    let repo_hooks = bb_client.webhooks(&repo).await.unwrap();
+    assert_eq!(repo_hooks.iter().filter(|h| h.url.ends_with("/bitbucket")).count(), 1);
+    assert_eq!(repo_hooks.iter().find(|h| h.url.ends_with("/bitbucket")).unwrap().secret_set, Some(true));
+
+    let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
+    assert!(check.healthy(), "{}", ops::webhooks::render(&check));
+    let status = ops::status::run(&stack.store, &stack.config, Some(secrets.clone()), base).await.unwrap();
+    let status_text = ops::status::render(&status);
+    assert!(status_text.contains("✓ basecamp") && status_text.contains("✓ bitbucket"), "{status_text}");
+    let text = ops::webhooks::render(&check);
+    assert!(text.contains("plugins/servlet/webhooks") && text.contains("jira-webhook-secret"), "{text}");
+    assert!(!text.contains("demo-jira-webhook-secret"), "secrets are named, never printed");
+
+    // An inactive Basecamp hook is re-enabled by `register`, not duplicated.
+    client
+        .update_webhook(hooks[0].id, &hooks[0].payload_url, shared::clients::basecamp::SYNC_WEBHOOK_TYPES, false)
+        .await
+        .unwrap();
+    assert!(!run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap().healthy());
+    let again = run(&stack.config, secrets.clone(), base, Action::Register).await.unwrap();
+    assert_eq!(again.changes, 1);
+    let hooks = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert!(hooks[0].active);
+    stack.stop().await.unwrap();
+}
+
+/// The stack's config with its own SQLite file: a store no running server works on, so a test decides
+/// exactly when jobs run.
+fn private_store_config(stack: &Stack, name: &str) -> Config {
+    config_with(stack, |t| t.replace("campbridge.db", &format!("{name}.db")))
+}
+
+/// Removes the stack's Basecamp webhook, so to-dos created in the simulator exist before campbridge
+/// hears of them (as when a team starts using it).
+async fn without_basecamp_webhooks(stack: &Stack) {
+    let report =
+        ops::webhooks::run(&stack.config, secrets(stack), Some(&stack.server_url), ops::webhooks::Action::Remove)
+            .await
+            .unwrap();
+    assert!(report.changes >= 1, "{}", ops::webhooks::render(&report));
+}
+
+async fn create_todos(stack: &Stack, list: &str, prefix: &str, n: usize) -> Vec<i64> {
+    let list = stack.list(list).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let write = bc::TodoWrite { content: Some(format!("{prefix} {i}")), ..Default::default() };
+        ids.push(stack.basecamp.create_todo(list, write, bc::ANNIE).await.unwrap());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
+    use campbridge_simulators::common::faults::{Faults, WebhookFaults};
+    use shared::ports::PairStore;
+    let stack = start("conflicts", |o| o.conflict_policy = "manual").await;
+    let todo = create_todos(&stack, "Sprint 1", "Fix login", 1).await[0];
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    let hold = Faults { webhook: WebhookFaults { reorder_hold: 1000, ..Default::default() }, ..Default::default() };
+    stack.basecamp.set_faults(hold.clone());
+    stack.jira.set_faults(hold);
+    stack
+        .basecamp
+        .edit_todo(todo, bc::TodoEdit { content: Some("PM title".into()), ..Default::default() }, bc::ANNIE)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stack
+        .jira
+        .edit_issue(&key, serde_json::json!({"fields": {"summary": "[BC][WEB] Dev title"}}), jira::JARED)
+        .await
+        .unwrap();
+    stack.basecamp.set_faults(Faults::default());
+    stack.jira.set_faults(Faults::default());
+    stack.basecamp.release_held();
+    stack.jira.release_held();
+    stack.settle().await.unwrap();
+
+    let status = ops::status::run(&stack.store, &stack.config, None, None).await.unwrap();
+    assert_eq!(status.conflicts_open, 1, "{}", ops::status::render(&status));
+    assert_eq!(status.pairs_linked, 1);
+    assert!(ops::status::render(&status).contains("conflicts list"));
+    let open = ops::conflicts::list(&stack.store, false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let shown = ops::conflicts::show(&stack.store, &open[0].id).await.unwrap();
+    assert!(ops::conflicts::render_one(&shown).contains("--take basecamp|tracker"));
+
+    let (_, engine) = ops::open_engine(&stack.config, secrets(&stack), "ops-test").await.unwrap();
+    let side = ops::conflicts::side("tracker").unwrap();
+    let resolved = ops::conflicts::resolve(&engine, &open[0].id, side).await.unwrap();
+    assert!(resolved.wrote);
+    assert_eq!(resolved.value, "Dev title");
+    stack.settle().await.unwrap();
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["title"], "Dev title");
+    assert_eq!(stack.issue_of(todo).await.unwrap()["fields"]["summary"], "[BC][WEB] Dev title");
+    assert!(ops::conflicts::list(&stack.store, false).await.unwrap().is_empty());
+    let key = shared::domain::PairKey { route: stack.route.clone(), todo: shared::domain::TodoId(todo) };
+    assert!(stack.store.get(&key).await.unwrap().unwrap().open_conflicts.is_empty());
+    assert!(ops::conflicts::resolve(&engine, &open[0].id, side).await.is_err(), "settling twice is refused");
+
+    // The title syncs again.
+    stack
+        .basecamp
+        .edit_todo(todo, bc::TodoEdit { content: Some("Later".into()), ..Default::default() }, bc::ANNIE)
+        .await
+        .unwrap();
+    stack
+        .wait_for("the title to follow", 20, || async {
+            let s = stack.issue_of(todo).await?["fields"]["summary"].as_str()?.to_owned();
+            (s == "[BC][WEB] Later").then_some(())
+        })
+        .await
+        .unwrap();
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothing() {
+    use campbridge_simulators::common::faults::Faults;
+    use shared::domain::{DeliveryId, Job, ProjectId, TodoId};
+    use shared::ports::{JobQueue, PairStore};
+    let stack = start("replay", |_| {}).await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "replay");
+    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let queue = store.clone().with_max_receives(2);
+    let todo = create_todos(&stack, "Sprint 1", "Replay me", 1).await[0];
+    let job = Job::TodoChanged {
+        delivery: DeliveryId::basecamp(990_001),
+        route: stack.route.clone(),
+        project: ProjectId(bc::PROJECT_ID),
+        todo: TodoId(todo),
+        event: "todo_created".into(),
+        received_at: chrono::Utc::now(),
+    };
+    queue.send(&job.record().group_id(), "first", &job.to_wire().unwrap()).await.unwrap();
+
+    // Jira refuses everything until the dead-letter queue takes the job.
+    stack.jira.set_faults(Faults { error_rate: 1.0, error_status: 400, ..Default::default() });
+    for _ in 0..5 {
+        shared::sync::run_queue_once(&engine, &queue, 10, std::time::Duration::ZERO).await.unwrap();
+    }
+    let dead = ops::replay::list(&queue).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].delivery.as_deref(), Some("basecamp:990001"));
+    assert!(ops::replay::render_list(&dead).contains("campbridge replay"));
+
+    stack.jira.set_faults(Faults::default());
+    let requeued = ops::replay::replay(&queue, "basecamp:990001").await.unwrap();
+    assert_eq!(requeued.len(), 1);
+    assert!(ops::replay::drain(&engine, &queue, 10).await.unwrap() >= 1);
+    let key = shared::domain::PairKey { route: stack.route.clone(), todo: TodoId(todo) };
+    let item = store.get(&key).await.unwrap().and_then(|p| p.item).expect("paired after the replay");
+    assert!(ops::replay::list(&queue).await.unwrap().is_empty());
+
+    // Again: nothing left to replay, and the same delivery sent once more is a no-op.
+    assert!(ops::replay::replay(&queue, "basecamp:990001").await.is_err());
+    let creates = stack.jira.calls().count("POST", "/rest/api/3/issue");
+    queue.send(&job.record().group_id(), "second", &job.to_wire().unwrap()).await.unwrap();
+    ops::replay::drain(&engine, &queue, 10).await.unwrap();
+    assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue"), creates);
+    assert_eq!(store.get(&key).await.unwrap().and_then(|p| p.item), Some(item));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
+    use shared::ports::PairStore;
+    let stack = start("dry-run", |o| o.basecamp_rate_limit = false).await;
+    without_basecamp_webhooks(&stack).await;
+    create_todos(&stack, "Sprint 1", "Old task", 200).await;
+    create_todos(&stack, "Backlog", "Someday", 100).await;
+    let config = private_store_config(&stack, "dry-run");
+    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let client = ops::basecamp_client(&config, secrets(&stack)).await.unwrap();
+    let writes = stack.upstream_writes();
+    let opts =
+        ops::backfill::Options { route: stack.route.clone(), dry_run: true, since: None, limit: None, progress: false };
+    let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
+    let report = ops::backfill::run(&engine, &client, limiter, &opts).await.unwrap();
+    let ours = |prefix: &str, action| {
+        report.lines.iter().filter(|l| l.title.starts_with(prefix) && l.action == action).count()
+    };
+    assert_eq!(ours("Old task", ops::backfill::Action::Create), 200);
+    assert_eq!(ours("Someday", ops::backfill::Action::Skip), 100);
+    let text = ops::backfill::render(&report);
+    assert!(text.contains("dry run: nothing written"), "{text}");
+    assert!(text.contains("matches none of the route's lists"), "skips say why");
+    assert!(text.contains("[BC][WEB] Old task 7"), "creates name the issue: {text}");
+    assert_eq!(stack.upstream_writes(), writes, "no writes to Basecamp or Jira");
+    assert!(PairStore::list(&store, None, None, 10).await.unwrap().is_empty(), "no pairs stored");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
+    use shared::ports::PairStore;
+    let stack = start("backfill", |_| {}).await; // Basecamp's 50 requests / 10 s is on
+    without_basecamp_webhooks(&stack).await;
+    let todos = create_todos(&stack, "Sprint 1", "Legacy", 24).await;
+    let config = private_store_config(&stack, "backfill");
+    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let client = ops::basecamp_client(&config, secrets(&stack)).await.unwrap();
+    let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
+    let mut opts = ops::backfill::Options {
+        route: stack.route.clone(),
+        dry_run: false,
+        since: None,
+        limit: Some(8),
+        progress: false,
+    };
+    let first = ops::backfill::run(&engine, &client, limiter.clone(), &opts).await.unwrap();
+    assert_eq!(first.created, 8, "{}", ops::backfill::render(&first));
+    assert!(first.remaining >= 16);
+    opts.limit = None;
+    let second = ops::backfill::run(&engine, &client, limiter.clone(), &opts).await.unwrap();
+    let text = ops::backfill::render(&second);
+    assert_eq!(second.failed, 0, "{text}");
+    assert_eq!(first.rate_limited + second.rate_limited, 0, "the limiter kept below Basecamp's limit: {text}");
+    let created = first.created + second.created;
+    assert!(created >= 24, "{text}");
+
+    let pairs = PairStore::list(&store, None, None, 1000).await.unwrap();
+    for todo in &todos {
+        assert!(pairs.iter().any(|p| p.todo.0 == *todo && p.is_linked()), "to-do {todo} paired");
+    }
+    assert_eq!(pairs.len(), created);
+    assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue") as usize, created, "one issue per to-do");
+
+    // A third run finds everything done.
+    let third = ops::backfill::run(&engine, &client, limiter, &opts).await.unwrap();
+    assert_eq!(third.created + third.linked, 0);
+    let status = ops::status::run(&store, &config, None, None).await.unwrap();
+    assert_eq!(status.pairs_linked, created);
+    assert_eq!(status.claims_stale + status.claims_live, 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
+    let stack = start("selftest", |_| {}).await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "selftest");
+    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let report = ops::selftest::run(&config, secrets(&stack), &engine, &stack.route).await.unwrap();
+    let text = ops::selftest::render(&report);
+    assert!(report.ok(), "{text}");
+    let passed: Vec<&str> = report.steps.iter().filter(|s| s.ok == Some(true)).map(|s| s.name).collect();
+    for step in [
+        "create → one issue",
+        "update → mirrored once",
+        "filter-negative → nothing",
+        "conflict → policy applied",
+        "clean up",
+    ] {
+        assert!(passed.contains(&step), "{step}: {text}");
+    }
+    // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
+    use shared::ports::PairStore;
+    let pairs = PairStore::list(&store, None, None, 10).await.unwrap();
+    assert_eq!(pairs.len(), 1);
+    let item = pairs[0].item.clone().unwrap();
+    assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");
+    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["completed"], true);
+    stack.stop().await.unwrap();
+}
