@@ -9,7 +9,7 @@ CARGO_FLAGS := --locked
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-test: check-fmt clippy unit ## Format check, clippy -D warnings, every test
+test: check-fmt clippy unit test-aws ## Format check, clippy -D warnings, every test
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -29,3 +29,14 @@ unit:
 	else \
 		$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
 	fi
+
+# ---- AWS mode --------------------------------------------------------------------------------------------
+.PHONY: tools-aws test-aws
+
+tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
+	scripts/emulators.sh install
+
+# Built outside the namespace (it has no network), run inside it next to the emulators.
+test-aws: tools-aws ## The AWS adapters against DynamoDB Local and moto, in a private network namespace
+	$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --test aws_emulators --no-run
+	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
