@@ -9,7 +9,7 @@ CARGO_FLAGS := --locked
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-test: check-fmt clippy unit test-aws ## Format check, clippy -D warnings, every test
+test: check-fmt clippy unit test-aws lint-infra ## Format check, clippy -D warnings, every test
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -31,7 +31,7 @@ unit:
 	fi
 
 # ---- AWS mode --------------------------------------------------------------------------------------------
-.PHONY: tools-aws test-aws
+.PHONY: tools-aws test-aws lint-infra build deploy
 
 tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
 	scripts/emulators.sh install
@@ -40,3 +40,13 @@ tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) u
 test-aws: tools-aws ## The AWS adapters against DynamoDB Local and moto, in a private network namespace
 	$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --test aws_emulators --no-run
 	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
+
+lint-infra: tools-aws ## cfn-lint on the SAM template
+	.tools/venv/bin/cfn-lint infra/template.yaml
+
+# cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build.
+build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/bootstrap
+	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace
+
+deploy: ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
+	cd infra && sam build && sam deploy --guided
