@@ -20,7 +20,7 @@ run: ## Local mode: serve ./campbridge.toml if present, else the demo against th
 demo: ## The demo story once, then exit
 	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
-test: check-fmt clippy unit ## Format check, clippy -D warnings, every test
+test: check-fmt clippy unit test-aws lint-infra ## Format check, clippy -D warnings, every test (emulators included)
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -33,10 +33,32 @@ check-fmt:
 clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 
-# nextest when installed (faster, per-test processes); plain cargo test otherwise.
+# nextest when installed (faster, per-test processes); plain cargo test otherwise. The emulator-backed AWS
+# tests run in test-aws, next to their emulators, not here.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
+		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E 'not binary(aws_emulators)'; \
 	else \
 		$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
 	fi
+
+# ---- AWS mode --------------------------------------------------------------------------------------------
+.PHONY: tools-aws test-aws lint-infra build deploy
+
+tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
+	scripts/emulators.sh install
+
+# Built outside the namespace (it has no network), run inside it next to the emulators.
+test-aws: tools-aws ## The AWS adapters against DynamoDB Local and moto, in a private network namespace
+	$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --test aws_emulators --no-run
+	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
+
+lint-infra: tools-aws ## cfn-lint on the SAM template
+	.tools/venv/bin/cfn-lint infra/template.yaml
+
+# cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build.
+build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/bootstrap
+	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace
+
+deploy: ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
+	cd infra && sam build && sam deploy --guided

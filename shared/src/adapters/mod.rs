@@ -3,6 +3,7 @@
 //! - [`memory`]: `Mutex`-guarded maps for unit tests and benchmarks, plus [`memory::ManualClock`].
 //! - [`sqlite`]: the embedded default for local mode (one file, WAL).
 //! - [`env_secrets`]: local mode's secret store, read from `CAMPBRIDGE_SECRET_*` environment variables.
+//! - `dynamo`, `sqs`, `secrets_manager` (feature `aws`): DynamoDB, SQS FIFO and Secrets Manager for AWS mode.
 //!
 //! Every adapter passes the same contract suite (`testkit::contract`).
 
@@ -12,9 +13,15 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::StoreError;
 
+#[cfg(feature = "aws")]
+pub mod dynamo;
 pub mod env_secrets;
 pub mod memory;
+#[cfg(feature = "aws")]
+pub mod secrets_manager;
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;
 
 /// How many times a queue message may be received before the next receive dead-letters it (SQS's
 /// `maxReceiveCount`), unless an adapter is built with another value.

@@ -1,0 +1,69 @@
+//! Function URL request → `shared::ingest::Receivers::bitbucket`: the HMAC signature is checked over the
+//! raw body before anything is parsed; pull requests and build statuses are enqueued as signal jobs.
+
+use std::sync::Arc;
+
+use campbridge_lambda::{header_pairs, respond};
+use lambda_http::{Body, Request, Response};
+use shared::ingest::Receivers;
+use shared::ports::JobQueue;
+
+/// What every invocation shares.
+pub struct State {
+    pub receivers: Receivers,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+pub async fn handle(state: &State, request: Request) -> Response<Body> {
+    let headers = header_pairs(request.headers());
+    let result =
+        state.receivers.bitbucket(state.queue.as_ref(), &headers[..], request.body(), chrono::Utc::now()).await;
+    respond(result)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+    use shared::adapters::memory::{ManualClock, MemoryJobQueue};
+    use shared::ports::JobQueue;
+    use shared::testkit::{at, route};
+
+    use super::*;
+
+    /// The receivers with the documented test secrets of events/README.md.
+    fn state() -> (State, Arc<MemoryJobQueue>) {
+        let queue = Arc::new(MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))));
+        let receivers = Receivers::new(
+            &[route()],
+            SecretString::from("campbridge-test-webhook-key"),
+            None,
+            Some(SecretString::from("campbridge-test-bitbucket-secret")),
+        );
+        (State { receivers, queue: queue.clone() }, queue)
+    }
+
+    fn event(name: &str) -> Request {
+        let path = format!("{}/../../events/bitbucket-webhook/{name}", env!("CARGO_MANIFEST_DIR"));
+        lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signed_pull_request_event_is_verified_and_enqueued_as_a_signal() {
+        let (state, queue) = state();
+        let response = handle(&state, event("pullrequest-created.json")).await;
+        assert_eq!(response.status(), 202);
+        let messages = queue.receive(10, std::time::Duration::from_secs(30)).await.unwrap();
+        assert_eq!(messages.len(), 1);
+        let job = shared::domain::Job::from_wire(&messages[0].body).unwrap();
+        assert_eq!(job.kind(), "pull_request_changed");
+    }
+
+    #[tokio::test]
+    async fn a_body_changed_after_signing_is_401() {
+        let (state, _) = state();
+        assert_eq!(handle(&state, event("bad-signature.json")).await.status(), 401);
+    }
+}

@@ -1,0 +1,70 @@
+//! The functions' configuration, read once per cold start. The only place that reads the environment.
+//!
+//! - `CAMPBRIDGE_CONFIG`: the `campbridge.toml` text (routes, users, upstreams; secrets are named, not
+//!   included), validated exactly as local mode validates it.
+//! - `QUEUE_URL`: the SQS FIFO queue's URL.
+//! - `TABLE_NAME`: the DynamoDB table (the mapper and the reconciler; receivers never touch it).
+//! - `SECRET_PREFIX`: prepended to secret names to form Secrets Manager ids (default `campbridge/`).
+//!
+//! Region, credentials and emulator endpoints are the AWS SDK's own variables (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL_*`), read by the SDK.
+
+use shared::config::Config;
+
+/// Everything a function needs to know, typed.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub campbridge: Config,
+    pub queue_url: String,
+    pub table: Option<String>,
+    pub secret_prefix: String,
+}
+
+/// A missing or invalid setting; names the variable, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("CAMPBRIDGE_CONFIG is not a valid campbridge.toml:\n{0}")]
+    Invalid(String),
+}
+
+impl LambdaConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a table in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = lookup("CAMPBRIDGE_CONFIG").ok_or(ConfigError::Missing("CAMPBRIDGE_CONFIG"))?;
+        let campbridge = Config::parse(&text, "CAMPBRIDGE_CONFIG").map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let queue_url = lookup("QUEUE_URL").ok_or(ConfigError::Missing("QUEUE_URL"))?;
+        let table = lookup("TABLE_NAME").filter(|t| !t.is_empty());
+        let secret_prefix = lookup("SECRET_PREFIX").unwrap_or_else(|| "campbridge/".to_owned());
+        Ok(Self { campbridge, queue_url, table, secret_prefix })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = LambdaConfig::from_lookup(|_| None).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("environment variable CAMPBRIDGE_CONFIG is not set"));
+    }
+
+    #[test]
+    fn an_empty_config_with_a_queue_is_accepted() {
+        let c = LambdaConfig::from_lookup(|n| match n {
+            "CAMPBRIDGE_CONFIG" => Some(String::new()),
+            "QUEUE_URL" => Some("http://127.0.0.1:5000/123456789012/jobs.fifo".into()),
+            _ => None,
+        });
+        let c = c.ok();
+        assert_eq!(c.as_ref().map(|c| c.secret_prefix.as_str()), Some("campbridge/"));
+        assert_eq!(c.and_then(|c| c.table), None);
+    }
+}
