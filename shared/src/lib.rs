@@ -1,10 +1,15 @@
 //! campbridge's library: everything the Lambda functions and the `campbridge` command share.
 //!
 //! - [`domain`]: identifiers, normalized records, pairs, jobs and route rules (pure).
-//! - [`sync`]: the engine — a pure `decide` and an executor that applies its plan through the ports.
+//! - [`sync`]: the engine — a pure `decide`, the executor that applies its plan through the ports, the
+//!   mapper use case, signals and selective comments.
+//! - [`ingest`]: what every receiver does with a webhook (verify, route, enqueue).
 //! - [`ports`]: one trait per external capability, with written contracts.
-//! - [`adapters`]: memory and SQLite implementations of the storage ports.
-//! - [`config`]: `campbridge.toml`, validated with line-numbered errors.
+//! - [`adapters`]: memory and SQLite implementations of the storage ports; DynamoDB, SQS FIFO and Secrets
+//!   Manager behind the `aws` feature.
+//! - [`clients`]: Basecamp, Jira and Bitbucket API clients; [`richtext`]: Basecamp HTML ⇄ Jira ADF.
+//! - [`webhook`]: signature checks and parsing of inbound webhooks.
+//! - [`config`]: `campbridge.toml`, validated with line-numbered errors; [`doctor`]: setup checks.
 
 pub mod adapters;
 pub mod clients;

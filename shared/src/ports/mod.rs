@@ -1,6 +1,6 @@
 //! Ports: one small trait per external capability. Use cases take `&dyn Trait`; adapters live in
 //! [`crate::adapters`] (memory and SQLite here, DynamoDB/SQS/Secrets Manager beside them) and all pass
-//! the same contract suite ([`crate::testkit`]).
+//! the same contract suite (`testkit` (feature `testkit`)).
 
 mod store;
 mod upstream;

@@ -1,5 +1,5 @@
 //! Upstream ports: the Basecamp to-do side and the tracker side, as the engine uses them. The real
-//! clients live in [`crate::clients`]; in-memory fakes for unit tests in [`crate::testkit`].
+//! clients live in [`crate::clients`]; in-memory fakes for unit tests in `testkit` (feature `testkit`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
