@@ -30,6 +30,7 @@ const ROUTE_KEYS: &[&str] = &[
     "dev_comment_prefix",
     "pm_comment_prefix",
     "build_signals",
+    "complete_on_merge",
     "triage",
     "status_strategy",
     "conflict_policy",
@@ -231,6 +232,21 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         None => (!sec.has("conflict_policy")).then_some(ConflictPolicy::LastWriterWins),
     };
     let ownership = ownership(ctx, sec);
+    let complete_on_merge = match sec.bool(ctx, "complete_on_merge") {
+        Some(flag) if flag.value && status == Some(StatusStrategy::DevOwned) => {
+            ctx.error(
+                &flag.span,
+                sec.scope.say(
+                    "complete_on_merge needs status_strategy pm-owned or bidirectional \
+                     (under dev-owned, Jira's Done completes the to-do and a Basecamp completion is put back)"
+                        .to_owned(),
+                ),
+            );
+            false
+        }
+        Some(flag) => flag.value,
+        None => false,
+    };
 
     Some(Route {
         id: id?,
@@ -249,6 +265,7 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         dev_comment_prefix,
         pm_comment_prefix,
         build_signals: build_signals?,
+        complete_on_merge,
         webhook_token: None,
     })
 }

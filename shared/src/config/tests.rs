@@ -518,3 +518,18 @@ fn the_example_file_loads_from_disk() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../campbridge.example.toml");
     assert!(Config::from_file(path).is_ok());
 }
+
+#[test]
+fn completing_on_merge_under_dev_owned_status_is_refused_with_the_reason() {
+    let text = format!("{MINIMAL}complete_on_merge = true\n");
+    let line = line_of(&text, "complete_on_merge");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!("campbridge.toml:{line}: route \"web\": complete_on_merge needs")),
+        "{}",
+        found[0]
+    );
+    let allowed = format!("{MINIMAL}status_strategy = \"pm-owned\"\ncomplete_on_merge = true\n");
+    assert!(problems(&allowed).is_empty());
+}

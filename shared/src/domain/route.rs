@@ -417,6 +417,9 @@ pub struct Route {
     /// Default `PM:`.
     pub pm_comment_prefix: Option<String>,
     pub build_signals: BuildSignals,
+    /// Complete the to-do when a pull request naming it merges (needs a status strategy in which
+    /// Basecamp's completion counts: `pm-owned` or `bidirectional`).
+    pub complete_on_merge: bool,
     /// Secret token in this route's Basecamp webhook URL (derived, never configured by hand).
     #[serde(skip)]
     pub webhook_token: Option<String>,

@@ -372,3 +372,22 @@ async fn a_blocked_issue_posts_one_blocked_comment_and_one_unblocked_note() {
     assert!(t[1].contains("Blocked:") && t[1].contains("status “Blocked”"), "{}", t[1]);
     assert!(t[2].contains("Unblocked:"), "{}", t[2]);
 }
+
+#[tokio::test]
+async fn with_complete_on_merge_a_merged_pull_request_completes_its_todo_once() {
+    let mut r = crate::testkit::route();
+    r.complete_on_merge = true;
+    r.status = crate::domain::StatusStrategy::PmOwned;
+    let world = World::with(r, crate::testkit::users());
+    let item = paired(&world, 1, "Fix login").await;
+    let job = world.pr_job(3, &format!("Fix ({})", item.display_name()), "", "fix", "MERGED");
+    world.enqueue(&job).await;
+    world.drain().await;
+    world.engine.sync_record(std::slice::from_ref(&job)).await.unwrap();
+    assert!(world.basecamp.todo(TodoId(1)).unwrap().completed);
+    assert_eq!(world.basecamp.calls.get("update_todo"), 1);
+    // The completion's own webhook then transitions the issue (pm-owned).
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    assert_eq!(world.tracker.item(&item).unwrap().status, crate::domain::StatusCategory::Done);
+}

@@ -152,6 +152,9 @@ impl Engine {
                     if state == "OPEN" {
                         writes += self.link_pull_request(&pair, pull_request).await?;
                     }
+                    if state == "MERGED" && route.complete_on_merge {
+                        writes += self.complete_on_merge(&pair, pull_request, job).await?;
+                    }
                     pr_posts(pull_request, state)
                 }
                 (Job::BuildChanged { build, .. }, None) => build_posts(build, route.build_signals, &pair.signals),
@@ -232,6 +235,30 @@ impl Engine {
             _ => return Ok(()),
         };
         self.post_signal(key, post, job).await.map(|_| ())
+    }
+
+    /// Completes the to-do when its pull request merges (route option), once per PR; the completion then
+    /// syncs like any Basecamp change (a transition to done under `pm-owned`).
+    async fn complete_on_merge(&self, pair: &Pair, pr: &PullRequest, job: &Job) -> Result<usize, SyncError> {
+        let key = format!("completed-on-merge:{}", pr.pr);
+        if pair.signals.contains_key(&key) {
+            return Ok(0);
+        }
+        let patch = crate::ports::TodoPatch { completed: Some(true), ..Default::default() };
+        self.basecamp
+            .update_todo(pair.project, pair.todo, &patch)
+            .await
+            .map_err(SyncError::upstream(Side::Basecamp))?;
+        self.mark(&pair.key(), &key, Signal::Done, &[]).await?;
+        self.record(
+            Some(&pair.route),
+            &pair.key().to_string(),
+            Some(job.delivery()),
+            "completed_on_merge",
+            &format!("PR {} merged", pr.pr),
+        )
+        .await?;
+        Ok(1)
     }
 
     /// A remote link from the paired issue to the pull request (an idempotent upsert), once per PR.

@@ -84,6 +84,7 @@ pub fn route() -> Route {
         dev_comment_prefix: Some("DEV:".into()),
         pm_comment_prefix: Some("PM:".into()),
         build_signals: crate::domain::BuildSignals::FailedOnly,
+        complete_on_merge: false,
         webhook_token: None,
     }
 }
