@@ -518,3 +518,24 @@ async fn a_reassignment_in_jira_reaches_the_todo_and_keeps_its_other_fields() {
     assert_eq!(t["due_on"], "2026-12-09");
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_issue_posts_one_blocked_comment_and_one_note_when_unflagged() {
+    let stack = start("blockers", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack
+        .jira
+        .set_faults(Faults { webhook: WebhookFaults { duplicate: true, ..Default::default() }, ..Default::default() });
+    stack.jira.flag_issue(&key, true, jira::JARED).await.unwrap();
+    stack.settle().await.unwrap();
+    stack.jira.flag_issue(&key, false, jira::JARED).await.unwrap();
+    stack.settle().await.unwrap();
+    let texts = comments_text(&stack, todo).await;
+    assert_eq!(texts.iter().filter(|c| c.starts_with("Blocked:")).count(), 1, "{texts:?}");
+    assert!(texts.iter().any(|c| c.contains("flagged as an impediment")), "{texts:?}");
+    assert_eq!(texts.iter().filter(|c| c.starts_with("Unblocked:")).count(), 1, "{texts:?}");
+    stack.stop().await.unwrap();
+}

@@ -31,8 +31,18 @@ use crate::richtext;
 pub const MARKER_PROPERTY: &str = "campbridge";
 
 /// The fields a [`DevItem`] is read from.
-pub const ITEM_FIELDS: &[&str] =
-    &["summary", "description", "status", "assignee", "priority", "labels", "components", "duedate", "updated"];
+pub const ITEM_FIELDS: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "assignee",
+    "priority",
+    "labels",
+    "components",
+    "duedate",
+    "updated",
+    "customfield_10021",
+];
 
 /// How the Jira client is set up.
 #[derive(Debug, Clone)]
@@ -102,7 +112,14 @@ pub struct IssueFields {
     pub project: Option<NamedRef>,
     #[serde(default)]
     pub issuetype: Option<NamedRef>,
+    /// Jira Cloud's "Flagged" field ([`FLAGGED_FIELD`]): `[{"value": "Impediment"}]` when flagged.
+    #[serde(rename = "customfield_10021", default)]
+    pub flagged: Option<Value>,
 }
+
+/// The id of Jira Cloud's default "Flagged" field. Sites that recreated the field use another id; those
+/// still get blocker signals from a Blocked status or a `blocked` label.
+pub const FLAGGED_FIELD: &str = "customfield_10021";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Status {
@@ -545,6 +562,7 @@ fn dev_item(issue: &Issue, url: String) -> Result<DevItem, ClientError> {
         due: f.duedate.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
         url,
         updated_at,
+        flagged: f.flagged.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty()),
     })
 }
 

@@ -152,6 +152,9 @@ pub struct DevItem {
     pub due: Option<NaiveDate>,
     pub url: String,
     pub updated_at: DateTime<Utc>,
+    /// Flagged as an impediment (Jira's "Flagged" field); a blocker signal, not a synced field.
+    #[serde(default)]
+    pub flagged: bool,
 }
 
 /// A new tracker item, as the engine asks the tracker client to create it.

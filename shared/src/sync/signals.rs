@@ -208,7 +208,9 @@ impl Engine {
         job: &Job,
     ) -> Result<(), SyncError> {
         let Some(pair) = self.pairs.get(key).await? else { return Ok(()) };
-        let reason = if item.status_name.to_lowercase().contains("blocked") {
+        let reason = if item.flagged {
+            Some("flagged as an impediment".to_owned())
+        } else if item.status_name.to_lowercase().contains("blocked") {
             Some(format!("status “{}”", item.status_name))
         } else if item.labels.iter().any(|l| l.eq_ignore_ascii_case("blocked")) {
             Some("labelled “blocked”".to_owned())

@@ -31,6 +31,7 @@ fn created(t: &Todo) -> DevItem {
         due: draft.due,
         url: "https://example.atlassian.net/browse/WEB-1".into(),
         updated_at: at(1),
+        flagged: false,
     }
 }
 

@@ -305,6 +305,7 @@ impl TrackerApi for FakeTracker {
             due: draft.due,
             url: format!("https://example.atlassian.net/browse/{key}"),
             updated_at: now,
+            flagged: false,
         };
         s.items.insert(item_ref.index_key(), item.clone());
         s.markers.insert(draft.marker.label(), item_ref.index_key());
