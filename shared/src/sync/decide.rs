@@ -254,7 +254,7 @@ fn settle(policy: ConflictPolicy, todo: Option<&Todo>, item: Option<&DevItem>) -
     (side, resolution)
 }
 
-fn write_tracker(patch: &mut DevItemPatch, route: &Route, field: Field, to: &Fields, now: &Fields) {
+pub(super) fn write_tracker(patch: &mut DevItemPatch, route: &Route, field: Field, to: &Fields, now: &Fields) {
     match field {
         Field::Title => patch.summary = Some(route.summary_for(&to.title)),
         Field::Description => patch.description = Some(to.description.clone()),
@@ -278,7 +278,7 @@ fn write_tracker(patch: &mut DevItemPatch, route: &Route, field: Field, to: &Fie
 }
 
 /// Adds `field`'s value from `to` to the Basecamp patch, or says why it cannot be written there.
-fn write_basecamp(
+pub(super) fn write_basecamp(
     patch: &mut TodoPatch,
     users: &UserTable,
     field: Field,

@@ -47,83 +47,15 @@ pub struct Resolved {
     pub wrote: bool,
 }
 
-fn upstream(side: Side) -> impl Fn(ApiError) -> SyncError {
-    move |source| match source {
-        ApiError::RateLimited { retry_after } => SyncError::RateLimited { side, retry_after },
-        source => SyncError::Upstream { side, source },
-    }
-}
-
-fn copy_field(to: &mut Fields, from: &Fields, field: Field) {
-    match field {
-        Field::Title => to.title.clone_from(&from.title),
-        Field::Description => to.description.clone_from(&from.description),
-        Field::Status => to.done = from.done,
-        Field::Assignee => to.assignee.clone_from(&from.assignee),
-        Field::DueDate => to.due = from.due,
-        Field::Priority => to.priority = from.priority,
-        Field::Labels => to.labels.clone_from(&from.labels),
-        Field::Components => to.components.clone_from(&from.components),
-    }
-}
-
-fn show(fields: &Fields, field: Field) -> String {
-    match field {
-        Field::Title => fields.title.clone(),
-        Field::Description => fields.description.clone(),
-        Field::Status => if fields.done { "done" } else { "open" }.to_owned(),
-        Field::Assignee => fields.assignee.as_ref().map_or_else(|| "unassigned".to_owned(), ToString::to_string),
-        Field::DueDate => fields.due.map_or_else(|| "none".to_owned(), |d| d.to_string()),
-        Field::Priority => fields.priority.map_or_else(|| "none".to_owned(), |p| format!("{p:?}")),
-        Field::Labels => fields.labels.iter().cloned().collect::<Vec<_>>().join(", "),
-        Field::Components => fields.components.iter().cloned().collect::<Vec<_>>().join(", "),
-    }
-}
-
 fn tracker_patch(route: &Route, field: Field, to: &Fields, now: &Fields) -> DevItemPatch {
     let mut patch = DevItemPatch::default();
-    match field {
-        Field::Title => patch.summary = Some(route.summary_for(&to.title)),
-        Field::Description => patch.description = Some(to.description.clone()),
-        Field::Status => {
-            patch.status =
-                Some(if to.done { crate::domain::StatusCategory::Done } else { crate::domain::StatusCategory::New });
-        }
-        Field::Assignee => patch.assignee = Some(to.assignee.clone().or_else(|| route.triage.clone())),
-        Field::DueDate => patch.due = Some(to.due),
-        Field::Priority => patch.priority = Some(to.priority),
-        Field::Labels => {
-            patch.labels_add = to.labels.difference(&now.labels).cloned().collect();
-            patch.labels_remove = now.labels.difference(&to.labels).cloned().collect();
-        }
-        Field::Components => {
-            patch.components_add = to.components.difference(&now.components).cloned().collect();
-            patch.components_remove = now.components.difference(&to.components).cloned().collect();
-        }
-    }
+    super::decide::write_tracker(&mut patch, route, field, to, now);
     patch
 }
 
 fn basecamp_patch(users: &UserTable, field: Field, to: &Fields, todo: &Todo) -> Result<TodoPatch, ResolveError> {
     let mut patch = TodoPatch::default();
-    match field {
-        Field::Title => patch.title = Some(to.title.clone()),
-        Field::Status => patch.completed = Some(to.done),
-        Field::Assignee => {
-            let mut assignees: Vec<_> =
-                todo.assignees.iter().copied().filter(|p| users.jira_for(*p).is_none()).collect();
-            if let Some(account) = &to.assignee {
-                let person = users.basecamp_for(account).ok_or_else(|| {
-                    ResolveError::NotWritable(format!("Jira account {account} is not in the user table"))
-                })?;
-                assignees.insert(0, person);
-            }
-            patch.assignees = Some(assignees);
-        }
-        other => {
-            return Err(ResolveError::NotWritable(format!("{other} flows Basecamp → tracker only; take basecamp")));
-        }
-    }
+    super::decide::write_basecamp(&mut patch, users, field, to, Some(todo)).map_err(ResolveError::NotWritable)?;
     Ok(patch)
 }
 
@@ -162,37 +94,40 @@ impl Engine {
                 .basecamp
                 .get_todo(pair.project, pair.todo)
                 .await
-                .map_err(upstream(Side::Basecamp))?
+                .map_err(SyncError::upstream(Side::Basecamp))?
                 .ok_or_else(|| ResolveError::Gone("the to-do is gone or not accessible".to_owned()))?;
             let item = self
                 .tracker
                 .get_item(&item_ref)
                 .await
-                .map_err(upstream(Side::Tracker))?
+                .map_err(SyncError::upstream(Side::Tracker))?
                 .ok_or_else(|| ResolveError::Gone(format!("{item_ref} is gone or not accessible")))?;
             let bc = route.project_todo(users, &todo);
             let tr = route.project_item(&item);
             let chosen = if take == Side::Basecamp { bc.clone() } else { tr.clone() };
             let mut wrote = false;
-            if show(&bc, field) != show(&tr, field) {
+            if !bc.same(&tr, field) {
                 match take {
                     Side::Basecamp => {
                         let patch = tracker_patch(route, field, &bc, &tr);
-                        self.tracker.update_item(&item_ref, &patch).await.map_err(upstream(Side::Tracker))?;
+                        self.tracker
+                            .update_item(&item_ref, &patch)
+                            .await
+                            .map_err(SyncError::upstream(Side::Tracker))?;
                     }
                     Side::Tracker => {
                         let patch = basecamp_patch(users, field, &tr, &todo)?;
                         self.basecamp
                             .update_todo(pair.project, pair.todo, &patch)
                             .await
-                            .map_err(upstream(Side::Basecamp))?;
+                            .map_err(SyncError::upstream(Side::Basecamp))?;
                     }
                 }
                 wrote = true;
             }
             let mut next = pair.clone();
-            copy_field(&mut next.snapshot.todo, &chosen, field);
-            copy_field(&mut next.snapshot.tracker, &chosen, field);
+            next.snapshot.todo.take(&chosen, field);
+            next.snapshot.tracker.take(&chosen, field);
             next.open_conflicts.remove(&field);
             next.updated_at = self.clock.now();
             match self.pairs.replace(&next).await? {
@@ -202,7 +137,7 @@ impl Engine {
             }
             let resolution = if take == Side::Basecamp { Resolution::TookBasecamp } else { Resolution::TookTracker };
             self.conflicts.resolve(id, resolution).await?;
-            let value = show(&chosen, field);
+            let value = chosen.show(field);
             self.audit
                 .record(&AuditEntry {
                     at: self.clock.now(),
