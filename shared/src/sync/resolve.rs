@@ -8,7 +8,7 @@
 //! cannot see are kept on the to-do, one-way fields are never written to Basecamp).
 
 use crate::domain::{Field, Fields, Route, Todo, UserTable};
-use crate::ports::{ApiError, AuditEntry, Conflict, DevItemPatch, Replaced, Resolution, StoreError, TodoPatch};
+use crate::ports::{AuditEntry, Conflict, DevItemPatch, Replaced, Resolution, StoreError, TodoPatch};
 
 use super::engine::{Engine, SyncError};
 use super::plan::Side;
