@@ -103,6 +103,10 @@ impl BasecampApi for Limited {
         self.limiter.acquire(1).await;
         self.inner.get_comment(project, comment).await
     }
+    async fn update_comment(&self, project: ProjectId, comment: BasecampCommentId, html: &str) -> Result<(), ApiError> {
+        self.limiter.acquire(1).await;
+        self.inner.update_comment(project, comment, html).await
+    }
 }
 
 /// How to run.

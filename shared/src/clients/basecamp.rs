@@ -783,6 +783,16 @@ impl BasecampApi for BasecampClient {
         Ok(self.comments(todo.0).await?.iter().map(Comment::to_port).collect())
     }
 
+    async fn update_comment(
+        &self,
+        _project: ProjectId,
+        comment: BasecampCommentId,
+        html: &str,
+    ) -> Result<(), ApiError> {
+        BasecampClient::update_comment(self, comment, html).await?;
+        Ok(())
+    }
+
     async fn get_comment(
         &self,
         _project: ProjectId,

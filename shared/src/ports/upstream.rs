@@ -94,6 +94,9 @@ pub trait BasecampApi: Send + Sync {
     /// The to-do's comments, oldest first (all pages).
     async fn list_comments(&self, project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError>;
 
+    /// Replaces a comment's content (HTML).
+    async fn update_comment(&self, project: ProjectId, comment: BasecampCommentId, html: &str) -> Result<(), ApiError>;
+
     /// A fresh read of one comment. `Ok(None)` when it is gone or we lost access.
     async fn get_comment(
         &self,

@@ -61,33 +61,44 @@ pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> Comm
     }
 }
 
-/// A tracker comment to mirror onto the to-do: its signal key, the HTML, and a needle a retry looks for.
+/// What to do about one tracker comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToTodo {
-    pub key: String,
-    pub html: String,
-    pub needle: String,
+pub enum ToTodo {
+    /// Post it on the to-do (claimed as signal `key`; `needle` tells a retry whether the post landed).
+    Post { key: String, html: String, needle: String, digest: String },
+    /// Its twin exists and the text changed: replace the twin's content.
+    Update { twin: crate::domain::BasecampCommentId, html: String, digest: String },
 }
 
 /// Decides whether a tracker comment goes to the to-do. Pure. `item_url` is where the issue opens.
 pub fn decide_tracker_comment(route: &Route, pair: &Pair, comment: &TrackerComment, item_url: &str) -> Option<ToTodo> {
+    let key = format!("pm-comment:{}", comment.id.0);
+    let mirrored = match pair.signals.get(&key) {
+        Some(Signal::Posted(twin)) => Some(*twin),
+        _ => None,
+    };
     // Our own twins of Basecamp comments (recorded, or still being recorded: they carry our attribution).
-    if pair.comments.iter().any(|l| l.tracker.as_ref() == Some(&comment.id))
-        || (comment.html.contains("via <a href=") && comment.html.contains(">Basecamp</a>"))
-    {
+    let ours = pair.comments.iter().any(|l| l.tracker.as_ref() == Some(&comment.id))
+        || (comment.html.contains("via <a href=") && comment.html.contains(">Basecamp</a>"));
+    if ours && mirrored.is_none() {
         return None;
     }
     let prefix = route.pm_comment_prefix.as_deref()?;
     let text = html_to_text(&comment.html).trim().to_owned();
     let body = if prefix == "*" { Some(text.as_str()) } else { strip_prefix_ci(&text, prefix).map(str::trim_start) };
+    // Without the prefix (or emptied): not for Basecamp. A twin made earlier is left as it is.
     let body = body.filter(|b| !b.is_empty())?;
     let by = if comment.author_name.is_empty() { "someone".to_owned() } else { escape_html(&comment.author_name) };
     let marker = format!("{item_url}?focusedCommentId={}", comment.id.0);
-    Some(ToTodo {
-        key: format!("pm-comment:{}", comment.id.0),
-        html: format!("{}<p>— {by} via <a href=\"{}\">Jira</a></p>", text_to_html(body), escape_html(&marker)),
-        needle: format!("focusedCommentId={}", comment.id.0),
-    })
+    let html = format!("{}<p>— {by} via <a href=\"{}\">Jira</a></p>", text_to_html(body), escape_html(&marker));
+    let d = digest(&text);
+    match mirrored {
+        Some(twin) => {
+            let unchanged = pair.comments.iter().any(|l| l.basecamp == twin && l.digest == d);
+            (!unchanged).then_some(ToTodo::Update { twin, html, digest: d })
+        }
+        None => Some(ToTodo::Post { key, html, needle: format!("focusedCommentId={}", comment.id.0), digest: d }),
+    }
 }
 
 /// The tracker comment: the text without the prefix, then who wrote it, linking back to the comment.

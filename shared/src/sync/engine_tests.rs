@@ -391,3 +391,21 @@ async fn with_complete_on_merge_a_merged_pull_request_completes_its_todo_once() 
     world.drain().await;
     assert_eq!(world.tracker.item(&item).unwrap().status, crate::domain::StatusCategory::Done);
 }
+
+#[tokio::test]
+async fn editing_a_pm_comment_updates_its_twin_on_the_todo() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let pm = world.tracker.comment_as(&item, "Jared Davis", "<p>PM: shipping Friday</p>");
+    world.enqueue(&world.issue_comment_job(&item, &pm)).await;
+    world.drain().await;
+    world.tracker.edit_comment(&item, &pm, "<p>PM: shipping Monday</p>");
+    for _ in 0..2 {
+        world.enqueue(&world.issue_comment_job(&item, &pm)).await;
+        world.drain().await;
+    }
+    let t = texts(&world, 1);
+    assert_eq!(t.len(), 2, "link + one twin: {t:?}");
+    assert!(t[1].contains("shipping Monday"), "{}", t[1]);
+    assert_eq!(world.basecamp.calls.get("update_comment"), 1, "the second delivery of the edit changed nothing");
+}

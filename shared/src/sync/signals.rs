@@ -191,11 +191,42 @@ impl Engine {
             Some(i) => i.url,
             None => return Ok(Outcome::Skipped(Skip::Gone(Side::Tracker))),
         };
-        let Some(to) = super::comments::decide_tracker_comment(route, &pair, &c, &url) else {
-            return Ok(Outcome::Skipped(Skip::Unchanged));
+        let (twin, digest, writes) = match super::comments::decide_tracker_comment(route, &pair, &c, &url) {
+            None => return Ok(Outcome::Skipped(Skip::Unchanged)),
+            Some(super::comments::ToTodo::Post { key, html, needle, digest }) => {
+                let post = Post { key: key.clone(), html: Some(html), needle, after: None, clears: Vec::new() };
+                let writes = self.post_signal(&pair.key(), post, job).await?;
+                let posted = self.pairs.get(&pair.key()).await?.and_then(|p| match p.signals.get(&key) {
+                    Some(Signal::Posted(id)) => Some(*id),
+                    _ => None,
+                });
+                let Some(twin) = posted else { return Ok(Outcome::Skipped(Skip::Unchanged)) };
+                (twin, digest, writes)
+            }
+            Some(super::comments::ToTodo::Update { twin, html, digest }) => {
+                self.basecamp
+                    .update_comment(pair.project, twin, &html)
+                    .await
+                    .map_err(SyncError::upstream(Side::Basecamp))?;
+                (twin, digest, 1)
+            }
         };
-        let post = Post { key: to.key, html: Some(to.html), needle: to.needle, after: None, clears: Vec::new() };
-        let writes = self.post_signal(&pair.key(), post, job).await?;
+        // Remember the text mirrored, so an edit updates the twin and a repeat does nothing.
+        for _ in 0..3 {
+            let Some(mut p) = self.pairs.get(&pair.key()).await? else { break };
+            match p.comments.iter_mut().find(|l| l.basecamp == twin) {
+                Some(l) if l.digest == digest => break,
+                Some(l) => l.digest.clone_from(&digest),
+                None => p.comments.push(crate::domain::CommentLink {
+                    basecamp: twin,
+                    tracker: Some(comment.clone()),
+                    digest: digest.clone(),
+                }),
+            }
+            if self.save_or_restart(&mut p).await? {
+                break;
+            }
+        }
         Ok(if writes > 0 { Outcome::Updated { writes, conflicts: 0 } } else { Outcome::Skipped(Skip::Unchanged) })
     }
 

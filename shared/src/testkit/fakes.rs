@@ -173,6 +173,25 @@ impl BasecampApi for FakeBasecamp {
         Ok(self.comments(todo))
     }
 
+    async fn update_comment(
+        &self,
+        _project: ProjectId,
+        comment: BasecampCommentId,
+        html: &str,
+    ) -> Result<(), ApiError> {
+        self.calls.hit("update_comment");
+        self.limited()?;
+        let mut s = lock(&self.state);
+        let c = s
+            .comments
+            .values_mut()
+            .flatten()
+            .find(|c| c.id == comment)
+            .ok_or_else(|| ApiError::Invalid("no such comment".into()))?;
+        c.content = html.into();
+        Ok(())
+    }
+
     async fn get_comment(
         &self,
         _project: ProjectId,
@@ -236,6 +255,14 @@ impl FakeTracker {
     pub fn refuse_assignee(&self, account: &JiraAccountId) {
         lock(&self.state).refused_assignees.insert(account.clone());
     }
+    /// A developer edits a comment.
+    pub fn edit_comment(&self, r: &DevItemRef, comment: &JiraCommentId, html: &str) {
+        let mut s = lock(&self.state);
+        if let Some(c) = s.comments.get_mut(&r.index_key()).and_then(|l| l.iter_mut().find(|c| &c.id == comment)) {
+            c.html = html.into();
+        }
+    }
+
     /// A developer comments on an item; returns the comment id.
     pub fn comment_as(&self, r: &DevItemRef, author: &str, html: &str) -> JiraCommentId {
         let mut s = lock(&self.state);
