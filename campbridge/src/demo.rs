@@ -186,7 +186,33 @@ labels = ["bug"]
     )
 }
 
+/// The secrets the demo hands its simulators and itself (they only exist on loopback, in memory).
+fn demo_secrets(bitbucket: &bb_sim::Simulator) -> MemorySecrets {
+    MemorySecrets::with([
+        ("webhook-key", WEBHOOK_KEY),
+        ("basecamp-access-token", bc_sim::ACCESS_TOKEN),
+        ("basecamp-client-secret", bc_sim::CLIENT_SECRET),
+        ("basecamp-refresh-token", bc_sim::REFRESH_TOKEN),
+        ("jira-api-token", jira_sim::API_TOKEN),
+        ("jira-webhook-secret", JIRA_WEBHOOK_SECRET),
+        ("bitbucket-api-token", bitbucket.credentials().1.as_str()),
+        ("bitbucket-webhook-secret", BITBUCKET_WEBHOOK_SECRET),
+    ])
+}
+
+/// Starts a stack in a fresh directory under the system temp dir (`<suite>/<name>-…`), for tests.
+pub async fn start_in_temp(suite: &str, name: &str, edit: impl FnOnce(&mut StackOptions)) -> anyhow::Result<Stack> {
+    let mut opts = StackOptions::new(fresh_dir(&std::env::temp_dir().join(suite), name));
+    edit(&mut opts);
+    Stack::start(opts).await
+}
+
 impl Stack {
+    /// A fresh copy of the stack's secret store (same names and values), for commands run beside it.
+    pub fn secrets(&self) -> Arc<dyn SecretStore> {
+        Arc::new(demo_secrets(&self.bitbucket))
+    }
+
     /// Starts the simulators, writes the config into `opts.dir`, starts the server and its workers on
     /// 127.0.0.1, and registers the webhooks in the simulators.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
@@ -206,16 +232,7 @@ impl Stack {
         std::fs::write(&config_path, &text).with_context(|| format!("writing {}", config_path.display()))?;
         let config = Config::parse(&text, "campbridge.toml").map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
-        let secrets: Arc<dyn SecretStore> = Arc::new(MemorySecrets::with([
-            ("webhook-key", WEBHOOK_KEY),
-            ("basecamp-access-token", bc_sim::ACCESS_TOKEN),
-            ("basecamp-client-secret", bc_sim::CLIENT_SECRET),
-            ("basecamp-refresh-token", bc_sim::REFRESH_TOKEN),
-            ("jira-api-token", jira_sim::API_TOKEN),
-            ("jira-webhook-secret", JIRA_WEBHOOK_SECRET),
-            ("bitbucket-api-token", bitbucket.credentials().1.as_str()),
-            ("bitbucket-webhook-secret", BITBUCKET_WEBHOOK_SECRET),
-        ]));
+        let secrets: Arc<dyn SecretStore> = Arc::new(demo_secrets(&bitbucket));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = wiring::open_store(&config, clock)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

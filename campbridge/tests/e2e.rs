@@ -11,14 +11,8 @@ use campbridge_simulators::{basecamp as bc, jira};
 use serde_json::Value;
 use shared::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
 
-fn dir(name: &str) -> std::path::PathBuf {
-    demo::fresh_dir(&std::env::temp_dir().join("campbridge-e2e"), name)
-}
-
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
-    let mut opts = StackOptions::new(dir(name));
-    edit(&mut opts);
-    Stack::start(opts).await.expect("stack starts")
+    demo::start_in_temp("campbridge-e2e", name, edit).await.expect("stack starts")
 }
 
 fn todo_write(title: &str, assignees: &[i64]) -> bc::TodoWrite {

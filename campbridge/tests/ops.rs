@@ -9,34 +9,11 @@ use std::sync::Arc;
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge::ops;
 use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
-use shared::adapters::memory::MemorySecrets;
 use shared::config::Config;
 use shared::doctor::SetupCode;
-use shared::ports::SecretStore;
-
-fn dir(name: &str) -> std::path::PathBuf {
-    demo::fresh_dir(&std::env::temp_dir().join("campbridge-ops"), name)
-}
 
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
-    let mut opts = StackOptions::new(dir(name));
-    edit(&mut opts);
-    Stack::start(opts).await.expect("stack starts")
-}
-
-/// The secrets the demo stack gives itself (the same names and values; they only exist on loopback).
-fn secrets(stack: &Stack) -> Arc<dyn SecretStore> {
-    let bb_token = stack.bitbucket.credentials().1;
-    Arc::new(MemorySecrets::with([
-        ("webhook-key", "demo-webhook-key"),
-        ("basecamp-access-token", bc::ACCESS_TOKEN),
-        ("basecamp-client-secret", bc::CLIENT_SECRET),
-        ("basecamp-refresh-token", bc::REFRESH_TOKEN),
-        ("jira-api-token", jira::API_TOKEN),
-        ("jira-webhook-secret", "demo-jira-webhook-secret"),
-        ("bitbucket-api-token", bb_token.as_str()),
-        ("bitbucket-webhook-secret", "demo-bitbucket-webhook-secret"),
-    ]))
+    demo::start_in_temp("campbridge-ops", name, edit).await.expect("stack starts")
 }
 
 fn config_with(stack: &Stack, edit: impl FnOnce(String) -> String) -> Config {
@@ -51,7 +28,7 @@ fn failed<'a>(report: &'a ops::doctor::Report, provider: &str) -> Vec<&'a ops::d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
     let stack = start("doctor-ok", |_| {}).await;
-    let report = ops::doctor::run(&stack.config, secrets(&stack), Some(&stack.server_url)).await;
+    let report = ops::doctor::run(&stack.config, stack.secrets(), Some(&stack.server_url)).await;
     let text = ops::doctor::render(&report);
     assert!(report.ok(), "{text}");
     assert!(text.contains("✓ basecamp"), "{text}");
@@ -64,7 +41,7 @@ async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
 async fn an_expired_basecamp_token_is_provider_auth_required() {
     let stack = start("doctor-expired", |_| {}).await;
     stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
-    let report = ops::doctor::run(&stack.config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&stack.config, stack.secrets(), None).await;
     assert!(!report.ok());
     let bad = failed(&report, "basecamp");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
@@ -82,7 +59,7 @@ async fn a_project_the_token_cannot_see_is_provider_scope_unavailable() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("basecamp_project = {}", bc::PROJECT_ID), "basecamp_project = 4242")
     });
-    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let bad = failed(&report, "basecamp");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
@@ -96,7 +73,7 @@ async fn a_bitbucket_repository_with_issues_is_scope_unavailable_and_points_to_j
     let with_issues = bb::Simulator::start(bb::Options { has_issues: true, ..bb::Options::default() }).await.unwrap();
     let root = |s: &bb::Simulator| s.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
     let config = config_with(&stack, |t| t.replace(&root(&stack.bitbucket), &root(&with_issues)));
-    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let bad = failed(&report, "bitbucket");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
@@ -129,7 +106,7 @@ async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
         t.replace("allow_insecure_loopback_upstreams = true", "allow_insecure_loopback_upstreams = false")
             .replace("http://127.0.0.1", "https://127.0.0.1")
     });
-    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let text = ops::doctor::render(&report);
     for provider in ["basecamp", "jira", "bitbucket"] {
         let bad = failed(&report, provider);
@@ -140,7 +117,7 @@ async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.9.8.7\"")
     });
-    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let bad = failed(&report, "jira");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
@@ -173,7 +150,7 @@ async fn a_base_url_that_redirects_elsewhere_is_blocked() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("site = {:?}", stack.jira.base_url()), &format!("site = {to_http:?}"))
     });
-    let report = ops::doctor::run(&config, secrets(&stack), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let bad = failed(&report, "jira");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
@@ -184,7 +161,7 @@ async fn a_base_url_that_redirects_elsewhere_is_blocked() {
 async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_healthy() {
     use ops::webhooks::{Action, run};
     let stack = start("hooks", |_| {}).await;
-    let secrets = secrets(&stack);
+    let secrets = stack.secrets();
     let base = Some(stack.server_url.as_str());
     // Start from nothing registered (the stack registers its own at start).
     run(&stack.config, secrets.clone(), base, Action::Remove).await.unwrap();
@@ -239,7 +216,7 @@ fn private_store_config(stack: &Stack, name: &str) -> Config {
 /// hears of them (as when a team starts using it).
 async fn without_basecamp_webhooks(stack: &Stack) {
     let report =
-        ops::webhooks::run(&stack.config, secrets(stack), Some(&stack.server_url), ops::webhooks::Action::Remove)
+        ops::webhooks::run(&stack.config, stack.secrets(), Some(&stack.server_url), ops::webhooks::Action::Remove)
             .await
             .unwrap();
     assert!(report.changes >= 1, "{}", ops::webhooks::render(&report));
@@ -292,7 +269,7 @@ async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
     let shown = ops::conflicts::show(&stack.store, &open[0].id).await.unwrap();
     assert!(ops::conflicts::render_one(&shown).contains("--take basecamp|tracker"));
 
-    let (_, engine) = ops::open_engine(&stack.config, secrets(&stack), "ops-test").await.unwrap();
+    let (_, engine) = ops::open_engine(&stack.config, stack.secrets(), "ops-test").await.unwrap();
     let side = ops::conflicts::side("tracker").unwrap();
     let resolved = ops::conflicts::resolve(&engine, &open[0].id, side).await.unwrap();
     assert!(resolved.wrote);
@@ -329,7 +306,7 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
     let stack = start("replay", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "replay");
-    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
+    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let queue = store.clone().with_max_receives(2);
     let todo = create_todos(&stack, "Sprint 1", "Replay me", 1).await[0];
     let job = Job::TodoChanged {
@@ -378,8 +355,8 @@ async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
     create_todos(&stack, "Sprint 1", "Old task", 200).await;
     create_todos(&stack, "Backlog", "Someday", 100).await;
     let config = private_store_config(&stack, "dry-run");
-    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
-    let client = ops::basecamp_client(&config, secrets(&stack)).await.unwrap();
+    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let writes = stack.upstream_writes();
     let opts =
         ops::backfill::Options { route: stack.route.clone(), dry_run: true, since: None, limit: None, progress: false };
@@ -406,8 +383,8 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     without_basecamp_webhooks(&stack).await;
     let todos = create_todos(&stack, "Sprint 1", "Legacy", 24).await;
     let config = private_store_config(&stack, "backfill");
-    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
-    let client = ops::basecamp_client(&config, secrets(&stack)).await.unwrap();
+    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
     let mut opts = ops::backfill::Options {
         route: stack.route.clone(),
@@ -448,8 +425,8 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     let stack = start("selftest", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "selftest");
-    let (store, engine) = ops::open_engine(&config, secrets(&stack), "ops-test").await.unwrap();
-    let report = ops::selftest::run(&config, secrets(&stack), &engine, &stack.route).await.unwrap();
+    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let report = ops::selftest::run(&config, stack.secrets(), &engine, &stack.route).await.unwrap();
     let text = ops::selftest::render(&report);
     assert!(report.ok(), "{text}");
     let passed: Vec<&str> = report.steps.iter().filter(|s| s.ok == Some(true)).map(|s| s.name).collect();
