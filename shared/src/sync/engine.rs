@@ -488,13 +488,10 @@ impl Engine {
 
     /// Saves `pair` on its version; a concurrent change is `Busy` (the job retries and re-reads).
     async fn save(&self, pair: &mut Pair) -> Result<(), SyncError> {
-        pair.updated_at = self.clock.now();
-        match self.pairs.replace(pair).await? {
-            Replaced::Replaced(v) => {
-                pair.version = v;
-                Ok(())
-            }
-            Replaced::Stale(_) => Err(SyncError::Busy(format!("pair {} changed concurrently", pair.key()))),
+        if self.save_or_restart(pair).await? {
+            Ok(())
+        } else {
+            Err(SyncError::Busy(format!("pair {} changed concurrently", pair.key())))
         }
     }
 
@@ -543,10 +540,8 @@ impl Engine {
         pair.open_conflicts = apply.open_conflicts;
         pair.todo_seen_at = apply.todo_seen_at;
         pair.item_seen_at = apply.item_seen_at;
-        pair.updated_at = self.clock.now();
-        match self.pairs.replace(&pair).await? {
-            Replaced::Replaced(v) => pair.version = v,
-            Replaced::Stale(_) => return Ok(None),
+        if !self.save_or_restart(&mut pair).await? {
+            return Ok(None);
         }
         let mut detail = if fields.is_empty() { "snapshot updated; no writes needed".to_owned() } else { fields };
         for note in &apply.notes {
