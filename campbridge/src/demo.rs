@@ -362,6 +362,32 @@ impl Stack {
         }
     }
 
+    /// A PM retitles to-do `todo` and a developer retitles its issue `key` before the sync sees either
+    /// change (both sides' webhooks are held, then released together): a conflict on the title.
+    pub async fn edit_title_on_both_sides(
+        &self,
+        todo: i64,
+        key: &str,
+        pm_title: &str,
+        dev_title: &str,
+    ) -> anyhow::Result<()> {
+        use campbridge_simulators::common::faults::{Faults, WebhookFaults};
+        let hold = Faults { webhook: WebhookFaults { reorder_hold: 1000, ..Default::default() }, ..Default::default() };
+        self.basecamp.set_faults(hold.clone());
+        self.jira.set_faults(hold);
+        let edit = bc_sim::TodoEdit { content: Some(pm_title.into()), ..Default::default() };
+        self.basecamp.edit_todo(todo, edit, bc_sim::ANNIE).await?;
+        // The developer's edit comes later, so last-writer-wins has a winner.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let summary = serde_json::json!({"fields": {"summary": format!("[BC][WEB] {dev_title}")}});
+        self.jira.edit_issue(key, summary, jira_sim::JARED).await?;
+        self.basecamp.set_faults(Faults::default());
+        self.jira.set_faults(Faults::default());
+        self.basecamp.release_held();
+        self.jira.release_held();
+        self.settle().await
+    }
+
     /// Waits until every webhook was delivered and the queue is empty with nothing in flight.
     pub async fn settle(&self) -> anyhow::Result<()> {
         use shared::ports::JobQueue;

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on setup failure by design
 
-use std::time::Duration;
-
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge_simulators::common::faults::{Faults, Forced429, WebhookFaults};
 use campbridge_simulators::{basecamp as bc, jira};
@@ -186,26 +184,7 @@ async fn conflicting_titles(policy: &'static str) -> (Stack, i64, String) {
     let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login", &[]), bc::ANNIE).await.unwrap();
     let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
     stack.settle().await.unwrap();
-    // Both sides change the title before the sync sees either change.
-    let hold = Faults { webhook: WebhookFaults { reorder_hold: 1000, ..Default::default() }, ..Default::default() };
-    stack.basecamp.set_faults(hold.clone());
-    stack.jira.set_faults(hold);
-    stack
-        .basecamp
-        .edit_todo(todo, bc::TodoEdit { content: Some("PM title".into()), ..Default::default() }, bc::ANNIE)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    stack
-        .jira
-        .edit_issue(&key, serde_json::json!({"fields": {"summary": "[BC][WEB] Dev title"}}), jira::JARED)
-        .await
-        .unwrap();
-    stack.basecamp.set_faults(Faults::default());
-    stack.jira.set_faults(Faults::default());
-    stack.basecamp.release_held();
-    stack.jira.release_held();
-    stack.settle().await.unwrap();
+    stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
     (stack, todo, key)
 }
 

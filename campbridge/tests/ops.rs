@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge::ops;
-use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
+use campbridge_simulators::{basecamp as bc, bitbucket as bb};
 use shared::config::Config;
 use shared::doctor::SetupCode;
 
@@ -234,31 +234,12 @@ async fn create_todos(stack: &Stack, list: &str, prefix: &str, n: usize) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
-    use campbridge_simulators::common::faults::{Faults, WebhookFaults};
     use shared::ports::PairStore;
     let stack = start("conflicts", |o| o.conflict_policy = "manual").await;
     let todo = create_todos(&stack, "Sprint 1", "Fix login", 1).await[0];
     let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
     stack.settle().await.unwrap();
-    let hold = Faults { webhook: WebhookFaults { reorder_hold: 1000, ..Default::default() }, ..Default::default() };
-    stack.basecamp.set_faults(hold.clone());
-    stack.jira.set_faults(hold);
-    stack
-        .basecamp
-        .edit_todo(todo, bc::TodoEdit { content: Some("PM title".into()), ..Default::default() }, bc::ANNIE)
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    stack
-        .jira
-        .edit_issue(&key, serde_json::json!({"fields": {"summary": "[BC][WEB] Dev title"}}), jira::JARED)
-        .await
-        .unwrap();
-    stack.basecamp.set_faults(Faults::default());
-    stack.jira.set_faults(Faults::default());
-    stack.basecamp.release_held();
-    stack.jira.release_held();
-    stack.settle().await.unwrap();
+    stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
 
     let status = ops::status::run(&stack.store, &stack.config, None, None).await.unwrap();
     assert_eq!(status.conflicts_open, 1, "{}", ops::status::render(&status));
