@@ -9,7 +9,8 @@
 //!   Manager behind the `aws` feature.
 //! - [`clients`]: Basecamp, Jira and Bitbucket API clients; [`richtext`]: Basecamp HTML ⇄ Jira ADF.
 //! - [`webhook`]: signature checks and parsing of inbound webhooks.
-//! - [`config`]: `campbridge.toml`, validated with line-numbered errors; [`doctor`]: setup checks.
+//! - [`config`]: `campbridge.toml`, validated with line-numbered errors; [`doctor`]: setup checks;
+//!   [`setup`]: config + secrets → clients, receivers and the engine, the same for every runtime.
 
 pub mod adapters;
 pub mod clients;
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod ingest;
 pub mod ports;
 pub mod richtext;
+pub mod setup;
 pub mod sync;
 pub mod webhook;
 

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use shared::clients::basecamp::{BasecampClient, BasecampConfig as ClientBasecampConfig};
-use shared::clients::bitbucket::{Backoff, BitbucketClient, BitbucketConfig as ClientBitbucketConfig};
-use shared::clients::http::{BaseUrl, Credentials, HttpSettings};
-use shared::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
-use shared::config::{BitbucketAuth, Config};
+use shared::clients::basecamp::BasecampClient;
+use shared::clients::bitbucket::{Backoff, BitbucketClient};
+use shared::clients::jira::JiraClient;
+use shared::config::Config;
 use shared::ingest::Receivers;
-use shared::ports::{SecretError, SecretStore};
+use shared::ports::SecretStore;
+use shared::setup::{self, SetupError};
 
 /// Why an operator command could not run at all (per-check failures are data, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -39,77 +39,36 @@ pub enum OpsError {
     Other(#[from] anyhow::Error),
 }
 
-/// Reads one secret, naming it (never its value) when it is missing.
-pub async fn secret(secrets: &dyn SecretStore, name: &str) -> Result<SecretString, OpsError> {
-    secrets.get(name).await.map_err(|e| match e {
-        SecretError::Missing(n) => OpsError::SecretMissing(n),
-        SecretError::Unexpected(e) => OpsError::Other(e),
-    })
+impl From<SetupError> for OpsError {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::SecretMissing(name) => Self::SecretMissing(name),
+            SetupError::NotConfigured(what) => Self::NotConfigured(what),
+            other => Self::Other(other.into()),
+        }
+    }
 }
 
-fn user_agent(config: &Config) -> String {
-    config.basecamp.as_ref().map_or_else(|| "campbridge (ops@campbridge.invalid)".to_owned(), |b| b.user_agent.clone())
+/// Reads one secret, naming it (never its value) when it is missing.
+pub async fn secret(secrets: &dyn SecretStore, name: &str) -> Result<SecretString, OpsError> {
+    Ok(setup::secret(secrets, name).await?)
 }
 
 /// The Basecamp client for `config` (the account's API root), refreshing with the configured refresh
 /// token when there is one.
 pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<BasecampClient, OpsError> {
-    let bc = config.basecamp.as_ref().ok_or(OpsError::NotConfigured("[basecamp] is missing"))?;
-    let (client_id, client_secret, refresh_name) = match &bc.refresh {
-        Some(r) => (
-            r.client_id.clone(),
-            secret(secrets.as_ref(), r.client_secret.name()).await?,
-            r.refresh_token.name().to_owned(),
-        ),
-        None => (String::new(), SecretString::from(String::new()), String::new()),
-    };
-    let token_url = url::Url::parse(&bc.launchpad_url.join("/authorization/token"))
-        .map_err(|e| OpsError::Usage(format!("launchpad_url: {e}")))?;
-    Ok(BasecampClient::new(
-        ClientBasecampConfig {
-            base_url: BaseUrl::parse(&format!("{}/{}/", bc.base_url.as_str(), bc.account_id))?,
-            token_url,
-            client_id,
-            client_secret,
-            access_token_secret: bc.access_token.name().to_owned(),
-            refresh_token_secret: refresh_name,
-            http: HttpSettings::new(bc.user_agent.clone()),
-            default_retry_after: Duration::from_secs(10),
-        },
-        secrets,
-    )?)
+    Ok(setup::basecamp_client(config, secrets).await?)
 }
 
 /// The Jira client for `config`.
 pub async fn jira_client(config: &Config, secrets: &dyn SecretStore) -> Result<JiraClient, OpsError> {
-    let jira = config.jira.as_ref().ok_or(OpsError::NotConfigured("[jira] is missing"))?;
-    let mut jc = ClientJiraConfig::new(
-        BaseUrl::parse(jira.base_url.as_str())?,
-        Credentials::Basic { user: jira.email.clone(), secret: secret(secrets, jira.api_token.name()).await? },
-        HttpSettings::new(user_agent(config)),
-    );
-    jc.browse_url = match &jira.site {
-        Some(site) => Some(BaseUrl::parse(site.as_str())?),
-        None => None,
-    };
-    Ok(JiraClient::new(jc)?)
+    Ok(setup::jira_client(config, secrets).await?)
 }
 
 /// The Bitbucket client for `config`, with a short backoff (operator commands should answer quickly).
 pub async fn bitbucket_client(config: &Config, secrets: &dyn SecretStore) -> Result<BitbucketClient, OpsError> {
-    let bb = config.bitbucket.as_ref().ok_or(OpsError::NotConfigured("[bitbucket] is missing"))?;
-    let auth = match &bb.auth {
-        BitbucketAuth::ApiToken { email, token } => {
-            Credentials::Basic { user: email.clone(), secret: secret(secrets, token.name()).await? }
-        }
-        BitbucketAuth::AccessToken(token) => Credentials::Bearer(secret(secrets, token.name()).await?),
-    };
-    Ok(BitbucketClient::new(ClientBitbucketConfig {
-        base_url: BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?,
-        auth,
-        http: HttpSettings::new(user_agent(config)),
-        backoff: Backoff { initial: Duration::from_millis(500), max_delay: Duration::from_secs(2), max_retries: 1 },
-    })?)
+    let backoff = Backoff { initial: Duration::from_millis(500), max_delay: Duration::from_secs(2), max_retries: 1 };
+    Ok(setup::bitbucket_client(config, secrets, backoff).await?)
 }
 
 /// The receivers' route tokens (derived from the webhook key), for building Basecamp webhook URLs.
@@ -143,14 +102,13 @@ pub async fn open_engine(
     worker: &str,
 ) -> Result<(shared::adapters::sqlite::SqliteStore, shared::sync::Engine), OpsError> {
     let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    let store = crate::wiring::open_store(config, clock.clone()).map_err(|e| OpsError::Other(e.into()))?;
-    let wired =
-        crate::wiring::wire(config, store, secrets, clock, worker).await.map_err(|e| OpsError::Other(e.into()))?;
+    let store = crate::wiring::open_store(config, clock.clone())?;
+    let wired = crate::wiring::wire(config, store, secrets, clock, worker).await?;
     Ok((wired.store, wired.engine))
 }
 
 /// The local store alone (for read-only commands).
 pub fn open_store(config: &Config) -> Result<shared::adapters::sqlite::SqliteStore, OpsError> {
     let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    crate::wiring::open_store(config, clock).map_err(|e| OpsError::Other(e.into()))
+    Ok(crate::wiring::open_store(config, clock)?)
 }

@@ -7,12 +7,12 @@ pub mod config;
 use std::sync::Arc;
 
 use lambda_http::{Body, Response};
-use secrecy::SecretString;
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::secrets_manager::SecretsManagerSecrets;
 use shared::adapters::sqs::SqsFifoQueue;
 use shared::ingest::{Accepted, IngestError, Receivers};
-use shared::ports::{SecretError, SecretStore};
+use shared::ports::SecretStore;
+use shared::setup::SetupError;
 
 pub use config::{ConfigError, LambdaConfig};
 
@@ -43,27 +43,13 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Secret(#[from] SecretError),
+    Setup(#[from] SetupError),
 }
 
 /// The receivers for this deployment's routes, with the webhook secrets read once from the secret store.
 /// A source without a configured secret answers 404 (see [`IngestError::NotConfigured`]).
 pub async fn receivers(config: &LambdaConfig, secrets: &dyn SecretStore) -> Result<Receivers, StartError> {
-    let c = &config.campbridge;
-    let webhook_key = match &c.server.webhook_key {
-        Some(name) => secrets.get(name.name()).await?,
-        // The configuration requires a key as soon as there is a route; without routes no token matches.
-        None => SecretString::from(String::new()),
-    };
-    let jira = match &c.jira {
-        Some(j) => Some(secrets.get(j.webhook_secret.name()).await?),
-        None => None,
-    };
-    let bitbucket = match &c.bitbucket {
-        Some(b) => Some(secrets.get(b.webhook_secret.name()).await?),
-        None => None,
-    };
-    Ok(Receivers::new(&c.routes, webhook_key, jira, bitbucket))
+    Ok(shared::setup::receivers(&config.campbridge, secrets).await?)
 }
 
 /// The one mapping from an ingest result to the function URL's response: 202 with a small JSON body,

@@ -1,0 +1,202 @@
+//! From a validated [`Config`] and a [`SecretStore`] to the parts every runtime needs: the API clients,
+//! the receivers and the [`Engine`]. Local mode, the operator commands and the Lambda functions all wire
+//! through here, so a deployment behaves the same wherever it runs; only the stores differ.
+//!
+//! Setup problems come back as [`SetupError`]s with a stable code; they name secrets, never their values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::clients::ClientError;
+use crate::clients::basecamp::{BasecampClient, BasecampConfig as ClientBasecampConfig};
+use crate::clients::bitbucket::{Backoff, BitbucketClient, BitbucketConfig as ClientBitbucketConfig};
+use crate::clients::http::{BaseUrl, Credentials, HttpSettings};
+use crate::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
+use crate::config::{BitbucketAuth, Config};
+use crate::ingest::Receivers;
+use crate::ports::{AuditLog, Clock, ConflictLog, DeliveryLog, PairStore, SecretError, SecretStore};
+use crate::sync::{Engine, SyncSettings};
+
+/// Why a runtime could not be wired. The codes are stable; `doctor` and the README use them.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("CONFIG_INVALID: {0}")]
+    Config(String),
+    #[error("SECRET_MISSING: secret {0:?} is not set (locally: set CAMPBRIDGE_SECRET_{var})", var = secret_var(.0))]
+    SecretMissing(String),
+    #[error("PROVIDER_NOT_CONFIGURED: {0}")]
+    NotConfigured(&'static str),
+    #[error("STORE_UNAVAILABLE: {0}")]
+    Store(String),
+    #[error("CLIENT_SETUP_FAILED: {0}")]
+    Client(String),
+}
+
+impl From<ClientError> for SetupError {
+    fn from(e: ClientError) -> Self {
+        Self::Client(e.to_string())
+    }
+}
+
+/// The environment variable local mode reads a secret from (`CAMPBRIDGE_SECRET_<NAME>`), for messages.
+fn secret_var(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Reads one secret, naming it (never its value) when it is missing.
+pub async fn secret(secrets: &dyn SecretStore, name: &str) -> Result<SecretString, SetupError> {
+    secrets.get(name).await.map_err(|e| match e {
+        SecretError::Missing(n) => SetupError::SecretMissing(n),
+        SecretError::Unexpected(e) => SetupError::Client(format!("secret store: {e}")),
+    })
+}
+
+/// The User-Agent every client sends (Basecamp requires one naming a contact).
+fn user_agent(config: &Config) -> String {
+    config.basecamp.as_ref().map_or_else(|| "campbridge (ops@campbridge.invalid)".to_owned(), |b| b.user_agent.clone())
+}
+
+/// The Basecamp client for the account's API root. With `[basecamp.refresh]` it renews an expired access
+/// token and writes the new tokens back through `secrets`.
+pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<BasecampClient, SetupError> {
+    let bc = config.basecamp.as_ref().ok_or(SetupError::NotConfigured("[basecamp] is missing"))?;
+    let (client_id, client_secret, refresh_name) = match &bc.refresh {
+        Some(r) => (
+            r.client_id.clone(),
+            secret(secrets.as_ref(), r.client_secret.name()).await?,
+            r.refresh_token.name().to_owned(),
+        ),
+        None => (String::new(), SecretString::from(String::new()), String::new()),
+    };
+    let token_url = url::Url::parse(&bc.launchpad_url.join("/authorization/token"))
+        .map_err(|e| SetupError::Client(format!("launchpad_url: {e}")))?;
+    Ok(BasecampClient::new(
+        ClientBasecampConfig {
+            base_url: BaseUrl::parse(&format!("{}/{}/", bc.base_url.as_str(), bc.account_id))?,
+            token_url,
+            client_id,
+            client_secret,
+            access_token_secret: bc.access_token.name().to_owned(),
+            refresh_token_secret: refresh_name,
+            http: HttpSettings::new(bc.user_agent.clone()),
+            default_retry_after: Duration::from_secs(10),
+        },
+        secrets,
+    )?)
+}
+
+/// The Jira client (API token over basic auth).
+pub async fn jira_client(config: &Config, secrets: &dyn SecretStore) -> Result<JiraClient, SetupError> {
+    let jira = config.jira.as_ref().ok_or(SetupError::NotConfigured("[jira] is missing"))?;
+    let mut jc = ClientJiraConfig::new(
+        BaseUrl::parse(jira.base_url.as_str())?,
+        Credentials::Basic { user: jira.email.clone(), secret: secret(secrets, jira.api_token.name()).await? },
+        HttpSettings::new(user_agent(config)),
+    );
+    jc.browse_url = match &jira.site {
+        Some(site) => Some(BaseUrl::parse(site.as_str())?),
+        None => None,
+    };
+    Ok(JiraClient::new(jc)?)
+}
+
+/// The Bitbucket client, backing off on 429 as `backoff` says.
+pub async fn bitbucket_client(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    backoff: Backoff,
+) -> Result<BitbucketClient, SetupError> {
+    let bb = config.bitbucket.as_ref().ok_or(SetupError::NotConfigured("[bitbucket] is missing"))?;
+    let auth = match &bb.auth {
+        BitbucketAuth::ApiToken { email, token } => {
+            Credentials::Basic { user: email.clone(), secret: secret(secrets, token.name()).await? }
+        }
+        BitbucketAuth::AccessToken(token) => Credentials::Bearer(secret(secrets, token.name()).await?),
+    };
+    Ok(BitbucketClient::new(ClientBitbucketConfig {
+        base_url: BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?,
+        auth,
+        http: HttpSettings::new(user_agent(config)),
+        backoff,
+    })?)
+}
+
+/// The receivers for every configured source, with their secrets read once. A source that is not
+/// configured answers 404 (see [`crate::ingest::IngestError::NotConfigured`]).
+pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<Receivers, SetupError> {
+    let key_ref =
+        config.server.webhook_key.as_ref().ok_or(SetupError::NotConfigured("[server] webhook_key is missing"))?;
+    let webhook_key = secret(secrets, key_ref.name()).await?;
+    let jira = match &config.jira {
+        Some(j) => Some(secret(secrets, j.webhook_secret.name()).await?),
+        None => None,
+    };
+    let bitbucket = match &config.bitbucket {
+        Some(b) => Some(secret(secrets, b.webhook_secret.name()).await?),
+        None => None,
+    };
+    Ok(Receivers::new(&config.routes, webhook_key, jira, bitbucket))
+}
+
+/// The storage side of an engine: one object per port, often the same store behind all four.
+#[derive(Clone)]
+pub struct Stores {
+    pub pairs: Arc<dyn PairStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub audit: Arc<dyn AuditLog>,
+    pub conflicts: Arc<dyn ConflictLog>,
+}
+
+impl Stores {
+    /// All four ports served by one store (SQLite, DynamoDB, memory).
+    pub fn all<S>(store: Arc<S>) -> Self
+    where
+        S: PairStore + DeliveryLog + AuditLog + ConflictLog + 'static,
+    {
+        Self { pairs: store.clone(), deliveries: store.clone(), audit: store.clone(), conflicts: store }
+    }
+}
+
+/// The engine for `config` over `stores`, with the Basecamp and Jira clients built from `secrets`.
+/// Fails at start, not on the first job, when a token is missing.
+pub async fn engine(
+    config: &Config,
+    stores: Stores,
+    secrets: Arc<dyn SecretStore>,
+    clock: Arc<dyn Clock>,
+    worker: &str,
+) -> Result<Engine, SetupError> {
+    let bc = config.basecamp.as_ref().ok_or(SetupError::NotConfigured("[basecamp] is missing"))?;
+    secret(secrets.as_ref(), bc.access_token.name()).await?;
+    let basecamp = basecamp_client(config, secrets.clone()).await?;
+    let tracker = jira_client(config, secrets.as_ref()).await?;
+    Ok(Engine {
+        settings: Arc::new(SyncSettings::new(config.routes.clone(), config.users.clone(), worker)),
+        pairs: stores.pairs,
+        deliveries: stores.deliveries,
+        audit: stores.audit,
+        conflicts: stores.conflicts,
+        basecamp: Arc::new(basecamp),
+        tracker: Arc::new(tracker),
+        clock,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::MemorySecrets;
+
+    #[tokio::test]
+    async fn a_missing_secret_is_named_and_its_value_never_shown() {
+        let secrets = MemorySecrets::default();
+        let err = secret(&secrets, "jira-api-token").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SECRET_MISSING: secret \"jira-api-token\" is not set (locally: set CAMPBRIDGE_SECRET_JIRA_API_TOKEN)"
+        );
+    }
+}
