@@ -48,9 +48,12 @@ unit:
 tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
 	scripts/emulators.sh install
 
-# Built outside the namespace (it has no network), run inside it next to the emulators.
-test-aws: tools-aws ## The AWS adapters against DynamoDB Local and moto, in a private network namespace
-	$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --test aws_emulators --no-run
+# Every package's `aws_emulators` test: the adapters' contract suite (shared), the functions on cargo-lambda's
+# runtime emulator and the story on the AWS adapters (functions/common). Built outside the namespace (it has
+# no network), with the function binaries those tests run (`--bins`: same features as the tests, so
+# nothing is compiled twice), then run inside it next to the emulators.
+test-aws: tools-aws ## The AWS adapters and the functions against DynamoDB Local and moto, in a private network namespace
+	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators
 	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
 
 lint-infra: tools-aws ## cfn-lint on the SAM template
