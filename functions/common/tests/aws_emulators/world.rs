@@ -5,10 +5,11 @@
 //! The emulator runs as `cargo lambda watch --only-lambda-apis`, and the harness starts each function's
 //! binary itself, with the environment a deployed function gets (`AWS_LAMBDA_RUNTIME_API` and the
 //! function's variables, as in infra/template.yaml). Letting `watch` compile the functions instead
-//! would build them with other features than the tests (`cargo run -p <function>` leaves out the
-//! workspace's dev-dependencies, so tokio and everything above it would be compiled a second time):
-//! `make test-aws` builds them once with the tests (`cargo build --bins --test aws_emulators`), and
-//! the harness runs those binaries from next to its own executable.
+//! (`cargo run --bin <function>`) would resolve 12 of a function's 270 crates with other features than
+//! the workspace's test build (tokio, hyper and serde_core among them: no dev-dependencies, no other
+//! members), so nearly everything would compile a second time. `make test-aws` builds the functions
+//! once with the tests (`cargo build --bins --test aws_emulators`), and the harness runs those binaries
+//! from next to its own executable.
 //!
 //! Every process runs under `timeout`, so none outlives a killed test; a dropped world stops its own
 //! processes by PID and keeps their logs only when the test failed.
