@@ -34,7 +34,8 @@ clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 
 # nextest when installed (faster, per-test processes); plain cargo test otherwise. The emulator-backed AWS
-# tests run in test-aws, next to their emulators, not here.
+# tests (every package's `aws_emulators` test binary) run in test-aws, next to their emulators, not here;
+# under plain cargo test they find no emulator and say they did not run.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E 'not binary(aws_emulators)'; \
@@ -48,17 +49,22 @@ unit:
 tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
 	scripts/emulators.sh install
 
-# Built outside the namespace (it has no network), run inside it next to the emulators.
-test-aws: tools-aws ## The AWS adapters against DynamoDB Local and moto, in a private network namespace
-	$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --test aws_emulators --no-run
+# Every package's `aws_emulators` test: the adapters' contract suite (shared), the functions on cargo-lambda's
+# runtime emulator and the story on the AWS adapters (functions/common). Built outside the namespace (it has
+# no network), with the function binaries those tests run (`--bins`: same features as the tests, so
+# nothing is compiled twice), then run inside it next to the emulators.
+test-aws: tools-aws ## The AWS adapters and the functions against DynamoDB Local and moto, in a private network namespace
+	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators
 	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
 
 lint-infra: tools-aws ## cfn-lint on the SAM template
 	.tools/venv/bin/cfn-lint infra/template.yaml
 
-# cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build.
+# cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build. Every workspace
+# binary except the operator command and the simulators is a function.
 build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/bootstrap
-	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace
+	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace \
+		--exclude campbridge --exclude campbridge-simulators
 
 deploy: ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
 	cd infra && sam build && sam deploy --guided

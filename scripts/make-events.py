@@ -61,10 +61,14 @@ def write(name, event):
 
 def jira_web_body():
     # The fixture's project is renamed to the test route's Jira project WEB (as shared::ingest's tests do).
-    text = (FIX / "jira" / "cloud-webhook-issue-updated-status.json").read_text()
+    text = jira_body().decode()
     key = json.loads(text)["issue"]["key"]
     project = key.split("-")[0]
     return text.replace(key, "WEB-7").replace(f'"{project}"', '"WEB"').encode()
+
+
+def jira_body():
+    return (FIX / "jira" / "cloud-webhook-issue-updated-status.json").read_bytes()
 
 
 def main():
@@ -72,16 +76,27 @@ def main():
     ua = {"user-agent": "Basecamp3 Webhook"}
     write("basecamp-webhook/todo-completed.json", url_request(f"/basecamp/{route_token(ROUTE_ID)}", bc, ua))
     write("basecamp-webhook/wrong-token.json", url_request("/basecamp/" + "0" * 32, bc, ua))
+    # Genuine and on the route's URL, but a message in another project: acknowledged and ignored.
+    msg = (FIX / "basecamp" / "webhook-event-message-created.json").read_bytes()
+    write("basecamp-webhook/message-created.json", url_request(f"/basecamp/{route_token(ROUTE_ID)}", msg, ua))
 
     jb = jira_web_body()
     jh = {"x-atlassian-webhook-identifier": "1a2b3c4d-0000-4000-8000-00000000000a"}
     write("jira-webhook/issue-updated.json", url_request("/", jb, {**jh, "x-hub-signature": sign(JIRA_SECRET, jb)}))
     write("jira-webhook/bad-signature.json", url_request("/", jb, {**jh, "x-hub-signature": sign(b"not-the-secret", jb)}))
+    # The fixture as captured: its project is not routed, so it is acknowledged and ignored.
+    ju = jira_body()
+    juh = {"x-atlassian-webhook-identifier": "1a2b3c4d-0000-4000-8000-00000000000b"}
+    write("jira-webhook/issue-updated-unrouted.json", url_request("/", ju, {**juh, "x-hub-signature": sign(JIRA_SECRET, ju)}))
 
     pr = (FIX / "bitbucket" / "cloud-webhook-pullrequest-created.json").read_bytes()
     bh = {"x-event-key": "pullrequest:created", "x-request-uuid": "2f4e1c9a-1111-4a2b-9c3d-000000000001"}
     write("bitbucket-webhook/pullrequest-created.json", url_request("/", pr, {**bh, "x-hub-signature": sign(BITBUCKET_SECRET, pr)}))
     write("bitbucket-webhook/bad-signature.json", url_request("/", pr + b" ", {**bh, "x-hub-signature": sign(BITBUCKET_SECRET, pr)}))
+    # A push (byte-exact raw body of the signature test vector, re-signed with the test secret): ignored.
+    push = (FIX / "bitbucket" / "cloud-webhook-repo-push.signed-raw-body.json").read_bytes()
+    ph = {"x-event-key": "repo:push", "x-request-uuid": "2f4e1c9a-1111-4a2b-9c3d-000000000002"}
+    write("bitbucket-webhook/repo-push.json", url_request("/", push, {**ph, "x-hub-signature": sign(BITBUCKET_SECRET, push)}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+//! Every function on cargo-lambda's runtime emulator: `cargo lambda invoke <function> --data-file
+//! events/<function>/<event>` for each envelope in events/, asserting the response and what the queue
+//! holds afterwards. A new function is new rows in [`CASES`] (and its envelopes in events/).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use shared::domain::Job;
+
+use crate::world::World;
+
+/// One envelope, what the function must answer, and the jobs it must leave on the queue.
+struct Case {
+    function: &'static str,
+    /// A file in events/<function>/.
+    event: &'static str,
+    /// How often it is invoked (2 = a retried delivery); every answer must match.
+    times: usize,
+    /// What the response must contain, as JSON: objects match when every expected key matches, other
+    /// values when equal. A function URL response's `body` is compared parsed.
+    response: &'static str,
+    /// The jobs on the queue afterwards, as (kind, message group, delivery = deduplication id).
+    queued: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        function: "basecamp-webhook",
+        event: "todo-completed.json",
+        times: 2,
+        response: r#"{"statusCode": 202, "body": {"status": "accepted", "delivery": "basecamp:1052473966"}}"#,
+        queued: &[("todo_changed", "bc-todo-1069480405", "basecamp:1052473966")],
+    },
+    Case {
+        function: "basecamp-webhook",
+        event: "wrong-token.json",
+        times: 1,
+        response: r#"{"statusCode": 404, "body": {"error": "not found"}}"#,
+        queued: &[],
+    },
+    Case {
+        function: "basecamp-webhook",
+        event: "message-created.json",
+        times: 1,
+        response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
+        queued: &[],
+    },
+    Case {
+        function: "jira-webhook",
+        event: "issue-updated.json",
+        times: 1,
+        response: r#"{"statusCode": 202, "body": {"status": "accepted", "delivery": "jira:1a2b3c4d-0000-4000-8000-00000000000a"}}"#,
+        queued: &[("issue_changed", "jira-issue-10040", "jira:1a2b3c4d-0000-4000-8000-00000000000a")],
+    },
+    Case {
+        function: "jira-webhook",
+        event: "bad-signature.json",
+        times: 1,
+        response: r#"{"statusCode": 401, "body": {"error": "bad signature"}}"#,
+        queued: &[],
+    },
+    Case {
+        function: "jira-webhook",
+        event: "issue-updated-unrouted.json",
+        times: 1,
+        response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
+        queued: &[],
+    },
+    Case {
+        function: "bitbucket-webhook",
+        event: "pullrequest-created.json",
+        times: 1,
+        response: r#"{"statusCode": 202, "body": {"status": "accepted", "delivery": "bitbucket:2f4e1c9a-1111-4a2b-9c3d-000000000001"}}"#,
+        queued: &[(
+            "pull_request_changed",
+            "bb-pr-amuniz-test-repos-735",
+            "bitbucket:2f4e1c9a-1111-4a2b-9c3d-000000000001",
+        )],
+    },
+    Case {
+        function: "bitbucket-webhook",
+        event: "bad-signature.json",
+        times: 1,
+        response: r#"{"statusCode": 401, "body": {"error": "bad signature"}}"#,
+        queued: &[],
+    },
+    Case {
+        function: "bitbucket-webhook",
+        event: "repo-push.json",
+        times: 1,
+        response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
+        queued: &[],
+    },
+];
+
+/// `expected` ⊆ `actual`: every key of an expected object matches; anything else is equal.
+fn includes(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|av| includes(av, v))),
+        _ => actual == expected,
+    }
+}
+
+/// The response with a JSON `body` string parsed, so it can be matched field by field.
+fn parsed_body(mut response: Value) -> Value {
+    if let Some(body) = response.get("body").and_then(Value::as_str).and_then(|b| serde_json::from_str(b).ok()) {
+        response["body"] = body;
+    }
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_answers_its_events_and_enqueues_exactly_what_it_accepted() {
+    let functions: BTreeSet<&str> = CASES.iter().map(|c| c.function).collect();
+    let Some(mut world) = World::start(&functions.into_iter().collect::<Vec<_>>()).await else { return };
+    for case in CASES {
+        let what = format!("{} with events/{}/{}", case.function, case.function, case.event);
+        let expected: Value = serde_json::from_str(case.response).unwrap();
+        for attempt in 1..=case.times {
+            let response = parsed_body(world.invoke(case.function, case.event).await);
+            assert!(includes(&response, &expected), "{what} (invocation {attempt}) answered {response:#}");
+        }
+        let queued: Vec<(String, String, String)> = world
+            .take_queued()
+            .await
+            .into_iter()
+            .map(|m| {
+                let job = Job::from_wire(&m.body).unwrap_or_else(|e| panic!("{what} enqueued an unreadable job: {e}"));
+                assert_eq!(m.deduplication, job.delivery().as_str(), "{what}: deduplicated by delivery");
+                (job.kind().to_owned(), m.group, job.delivery().as_str().to_owned())
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> =
+            case.queued.iter().map(|(k, g, d)| ((*k).to_owned(), (*g).to_owned(), (*d).to_owned())).collect();
+        assert_eq!(queued, expected, "{what}: the queue afterwards");
+    }
+}
