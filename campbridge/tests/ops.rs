@@ -7,10 +7,15 @@
 use std::sync::Arc;
 
 use campbridge::demo::{self, Stack, StackOptions};
-use campbridge::ops;
+use campbridge::ops::{self, Backend};
 use campbridge_simulators::{basecamp as bc, bitbucket as bb};
 use shared::config::Config;
 use shared::doctor::SetupCode;
+
+/// The stack's own SQLite store as the operator commands' backend.
+fn stack_backend(stack: &Stack) -> Backend {
+    Backend::sqlite(stack.store.clone(), "the stack's SQLite store")
+}
 
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
     demo::start_in_temp("campbridge-ops", name, edit).await.expect("stack starts")
@@ -185,7 +190,7 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
 
     let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
     assert!(check.healthy(), "{}", ops::webhooks::render(&check));
-    let status = ops::status::run(&stack.store, &stack.config, Some(secrets.clone()), base).await.unwrap();
+    let status = ops::status::run(&stack_backend(&stack), &stack.config, Some(secrets.clone()), base).await.unwrap();
     let status_text = ops::status::render(&status);
     assert!(status_text.contains("✓ basecamp") && status_text.contains("✓ bitbucket"), "{status_text}");
     let text = ops::webhooks::render(&check);
@@ -241,7 +246,7 @@ async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
     stack.settle().await.unwrap();
     stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
 
-    let status = ops::status::run(&stack.store, &stack.config, None, None).await.unwrap();
+    let status = ops::status::run(&stack_backend(&stack), &stack.config, None, None).await.unwrap();
     assert_eq!(status.conflicts_open, 1, "{}", ops::status::render(&status));
     assert_eq!(status.pairs_linked, 1);
     assert!(ops::status::render(&status).contains("conflicts list"));
@@ -287,8 +292,11 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
     let stack = start("replay", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "replay");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
+    let store = campbridge::wiring::open_store(&config, clock).unwrap();
     let queue = store.clone().with_max_receives(2);
+    let backend = Backend::sqlite(queue.clone(), "replay.db");
+    let engine = backend.engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let todo = create_todos(&stack, "Sprint 1", "Replay me", 1).await[0];
     let job = Job::TodoChanged {
         delivery: DeliveryId::basecamp(990_001),
@@ -330,13 +338,12 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
-    use shared::ports::PairStore;
     let stack = start("dry-run", |o| o.basecamp_rate_limit = false).await;
     without_basecamp_webhooks(&stack).await;
     create_todos(&stack, "Sprint 1", "Old task", 200).await;
     create_todos(&stack, "Backlog", "Someday", 100).await;
     let config = private_store_config(&stack, "dry-run");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let writes = stack.upstream_writes();
     let opts =
@@ -353,18 +360,18 @@ async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
     assert!(text.contains("matches none of the route's lists"), "skips say why");
     assert!(text.contains("[BC][WEB] Old task 7"), "creates name the issue: {text}");
     assert_eq!(stack.upstream_writes(), writes, "no writes to Basecamp or Jira");
-    assert!(PairStore::list(&store, None, None, 10).await.unwrap().is_empty(), "no pairs stored");
+    assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "no pairs stored");
+    assert!(backend.stores.audit.recent(None, 10).await.unwrap().is_empty(), "nothing audited");
     stack.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
-    use shared::ports::PairStore;
     let stack = start("backfill", |_| {}).await; // Basecamp's 50 requests / 10 s is on
     without_basecamp_webhooks(&stack).await;
     let todos = create_todos(&stack, "Sprint 1", "Legacy", 24).await;
     let config = private_store_config(&stack, "backfill");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
     let mut opts = ops::backfill::Options {
@@ -385,7 +392,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     let created = first.created + second.created;
     assert!(created >= 24, "{text}");
 
-    let pairs = PairStore::list(&store, None, None, 1000).await.unwrap();
+    let pairs = backend.stores.pairs.list(None, None, 1000).await.unwrap();
     for todo in &todos {
         assert!(pairs.iter().any(|p| p.todo.0 == *todo && p.is_linked()), "to-do {todo} paired");
     }
@@ -395,7 +402,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     // A third run finds everything done.
     let third = ops::backfill::run(&engine, &client, limiter, &opts).await.unwrap();
     assert_eq!(third.created + third.linked, 0);
-    let status = ops::status::run(&store, &config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &config, None, None).await.unwrap();
     assert_eq!(status.pairs_linked, created);
     assert_eq!(status.claims_stale + status.claims_live, 0);
     stack.stop().await.unwrap();
@@ -406,7 +413,7 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     let stack = start("selftest", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "selftest");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let report = ops::selftest::run(&config, stack.secrets(), &engine, &stack.route).await.unwrap();
     let text = ops::selftest::render(&report);
     assert!(report.ok(), "{text}");
@@ -421,8 +428,7 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
         assert!(passed.contains(&step), "{step}: {text}");
     }
     // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
-    use shared::ports::PairStore;
-    let pairs = PairStore::list(&store, None, None, 10).await.unwrap();
+    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
     assert_eq!(pairs.len(), 1);
     let item = pairs[0].item.clone().unwrap();
     assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");

@@ -1,7 +1,9 @@
 //! The operator commands (`doctor`, `webhooks`, `status`, `conflicts`, `replay`, `dead-letters`,
-//! `backfill`) as library functions: each returns data plus a `render` for people (and serde for
-//! `--json`), so tests call them directly and `main.rs` only maps arguments onto them.
+//! `backfill`, `selftest`) as library functions: each returns data plus a `render` for people (and serde
+//! for `--json`), so tests call them directly and `main.rs` only maps arguments onto them. The commands
+//! that touch the store or queue take a [`Backend`], so each is written once for SQLite and AWS.
 
+pub mod backend;
 pub mod backfill;
 pub mod conflicts;
 pub mod doctor;
@@ -22,10 +24,16 @@ use shared::ingest::Receivers;
 use shared::ports::SecretStore;
 use shared::setup::{self, SetupError};
 
+pub use backend::{Backend, BackendKind, SecretSource};
+
 /// Why an operator command could not run at all (per-check failures are data, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("SECRET_MISSING: secret {0:?} is not set (locally: set CAMPBRIDGE_SECRET_{var})", var = .0.to_ascii_uppercase().replace('-', "_"))]
+    #[error(
+        "SECRET_MISSING: secret {0:?} is not set (locally: set CAMPBRIDGE_SECRET_{var}; with the DynamoDB store: \
+         put a value in Secrets Manager secret <stack>/{0})",
+        var = .0.to_ascii_uppercase().replace('-', "_")
+    )]
     SecretMissing(String),
     #[error("PROVIDER_NOT_CONFIGURED: {0}")]
     NotConfigured(&'static str),
@@ -95,20 +103,14 @@ pub fn mark(ok: Option<bool>) -> &'static str {
     }
 }
 
-/// The local store and an engine over it, wired like `serve` (worker `worker`).
+/// The store `[store]` names and an engine over it (worker `worker`), wired through
+/// [`shared::setup::engine`] like every runtime.
 pub async fn open_engine(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
     worker: &str,
-) -> Result<(shared::adapters::sqlite::SqliteStore, shared::sync::Engine), OpsError> {
-    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    let store = crate::wiring::open_store(config, clock.clone())?;
-    let wired = crate::wiring::wire(config, store, secrets, clock, worker).await?;
-    Ok((wired.store, wired.engine))
-}
-
-/// The local store alone (for read-only commands).
-pub fn open_store(config: &Config) -> Result<shared::adapters::sqlite::SqliteStore, OpsError> {
-    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    Ok(crate::wiring::open_store(config, clock)?)
+) -> Result<(Backend, shared::sync::Engine), OpsError> {
+    let backend = Backend::open(config).await?;
+    let engine = backend.engine(config, secrets, worker).await?;
+    Ok((backend, engine))
 }
