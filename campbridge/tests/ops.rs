@@ -42,19 +42,137 @@ async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
     stack.stop().await.unwrap();
 }
 
+fn basecamp_credentials(report: &ops::doctor::Report) -> &ops::doctor::Check {
+    report.checks.iter().find(|c| c.provider == "basecamp" && c.name == "credentials").expect("a credentials line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_basecamp_token_is_provider_auth_required() {
+async fn an_expired_basecamp_token_is_renewed_with_the_refresh_token_and_reported_ok() {
+    use secrecy::ExposeSecret;
+    let stack = start("doctor-renew", |_| {}).await;
+    stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
+    let secrets = stack.secrets();
+    let report = ops::doctor::run(&stack.config, secrets.clone(), None).await;
+    let text = ops::doctor::render(&report);
+    assert!(report.ok(), "{text}");
+    let line = basecamp_credentials(&report);
+    assert_eq!(line.ok, Some(true), "{text}");
+    assert!(line.detail.contains("renewed"), "{text}");
+    assert!(!report.codes().contains(&SetupCode::AuthRequired), "{text}");
+    // The client wrote the new token back: a second run uses it and refreshes nothing.
+    let stored = secrets.get("basecamp-access-token").await.unwrap();
+    assert_ne!(stored.expose_secret(), bc::ACCESS_TOKEN);
+    assert!(!text.contains(stored.expose_secret()), "tokens are never printed");
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1);
+    let again = ops::doctor::run(&stack.config, secrets, None).await;
+    assert!(again.ok(), "{}", ops::doctor::render(&again));
+    assert!(!basecamp_credentials(&again).detail.contains("renewed"));
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1, "nothing left to renew");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_basecamp_token_whose_refresh_is_refused_is_provider_auth_required() {
+    use secrecy::SecretString;
     let stack = start("doctor-expired", |_| {}).await;
     stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
-    let report = ops::doctor::run(&stack.config, stack.secrets(), None).await;
+    let secrets = stack.secrets();
+    secrets.put("basecamp-refresh-token", &SecretString::from("revoked-refresh-token"), "test").await.unwrap();
+    let report = ops::doctor::run(&stack.config, secrets, None).await;
+    let text = ops::doctor::render(&report);
     assert!(!report.ok());
+    let bad = failed(&report, "basecamp");
+    assert_eq!(bad.len(), 1, "{text}");
+    assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
+    assert!(bad[0].detail.contains("renewing it failed"), "{text}");
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
+    assert!(!text.contains("revoked-refresh-token"), "secrets are never printed");
+    assert!(text.contains("PROVIDER_AUTH_REQUIRED"));
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1, "one refresh attempt");
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_basecamp_token_without_refresh_keys_is_provider_auth_required() {
+    let stack = start("doctor-no-refresh", |_| {}).await;
+    stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
+    let config = config_with(&stack, |t| {
+        t.lines()
+            .filter(|l| !["client_id", "client_secret", "refresh_token"].iter().any(|k| l.starts_with(k)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(config.basecamp.as_ref().unwrap().refresh.is_none());
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
     let bad = failed(&report, "basecamp");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
-    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
-    assert!(ops::doctor::render(&report).contains("PROVIDER_AUTH_REQUIRED"));
-    let json = serde_json::to_value(&report).unwrap();
-    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
+    assert!(bad[0].detail.contains("cannot renew it"), "{}", bad[0].detail);
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_jira_and_bitbucket_tokens_are_provider_auth_required() {
+    use secrecy::SecretString;
+    let stack = start("doctor-wrong-tokens", |_| {}).await;
+    let secrets = stack.secrets();
+    secrets.put("jira-api-token", &SecretString::from("not-the-jira-token"), "test").await.unwrap();
+    secrets.put("bitbucket-api-token", &SecretString::from("not-the-bitbucket-token"), "test").await.unwrap();
+    let report = ops::doctor::run(&stack.config, secrets, None).await;
+    let text = ops::doctor::render(&report);
+    for provider in ["jira", "bitbucket"] {
+        let bad = failed(&report, provider);
+        assert_eq!(bad.len(), 1, "{provider}: {text}");
+        assert_eq!(bad[0].name, "credentials");
+        assert_eq!(bad[0].code, Some(SetupCode::AuthRequired), "{text}");
+    }
+    assert!(failed(&report, "basecamp").is_empty(), "{text}");
+    assert!(!text.contains("not-the-jira-token") && !text.contains("not-the-bitbucket-token"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_with_403_is_provider_scope_unavailable() {
+    use campbridge_simulators::common::faults::Faults;
+    let stack = start("doctor-403", |_| {}).await;
+    // Bitbucket answers every request 403, as for an API token created without the account scope.
+    stack.bitbucket.set_faults(Faults { error_rate: 1.0, error_status: 403, ..Default::default() });
+    let report = ops::doctor::run(&stack.config, stack.secrets(), None).await;
+    let bad = failed(&report, "bitbucket");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("scope"));
+    assert!(!report.ok());
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_jira_project_and_a_workflow_without_the_needed_transitions_are_scope_unavailable() {
+    let stack = start("doctor-jira-scope", |o| {
+        o.status_strategy = "pm-owned";
+        o.jira.strict_workflow = true;
+    })
+    .await;
+    // One issue in WEB to read the workflow from: from To Do, the strict workflow cannot reach Done.
+    let todo = create_todos(&stack, "Sprint 1", "Workflow probe", 1).await[0];
+    stack.wait_issue(todo).await.unwrap();
+    let report = ops::doctor::run(&stack.config, stack.secrets(), None).await;
+    let text = ops::doctor::render(&report);
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{text}");
+    assert!(bad[0].name.starts_with("transitions for pm-owned"), "{text}");
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].detail.contains("done"), "{text}");
+
+    let config = config_with(&stack, |t| t.replace("jira_project = \"WEB\"", "jira_project = \"NOPE\""));
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert!(bad[0].name.contains("NOPE"));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
     stack.stop().await.unwrap();
 }
 
@@ -127,6 +245,31 @@ async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
     assert!(bad[0].detail.contains("private"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_blocks_private_and_link_local_upstreams_without_contacting_them() {
+    let stack = start("doctor-private", |_| {}).await;
+    let bc_host = stack.basecamp.base_url().trim_end_matches(&format!("/{}", stack.basecamp.account_id())).to_owned();
+    let bb_root = stack.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
+    let config = config_with(&stack, |t| {
+        t.replace(&format!("base_url = {bc_host:?}"), "base_url = \"https://169.254.169.254\"")
+            .replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.1.2.3\"")
+            .replace(&format!("base_url = \"{bb_root}/2.0\""), "base_url = \"https://100.64.0.9/2.0\"")
+    });
+    let before = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let text = ops::doctor::render(&report);
+    for (provider, class) in [("basecamp", "link-local"), ("jira", "private"), ("bitbucket", "private")] {
+        let bad = failed(&report, provider);
+        assert_eq!(bad.len(), 1, "{provider}: {text}");
+        assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked), "{text}");
+        assert!(bad[0].detail.contains(class), "{provider}: {text}");
+        assert!(report.checks.iter().filter(|c| c.provider == provider).all(|c| c.name == "base URL"), "{text}");
+    }
+    let after = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    assert_eq!(before, after, "a blocked provider is never contacted");
     stack.stop().await.unwrap();
 }
 

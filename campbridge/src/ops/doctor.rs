@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::clients::ClientError;
 use shared::config::Config;
@@ -198,8 +198,6 @@ async fn basecamp(
         Ok(t) => t,
         Err(e) => return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P)),
     };
-    // Launchpad's identity endpoint, with the stored access token as is (no refresh): an expired token
-    // is reported, not silently worked around.
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(15))
@@ -209,16 +207,45 @@ async fn basecamp(
         Ok(c) => c,
         Err(e) => return report.fail(P, "credentials", None, e.to_string(), "retry"),
     };
-    let reply = http.get(bc.launchpad_url.join("/authorization.json")).bearer_auth(token.expose_secret()).send().await;
+    let authorization = |token: SecretString| {
+        let request = http.get(bc.launchpad_url.join("/authorization.json")).bearer_auth(token.expose_secret());
+        async move { request.send().await }
+    };
+    let mut renewed = None;
+    let mut reply = authorization(token.clone()).await;
+    if reply.as_ref().is_ok_and(|r| r.status().as_u16() == 401) {
+        // An access token lasts two weeks; with the refresh keys the client renews it by itself, as the
+        // runtime would, and writes the new one back. Only a refresh that fails needs a person.
+        match renew(config, secrets.clone(), &token).await {
+            Ok(Some(fresh)) => {
+                renewed = Some(format!(
+                    "renewed: the stored access token had expired, so it was refreshed and the new one written back \
+                     to secret {:?}",
+                    bc.access_token.name()
+                ));
+                reply = authorization(fresh).await;
+            }
+            Ok(None) => {}
+            Err(why) => {
+                return report.fail(
+                    P,
+                    "credentials",
+                    Some(SetupCode::AuthRequired),
+                    format!("the access token expired and renewing it failed: {why}"),
+                    auth_fix(P),
+                );
+            }
+        }
+    }
     match reply {
         Ok(r) if r.status().as_u16() == 401 => {
-            return report.fail(
-                P,
-                "credentials",
-                Some(SetupCode::AuthRequired),
-                "Launchpad refused the access token (401: expired or revoked)",
-                auth_fix(P),
-            );
+            let why = if bc.refresh.is_some() {
+                "Launchpad refused the access token (401: expired or revoked)"
+            } else {
+                "Launchpad refused the access token (401: expired or revoked), and campbridge cannot renew it: \
+                 [basecamp] has no client_id, client_secret and refresh_token"
+            };
+            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), why, auth_fix(P));
         }
         Ok(r) if r.status().is_success() => {
             let body: serde_json::Value = r.json().await.unwrap_or_default();
@@ -229,7 +256,8 @@ async fn basecamp(
                     P,
                     "credentials",
                     format!(
-                        "token works; account {} ({}, {})",
+                        "token works{}; account {} ({}, {})",
+                        renewed.map(|r| format!(" ({r})")).unwrap_or_default(),
                         bc.account_id,
                         a["name"].as_str().unwrap_or("?"),
                         a["product"].as_str().unwrap_or("?")
@@ -283,6 +311,28 @@ async fn basecamp(
         }
     }
     hook_lines(report, hooks, P);
+}
+
+/// Renews an expired Basecamp access token the way the runtime does: the client answers a 401 with one
+/// refresh and writes the new tokens back through `secrets`. `Ok(None)` without `[basecamp]` refresh keys;
+/// `Err` (a reason, never a token) when the refresh is refused or the renewed token is not stored.
+async fn renew(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    expired: &SecretString,
+) -> Result<Option<SecretString>, String> {
+    let Some(bc) = &config.basecamp else { return Ok(None) };
+    if bc.refresh.is_none() {
+        return Ok(None);
+    }
+    let client = super::basecamp_client(config, secrets.clone()).await.map_err(|e| e.to_string())?;
+    client.my_profile().await.map_err(|e| e.to_string())?;
+    let fresh = secret(secrets.as_ref(), bc.access_token.name()).await.map_err(|e| e.to_string())?;
+    if fresh.expose_secret() == expired.expose_secret() {
+        // The API took the token Launchpad refused: nothing was renewed.
+        return Err("Launchpad refused the access token but the API did not ask for a new one".to_owned());
+    }
+    Ok(Some(fresh))
 }
 
 async fn jira(config: &Config, secrets: &dyn SecretStore, allow: bool, report: &mut Report) {
