@@ -85,9 +85,9 @@ enum Command {
     Doctor {
         #[arg(long, default_value = "campbridge.toml")]
         config: PathBuf,
-        /// The public URL of the receivers (defaults to `[server] public_url`); enables the webhook checks.
-        #[arg(long)]
-        base_url: Option<String>,
+        /// The receivers' public URLs (default `[server] public_url`); they enable the webhook checks.
+        #[command(flatten)]
+        urls: UrlArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -102,9 +102,9 @@ enum Command {
     Status {
         #[arg(long, default_value = "campbridge.toml")]
         config: PathBuf,
-        /// The public URL of the receivers (defaults to `[server] public_url`); enables webhook health.
-        #[arg(long)]
-        base_url: Option<String>,
+        /// The receivers' public URLs (default `[server] public_url`); they enable webhook health.
+        #[command(flatten)]
+        urls: UrlArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -214,13 +214,42 @@ enum DeadLettersCommand {
     },
 }
 
+/// Where the receivers are reachable: one base for all (local mode behind a tunnel), or each receiver's
+/// own URL (a deployed stack's function URLs). Unset ones fall back to `--base-url`, then `[server] public_url`.
+#[derive(Debug, Clone, clap::Args)]
+struct UrlArgs {
+    /// The public URL in front of `campbridge serve` (`/basecamp/<token>`, `/jira`, `/bitbucket` under it).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The Basecamp receiver's URL (AWS: the stack output BasecampWebhookUrl).
+    #[arg(long)]
+    basecamp_url: Option<String>,
+    /// The Jira receiver's URL (AWS: the stack output JiraWebhookUrl).
+    #[arg(long)]
+    jira_url: Option<String>,
+    /// The Bitbucket receiver's URL (AWS: the stack output BitbucketWebhookUrl).
+    #[arg(long)]
+    bitbucket_url: Option<String>,
+}
+
+impl UrlArgs {
+    fn urls(self) -> ops::PublicUrls {
+        ops::PublicUrls {
+            base: self.base_url,
+            basecamp: self.basecamp_url,
+            jira: self.jira_url,
+            bitbucket: self.bitbucket_url,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct HooksArgs {
     #[arg(long, default_value = "campbridge.toml")]
     config: PathBuf,
-    /// The public URL of the receivers (defaults to `[server] public_url`).
-    #[arg(long)]
-    base_url: Option<String>,
+    /// The receivers' public URLs (default `[server] public_url`).
+    #[command(flatten)]
+    urls: UrlArgs,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -271,11 +300,11 @@ fn main() -> ExitCode {
             init_logs(cli.log_format, "warn");
             run_async(run_demo(dir, exit))
         }
-        Command::Doctor { config, base_url, json } => {
+        Command::Doctor { config, urls, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
                 let (config, secrets) = ops_setup(&config, &sa).await?;
-                let report = ops::doctor::run(&config, secrets, base_url.as_deref()).await;
+                let report = ops::doctor::run(&config, secrets, &urls.urls()).await;
                 emit(json, &report, ops::doctor::render(&report))?;
                 Ok(report.ok())
             })
@@ -290,17 +319,17 @@ fn main() -> ExitCode {
             };
             run_ops(async move {
                 let (config, secrets) = ops_setup(&args.config, &sa).await?;
-                let report = ops::webhooks::run(&config, secrets, args.base_url.as_deref(), action).await?;
+                let report = ops::webhooks::run(&config, secrets, &args.urls.urls(), action).await?;
                 emit(args.json, &report, ops::webhooks::render(&report))?;
                 Ok(!strict || report.healthy())
             })
         }
-        Command::Status { config, base_url, json } => {
+        Command::Status { config, urls, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
                 let (config, secrets) = ops_setup(&config, &sa).await?;
                 let backend = Backend::open(&config).await?;
-                let report = ops::status::run(&backend, &config, Some(secrets), base_url.as_deref()).await?;
+                let report = ops::status::run(&backend, &config, Some(secrets), &urls.urls()).await?;
                 emit(json, &report, ops::status::render(&report))?;
                 Ok(true)
             })

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use campbridge::demo::{self, Stack, StackOptions};
-use campbridge::ops::{self, Backend, BackendKind, SecretSource};
+use campbridge::ops::{self, Backend, BackendKind, PublicUrls, SecretSource};
 use campbridge_simulators::basecamp as bc;
 use campbridge_simulators::common::faults::Faults;
 use campbridge_simulators::jira as jira_sim;
@@ -141,10 +141,14 @@ async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
 /// Removes the stack's Basecamp webhook: the stack's own server (on SQLite) then hears nothing, and
 /// jobs reach the AWS backend only when a test sends them.
 async fn without_basecamp_webhooks(stack: &Stack) {
-    let report =
-        ops::webhooks::run(&stack.config, stack.secrets(), Some(&stack.server_url), ops::webhooks::Action::Remove)
-            .await
-            .unwrap();
+    let report = ops::webhooks::run(
+        &stack.config,
+        stack.secrets(),
+        &PublicUrls::base(&stack.server_url),
+        ops::webhooks::Action::Remove,
+    )
+    .await
+    .unwrap();
     assert!(report.changes >= 1, "{}", ops::webhooks::render(&report));
 }
 
@@ -208,7 +212,7 @@ async fn status_and_conflicts_read_dynamodb_and_a_conflict_is_settled_there() {
     enqueue(&backend, &todo_job(&stack, 2, todo), "basecamp:2").await;
     assert_eq!(ops::replay::drain(&engine, backend.queue.as_ref(), 10).await.unwrap(), 1);
 
-    let status = ops::status::run(&backend, &aws.config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     let text = ops::status::render(&status);
     assert!(text.contains("DynamoDB table"), "{text}");
     assert_eq!((status.pairs_linked, status.pairs_pending, status.conflicts_open), (1, 0, 1), "{text}");
@@ -228,7 +232,7 @@ async fn status_and_conflicts_read_dynamodb_and_a_conflict_is_settled_there() {
     let all = ops::conflicts::list(backend.stores.conflicts.as_ref(), true).await.unwrap();
     assert_eq!(all[0].resolution, Resolution::TookTracker);
     assert!(ops::conflicts::resolve(&engine, &open[0].id, Side::Tracker).await.is_err(), "settling twice is refused");
-    let status = ops::status::run(&backend, &aws.config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!(status.conflicts_open, 0, "{}", ops::status::render(&status));
     stack.stop().await.unwrap();
 }
@@ -254,7 +258,7 @@ async fn dead_letters_on_sqs_are_listed_replayed_and_redriven_and_a_replay_chang
     let poison = dead.iter().find(|d| d.delivery.is_none()).expect("the poison message is listed");
     assert!(poison.about.contains("unreadable"), "{}", poison.about);
     let b_letter = dead.iter().find(|d| d.delivery.as_deref() == Some("basecamp:990002")).unwrap().message_id.clone();
-    let status = ops::status::run(&backend, &aws.config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!((status.dead_letters, status.queue_depth), (3, 0), "{}", ops::status::render(&status));
     assert!(stack.jira.issue("WEB-1").await.is_none(), "every create was refused");
 
@@ -356,7 +360,7 @@ async fn a_backfill_cut_off_midway_resumes_on_dynamodb_without_duplicates_or_429
     let third = ops::backfill::run(&engine, &client, limiter, &opts).await.unwrap();
     assert_eq!(third.created + third.linked + third.failed, 0, "{}", ops::backfill::render(&third));
     assert_eq!(creates() as usize, pairs.len());
-    let status = ops::status::run(&backend, &aws.config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!(status.pairs_linked, pairs.len(), "{}", ops::status::render(&status));
     assert_eq!(status.claims_live + status.claims_stale, 0);
     stack.stop().await.unwrap();
@@ -401,7 +405,7 @@ async fn doctor_renews_an_expired_basecamp_token_into_secrets_manager() {
     assert_eq!(source, SecretSource::SecretsManager { prefix: prefix.clone() }, "secrets follow the DynamoDB store");
     stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
 
-    let report = ops::doctor::run(&aws.config, source.open(&aws.config).await, None).await;
+    let report = ops::doctor::run(&aws.config, source.open(&aws.config).await, &PublicUrls::default()).await;
     let text = ops::doctor::render(&report);
     assert!(report.ok(), "{text}");
     let line = report.checks.iter().find(|c| c.provider == "basecamp" && c.name == "credentials").unwrap();
@@ -418,7 +422,7 @@ async fn doctor_renews_an_expired_basecamp_token_into_secrets_manager() {
     assert!(!text.contains(&stored), "tokens are never printed");
 
     // Another process (a fresh secret store) finds the renewed token and refreshes nothing.
-    let again = ops::doctor::run(&aws.config, source.open(&aws.config).await, None).await;
+    let again = ops::doctor::run(&aws.config, source.open(&aws.config).await, &PublicUrls::default()).await;
     assert!(again.ok(), "{}", ops::doctor::render(&again));
     assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1);
     stack.stop().await.unwrap();

@@ -14,7 +14,7 @@ use shared::domain::StatusStrategy;
 use shared::ports::{SecretStore, TrackerTarget};
 
 use super::webhooks::{self, Action};
-use super::{OpsError, bitbucket_client, mark, secret};
+use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client, mark, secret};
 
 /// One line of the checklist.
 #[derive(Debug, Clone, Serialize)]
@@ -111,16 +111,13 @@ fn auth_fix(provider: &str) -> &'static str {
     }
 }
 
-/// Runs every check for the configured providers. `base_url` (or `[server] public_url`) enables the
-/// webhook registration checks.
-pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Option<&str>) -> Report {
+/// Runs every check for the configured providers. A known receiver URL (`urls`, or `[server]
+/// public_url`) enables the webhook registration checks.
+pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, urls: &PublicUrls) -> Report {
     let mut report = Report { checks: Vec::new() };
     let allow = config.server.allow_insecure_loopback_upstreams;
-    let public = super::public_base(config, base_url);
-    let hooks = match &public {
-        Some(b) => webhooks::run(config, secrets.clone(), Some(b), Action::Check).await.ok(),
-        None => None,
-    };
+    let unknown = urls.unknown(config);
+    let hooks = if unknown { None } else { webhooks::run(config, secrets.clone(), urls, Action::Check).await.ok() };
     if config.basecamp.is_some() {
         basecamp(config, secrets.clone(), allow, hooks.as_ref(), &mut report).await;
     }
@@ -130,12 +127,8 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Optio
     if config.bitbucket.is_some() {
         bitbucket(config, secrets.as_ref(), allow, hooks.as_ref(), &mut report).await;
     }
-    if public.is_none() {
-        report.skip(
-            "webhooks",
-            "registrations",
-            "no public URL known: pass --base-url (or set [server] public_url) to check the registrations",
-        );
+    if unknown {
+        report.skip("webhooks", "registrations", format!("{NO_PUBLIC_URL}, to check the registrations"));
     }
     report
 }

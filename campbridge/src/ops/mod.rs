@@ -86,13 +86,67 @@ pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<Rec
     Ok(Receivers::new(&config.routes, secret(secrets, key_ref.name()).await?, None, None))
 }
 
-/// The public base URL webhooks are registered with: `--base-url`, else `[server] public_url`.
-pub fn public_base(config: &Config, base_url: Option<&str>) -> Option<String> {
-    base_url
-        .map(str::to_owned)
-        .or_else(|| config.server.public_url.as_ref().map(|u| u.as_str().to_owned()))
-        .map(|u| u.trim_end_matches('/').to_owned())
+/// Where the receivers are reachable from the internet, for registering and checking webhooks: one base
+/// for all three (local mode behind a tunnel: `<base>/basecamp/<token>`, `<base>/jira`,
+/// `<base>/bitbucket`), or one per receiver (a deployed stack: its three function URLs, the outputs
+/// `BasecampWebhookUrl`, `JiraWebhookUrl`, `BitbucketWebhookUrl`). A receiver without its own URL uses
+/// `base`, then `[server] public_url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicUrls {
+    pub base: Option<String>,
+    pub basecamp: Option<String>,
+    pub jira: Option<String>,
+    pub bitbucket: Option<String>,
 }
+
+impl PublicUrls {
+    /// One base URL for every receiver.
+    pub fn base(url: &str) -> Self {
+        Self { base: Some(url.to_owned()), ..Self::default() }
+    }
+
+    fn pick(&self, own: Option<&String>, config: &Config) -> Option<String> {
+        own.or(self.base.as_ref())
+            .cloned()
+            .or_else(|| config.server.public_url.as_ref().map(|u| u.as_str().to_owned()))
+            .map(|u| u.trim_end_matches('/').to_owned())
+    }
+
+    /// The Basecamp receiver's base (the route URLs are `<this>/basecamp/<token>`).
+    pub fn basecamp(&self, config: &Config) -> Option<String> {
+        self.pick(self.basecamp.as_ref(), config)
+    }
+
+    /// The Jira receiver's base (the URL is `<this>/jira`).
+    pub fn jira(&self, config: &Config) -> Option<String> {
+        self.pick(self.jira.as_ref(), config)
+    }
+
+    /// The Bitbucket receiver's base (the URL is `<this>/bitbucket`).
+    pub fn bitbucket(&self, config: &Config) -> Option<String> {
+        self.pick(self.bitbucket.as_ref(), config)
+    }
+
+    /// True when no receiver URL is known at all.
+    pub fn unknown(&self, config: &Config) -> bool {
+        self.basecamp(config).is_none() && self.jira(config).is_none() && self.bitbucket(config).is_none()
+    }
+
+    /// The URLs in a few words: the one base, or each receiver's.
+    pub fn describe(&self, config: &Config) -> String {
+        let all = [self.basecamp(config), self.jira(config), self.bitbucket(config)];
+        if all.iter().all(|u| *u == all[0]) {
+            return all[0].clone().unwrap_or_else(|| "(no public URL)".to_owned());
+        }
+        let [bc, jira, bb] = all.map(|u| u.unwrap_or_else(|| "(none)".to_owned()));
+        format!("basecamp {bc}, jira {jira}, bitbucket {bb}")
+    }
+}
+
+/// What to say when no receiver URL is known.
+pub const NO_PUBLIC_URL: &str = "no public URL: pass --base-url https://… (where the receivers are reachable; for a \
+     deployed stack --basecamp-url, --jira-url and --bitbucket-url with its three function URLs) or set [server] \
+     public_url";
 
 /// `✓`/`✗`/`–` for a check's state.
 pub fn mark(ok: Option<bool>) -> &'static str {

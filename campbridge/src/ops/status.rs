@@ -11,7 +11,7 @@ use shared::domain::PairState;
 use shared::ports::SecretStore;
 
 use super::webhooks::{self, Action, HooksReport};
-use super::{Backend, OpsError, mark};
+use super::{Backend, NO_PUBLIC_URL, OpsError, PublicUrls, mark};
 
 /// The newest audited delivery from one source.
 #[derive(Debug, Clone, Serialize)]
@@ -44,12 +44,12 @@ pub struct StatusReport {
     pub webhooks_note: Option<String>,
 }
 
-/// Reads the store and queue (and, with a public URL and secrets, the webhook registrations).
+/// Reads the store and queue (and, with the receivers' URLs and secrets, the webhook registrations).
 pub async fn run(
     backend: &Backend,
     config: &Config,
     secrets: Option<Arc<dyn SecretStore>>,
-    base_url: Option<&str>,
+    urls: &PublicUrls,
 ) -> Result<StatusReport, OpsError> {
     const ALL: usize = 1_000_000;
     let stores = &backend.stores;
@@ -69,12 +69,12 @@ pub async fn run(
             subject: e.subject.clone(),
         });
     }
-    let (webhooks, webhooks_note) = match (secrets, super::public_base(config, base_url)) {
-        (Some(s), Some(b)) => match webhooks::run(config, s, Some(&b), Action::Check).await {
+    let (webhooks, webhooks_note) = match secrets {
+        Some(s) if !urls.unknown(config) => match webhooks::run(config, s, urls, Action::Check).await {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(format!("could not check: {e}"))),
         },
-        _ => (None, Some("unknown: pass --base-url (or set [server] public_url) to check them".to_owned())),
+        _ => (None, Some(format!("unknown: {NO_PUBLIC_URL}"))),
     };
     Ok(StatusReport {
         backend: backend.describe.clone(),
