@@ -1,8 +1,9 @@
 //! The operator commands on the AWS backend (`[store] kind = "dynamodb"`): a fresh DynamoDB table on
 //! DynamoDB Local, an SQS FIFO job queue with a dead-letter queue (a real redrive policy) and Secrets
 //! Manager on moto, the upstream simulators on 127.0.0.1. `status`, `conflicts list|show|resolve`,
-//! `dead-letters list|redrive`, `replay`, `backfill` and `doctor`'s token renewal, opened exactly as the
-//! command opens them ([`Backend::open`], [`SecretSource`]), plus the binary itself on the same config.
+//! `dead-letters list|redrive`, `replay`, `backfill`, `selftest` and `doctor`'s token renewal, opened
+//! exactly as the command opens them ([`Backend::open`], [`SecretSource`]), plus the binary itself on
+//! the same config.
 //!
 //! `make test-aws` (scripts/emulators.sh) starts the emulators inside a private network namespace and
 //! sets `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and
@@ -363,6 +364,26 @@ async fn a_backfill_cut_off_midway_resumes_on_dynamodb_without_duplicates_or_429
     let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!(status.pairs_linked, pairs.len(), "{}", ops::status::render(&status));
     assert_eq!(status.claims_live + status.claims_stale, 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selftest_runs_its_loop_on_dynamodb_and_cleans_up() {
+    or_return!(emulators_running().await);
+    let stack = start("selftest", |_| {}).await;
+    let aws = or_return!(deployment(&stack, 5).await);
+    without_basecamp_webhooks(&stack).await;
+    let (backend, engine) = ops::open_engine(&aws.config, stack.secrets(), "ops-aws-test").await.unwrap();
+    let report = ops::selftest::run(&aws.config, stack.secrets(), &engine, &stack.route).await.unwrap();
+    let text = ops::selftest::render(&report);
+    assert!(report.ok(), "{text}");
+    assert_eq!(report.steps.iter().filter(|s| s.ok == Some(true)).count(), 5, "{text}");
+    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
+    assert_eq!(pairs.len(), 1, "the sandbox pair is in the table");
+    let item = pairs[0].item.clone().unwrap();
+    assert!(stack.jira.issue(item.display_name()).await.is_none(), "the sandbox issue is deleted: {text}");
+    let conflicts = backend.stores.conflicts.list(false, 10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "the conflict step is logged in the table");
     stack.stop().await.unwrap();
 }
 

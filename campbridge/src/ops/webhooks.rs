@@ -153,7 +153,8 @@ pub fn jira_steps(site: &str, base: &str, secret_name: &str, config: &Config) ->
         .collect();
     format!(
         "as a Jira admin: {site}/plugins/servlet/webhooks › Create a WebHook › URL {base}/jira › Secret: the value of \
-         secret {secret_name:?} (locally CAMPBRIDGE_SECRET_{var}) › Events: Issue created, updated, deleted; Comment \
+         secret {secret_name:?} (locally CAMPBRIDGE_SECRET_{var}; for a deployed stack the Secrets Manager \
+         secret <stack>/{secret_name}) › Events: Issue created, updated, deleted; Comment \
          created, updated › JQL: project in ({projects}) › Save",
         var = shared::adapters::env_secrets::var_name(secret_name).trim_start_matches("CAMPBRIDGE_SECRET_"),
         projects = projects.join(", "),
