@@ -549,3 +549,44 @@ async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
     ctrl_c().await;
     stack.stop().await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_stack_passes_each_receivers_url_and_the_secret_prefix() {
+        let cli = Cli::try_parse_from([
+            "campbridge",
+            "webhooks",
+            "register",
+            "--basecamp-url",
+            "https://bc.example",
+            "--jira-url",
+            "https://jira.example",
+            "--bitbucket-url",
+            "https://bb.example",
+            "--secret-prefix",
+            "team-sync/",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli { command: Command::Webhooks { command: WebhooksCommand::Register(args) }, secret_prefix, .. }) =
+            cli
+        else {
+            panic!("parsed as {cli:?}");
+        };
+        assert_eq!(secret_prefix, "team-sync/");
+        let urls = args.urls.urls();
+        assert_eq!(
+            (urls.base, urls.basecamp.as_deref(), urls.jira.as_deref(), urls.bitbucket.as_deref()),
+            (None, Some("https://bc.example"), Some("https://jira.example"), Some("https://bb.example"))
+        );
+    }
+}
