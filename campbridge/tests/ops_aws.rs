@@ -440,12 +440,43 @@ async fn doctor_renews_an_expired_basecamp_token_into_secrets_manager() {
         .secret_string
         .unwrap();
     assert_ne!(stored, bc::ACCESS_TOKEN, "the renewed token is written back where the functions read it");
+    let store: Vec<_> = report.checks.iter().filter(|c| c.provider == "store").collect();
+    assert_eq!(store.len(), 3, "table, queue and dead-letter queue: {text}");
+    assert!(store.iter().all(|c| c.ok == Some(true)), "{text}");
+    assert!(text.contains(&aws.dlq_url), "{text}");
     assert!(!text.contains(&stored), "tokens are never printed");
 
     // Another process (a fresh secret store) finds the renewed token and refreshes nothing.
     let again = ops::doctor::run(&aws.config, source.open(&aws.config).await, &PublicUrls::default()).await;
     assert!(again.ok(), "{}", ops::doctor::render(&again));
     assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_a_missing_table_and_a_queue_without_a_dead_letter_queue() {
+    or_return!(emulators_running().await);
+    let stack = start("doctor-store", |_| {}).await;
+    let sdk = or_return!(emulators("SQS").await);
+    let bare_queue = fifo_queue(&aws_sdk_sqs::Client::new(&sdk), &unique("jobs-bare"), None).await;
+    let text = on_aws(&stack.config_text, &unique("no-such-table"), &bare_queue);
+    let config = Config::parse(&text, "campbridge.toml").unwrap();
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
+    assert!(!report.ok(), "{text}");
+    let bad: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.provider == "store" && c.ok == Some(false))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(bad.len(), 2, "{text}");
+    assert!(bad[0].starts_with("DynamoDB table no-such-table-"), "{text}");
+    assert_eq!(bad[1], "dead-letter queue", "{text}");
+    assert!(text.contains("redrive policy"), "{text}");
+    assert!(
+        report.checks.iter().any(|c| c.provider == "store" && c.ok == Some(true) && c.name.starts_with("SQS queue"))
+    );
     stack.stop().await.unwrap();
 }
 

@@ -50,6 +50,8 @@ pub struct Backend {
     /// The engine's storage ports.
     pub stores: Stores,
     pub queue: Arc<dyn JobQueue>,
+    /// AWS: the dead-letter queue the job queue's redrive policy names (`None`: no redrive policy).
+    pub dead_letter_queue: Option<String>,
     /// Where it points, for people (`SQLite campbridge.db`, `DynamoDB table …, SQS queue …`).
     pub describe: String,
 }
@@ -64,7 +66,13 @@ impl Backend {
     /// Local mode's store.
     pub fn sqlite(store: SqliteStore, describe: impl Into<String>) -> Self {
         let queue: Arc<dyn JobQueue> = Arc::new(store.clone());
-        Self { kind: BackendKind::Sqlite, stores: Stores::all(Arc::new(store)), queue, describe: describe.into() }
+        Self {
+            kind: BackendKind::Sqlite,
+            stores: Stores::all(Arc::new(store)),
+            queue,
+            dead_letter_queue: None,
+            describe: describe.into(),
+        }
     }
 
     /// A deployed stack's table and queue.
@@ -78,7 +86,13 @@ impl Backend {
                 |d| format!("dead letters in {d}")
             )
         );
-        Self { kind: BackendKind::Aws, stores: Stores::all(Arc::new(table)), queue: Arc::new(queue), describe }
+        Self {
+            kind: BackendKind::Aws,
+            stores: Stores::all(Arc::new(table)),
+            queue: Arc::new(queue),
+            dead_letter_queue: dead_letter_queue.map(str::to_owned),
+            describe,
+        }
     }
 
     /// Opens the store `[store]` names (for DynamoDB: loads the SDK configuration and finds the

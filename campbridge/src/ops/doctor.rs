@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::clients::ClientError;
-use shared::config::Config;
+use shared::config::{Config, StoreConfig};
 use shared::doctor::{SetupCode, check_base_url};
 use shared::domain::StatusStrategy;
 use shared::ports::{SecretStore, TrackerTarget};
@@ -130,6 +130,7 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, urls: &PublicUr
     if unknown {
         report.skip("webhooks", "registrations", format!("{NO_PUBLIC_URL}, to check the registrations"));
     }
+    store(config, &mut report).await;
     report
 }
 
@@ -304,6 +305,38 @@ async fn basecamp(
         }
     }
     hook_lines(report, hooks, P);
+}
+
+/// A deployed stack's table and queues, as the operator commands open them (local mode's SQLite file is
+/// created on first use, so there is nothing to check).
+async fn store(config: &Config, report: &mut Report) {
+    const P: &str = "store";
+    let StoreConfig::DynamoDb { table, queue_url } = &config.store else { return };
+    const FIX: &str = "check [store] table and queue_url against the stack's resources, and that your AWS \
+                       credentials, region and permissions reach them (docs/operations.md lists the actions)";
+    let backend = match super::Backend::open(config).await {
+        Ok(b) => b,
+        Err(e) => return report.fail(P, format!("SQS queue {queue_url}"), None, format!("{e:#}"), FIX),
+    };
+    match backend.stores.pairs.list(None, None, 1).await {
+        Ok(_) => report.pass(P, format!("DynamoDB table {table}"), "reachable"),
+        Err(e) => report.fail(P, format!("DynamoDB table {table}"), None, format!("{e:#}"), FIX),
+    }
+    match backend.queue.depth().await {
+        Ok(n) => report.pass(P, format!("SQS queue {queue_url}"), format!("reachable; about {n} message(s) queued")),
+        Err(e) => report.fail(P, format!("SQS queue {queue_url}"), None, format!("{e:#}"), FIX),
+    }
+    match &backend.dead_letter_queue {
+        Some(dlq) => report.pass(P, "dead-letter queue", format!("{dlq} (from the queue's redrive policy)")),
+        None => report.fail(
+            P,
+            "dead-letter queue",
+            None,
+            "the job queue has no redrive policy: a job that keeps failing is retried until SQS drops it, and \
+             `dead-letters` / `replay` have nothing to work with",
+            "give the queue a redrive policy to a FIFO dead-letter queue (infra/template.yaml does, maxReceiveCount 5)",
+        ),
+    }
 }
 
 /// Renews an expired Basecamp access token the way the runtime does: the client answers a 401 with one
