@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use campbridge::config_cmd;
 use campbridge::demo::{self, Stack, StackOptions};
-use campbridge::ops;
+use campbridge::ops::{self, Backend, SecretSource};
 use campbridge::server::{self, Stats};
 use campbridge::wiring;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,8 +21,30 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     log_format: LogFormat,
+    /// Where the operator commands read secrets: `auto` follows `[store]` (CAMPBRIDGE_SECRET_* variables
+    /// with SQLite, AWS Secrets Manager with DynamoDB), or `env` / `aws` explicitly.
+    #[arg(long, value_enum, default_value_t = SecretsFrom::Auto, global = true)]
+    secrets: SecretsFrom,
+    /// The Secrets Manager prefix: secret `name` is read from `<prefix><name>` (the SAM template uses
+    /// `<stack name>/`).
+    #[arg(long, env = "CAMPBRIDGE_SECRET_PREFIX", default_value = ops::backend::DEFAULT_SECRET_PREFIX, global = true)]
+    secret_prefix: String,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SecretsFrom {
+    Auto,
+    Env,
+    Aws,
+}
+
+/// How the operator commands find their secrets.
+#[derive(Debug, Clone)]
+struct SecretArgs {
+    from: SecretsFrom,
+    prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,9 +85,9 @@ enum Command {
     Doctor {
         #[arg(long, default_value = "campbridge.toml")]
         config: PathBuf,
-        /// The public URL of the receivers (defaults to `[server] public_url`); enables the webhook checks.
-        #[arg(long)]
-        base_url: Option<String>,
+        /// The receivers' public URLs (default `[server] public_url`); they enable the webhook checks.
+        #[command(flatten)]
+        urls: UrlArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -80,9 +102,9 @@ enum Command {
     Status {
         #[arg(long, default_value = "campbridge.toml")]
         config: PathBuf,
-        /// The public URL of the receivers (defaults to `[server] public_url`); enables webhook health.
-        #[arg(long)]
-        base_url: Option<String>,
+        /// The receivers' public URLs (default `[server] public_url`); they enable webhook health.
+        #[command(flatten)]
+        urls: UrlArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -192,13 +214,42 @@ enum DeadLettersCommand {
     },
 }
 
+/// Where the receivers are reachable: one base for all (local mode behind a tunnel), or each receiver's
+/// own URL (a deployed stack's function URLs). Unset ones fall back to `--base-url`, then `[server] public_url`.
+#[derive(Debug, Clone, clap::Args)]
+struct UrlArgs {
+    /// The public URL in front of `campbridge serve` (`/basecamp/<token>`, `/jira`, `/bitbucket` under it).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The Basecamp receiver's URL (AWS: the stack output BasecampWebhookUrl).
+    #[arg(long)]
+    basecamp_url: Option<String>,
+    /// The Jira receiver's URL (AWS: the stack output JiraWebhookUrl).
+    #[arg(long)]
+    jira_url: Option<String>,
+    /// The Bitbucket receiver's URL (AWS: the stack output BitbucketWebhookUrl).
+    #[arg(long)]
+    bitbucket_url: Option<String>,
+}
+
+impl UrlArgs {
+    fn urls(self) -> ops::PublicUrls {
+        ops::PublicUrls {
+            base: self.base_url,
+            basecamp: self.basecamp_url,
+            jira: self.jira_url,
+            bitbucket: self.bitbucket_url,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct HooksArgs {
     #[arg(long, default_value = "campbridge.toml")]
     config: PathBuf,
-    /// The public URL of the receivers (defaults to `[server] public_url`).
-    #[arg(long)]
-    base_url: Option<String>,
+    /// The receivers' public URLs (default `[server] public_url`).
+    #[command(flatten)]
+    urls: UrlArgs,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -238,6 +289,7 @@ fn init_logs(format: LogFormat, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let sa = SecretArgs { from: cli.secrets, prefix: cli.secret_prefix.clone() };
     match cli.command {
         Command::Config { command: ConfigCommand::Check { path } } => config_cmd::check(&path),
         Command::Serve { config, port, workers } => {
@@ -248,11 +300,11 @@ fn main() -> ExitCode {
             init_logs(cli.log_format, "warn");
             run_async(run_demo(dir, exit))
         }
-        Command::Doctor { config, base_url, json } => {
+        Command::Doctor { config, urls, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let (config, secrets) = ops_setup(&config)?;
-                let report = ops::doctor::run(&config, secrets, base_url.as_deref()).await;
+                let (config, secrets) = ops_setup(&config, &sa).await?;
+                let report = ops::doctor::run(&config, secrets, &urls.urls()).await;
                 emit(json, &report, ops::doctor::render(&report))?;
                 Ok(report.ok())
             })
@@ -266,18 +318,18 @@ fn main() -> ExitCode {
                 WebhooksCommand::Remove(a) => (a, ops::webhooks::Action::Remove, false),
             };
             run_ops(async move {
-                let (config, secrets) = ops_setup(&args.config)?;
-                let report = ops::webhooks::run(&config, secrets, args.base_url.as_deref(), action).await?;
+                let (config, secrets) = ops_setup(&args.config, &sa).await?;
+                let report = ops::webhooks::run(&config, secrets, &args.urls.urls(), action).await?;
                 emit(args.json, &report, ops::webhooks::render(&report))?;
                 Ok(!strict || report.healthy())
             })
         }
-        Command::Status { config, base_url, json } => {
+        Command::Status { config, urls, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let (config, secrets) = ops_setup(&config)?;
-                let store = ops::open_store(&config)?;
-                let report = ops::status::run(&store, &config, Some(secrets), base_url.as_deref()).await?;
+                let (config, secrets) = ops_setup(&config, &sa).await?;
+                let backend = Backend::open(&config).await?;
+                let report = ops::status::run(&backend, &config, Some(secrets), &urls.urls()).await?;
                 emit(json, &report, ops::status::render(&report))?;
                 Ok(true)
             })
@@ -287,18 +339,18 @@ fn main() -> ExitCode {
             run_ops(async move {
                 match command {
                     ConflictsCommand::List { config, all, json } => {
-                        let store = ops::open_store(&ops_setup(&config)?.0)?;
-                        let list = ops::conflicts::list(&store, all).await?;
+                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let list = ops::conflicts::list(backend.stores.conflicts.as_ref(), all).await?;
                         emit(json, &list, ops::conflicts::render_list(&list))?;
                     }
                     ConflictsCommand::Show { id, config, json } => {
-                        let store = ops::open_store(&ops_setup(&config)?.0)?;
-                        let c = ops::conflicts::show(&store, &id).await?;
+                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let c = ops::conflicts::show(backend.stores.conflicts.as_ref(), &id).await?;
                         emit(json, &c, ops::conflicts::render_one(&c))?;
                     }
                     ConflictsCommand::Resolve { id, take, config } => {
                         let side = ops::conflicts::side(&take)?;
-                        let (config, secrets) = ops_setup(&config)?;
+                        let (config, secrets) = ops_setup(&config, &sa).await?;
                         let (_, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
                         let r = ops::conflicts::resolve(&engine, &id, side).await?;
                         print!("{}", ops::conflicts::render_resolved(&r));
@@ -310,11 +362,11 @@ fn main() -> ExitCode {
         Command::Replay { delivery, config, run } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let (config, secrets) = ops_setup(&config)?;
-                let (store, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
-                let ids = ops::replay::replay(&store, &delivery).await?;
+                let config = load_config(&config)?;
+                let backend = Backend::open(&config).await?;
+                let ids = ops::replay::replay(backend.queue.as_ref(), &delivery).await?;
                 println!("Requeued {} message(s) for {delivery}.", ids.len());
-                finish_requeue(&engine, &store, run).await
+                finish_requeue(&config, &backend, &sa, run).await
             })
         }
         Command::DeadLetters { command } => {
@@ -322,8 +374,8 @@ fn main() -> ExitCode {
             run_ops(async move {
                 match command {
                     DeadLettersCommand::List { config, json } => {
-                        let store = ops::open_store(&ops_setup(&config)?.0)?;
-                        let list = ops::replay::list(&store).await?;
+                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let list = ops::replay::list(backend.queue.as_ref()).await?;
                         emit(json, &list, ops::replay::render_list(&list))?;
                         Ok(true)
                     }
@@ -331,11 +383,11 @@ fn main() -> ExitCode {
                         if ids.is_empty() && !all {
                             anyhow::bail!("name the message ids to redrive, or pass --all");
                         }
-                        let (config, secrets) = ops_setup(&config)?;
-                        let (store, engine) = ops::open_engine(&config, secrets, &ops_worker()).await?;
-                        let done = ops::replay::redrive(&store, &ids).await?;
+                        let config = load_config(&config)?;
+                        let backend = Backend::open(&config).await?;
+                        let done = ops::replay::redrive(backend.queue.as_ref(), &ids).await?;
                         println!("Requeued {} dead letter(s).", done.len());
-                        finish_requeue(&engine, &store, run).await
+                        finish_requeue(&config, &backend, &sa, run).await
                     }
                 }
             })
@@ -343,7 +395,7 @@ fn main() -> ExitCode {
         Command::Backfill { route, config, dry_run, since, limit, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let (config, secrets) = ops_setup(&config)?;
+                let (config, secrets) = ops_setup(&config, &sa).await?;
                 let (_, engine) = ops::open_engine(&config, secrets.clone(), &ops_worker()).await?;
                 let client = ops::basecamp_client(&config, secrets).await?;
                 let route = shared::domain::RouteId::parse(&route).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
@@ -357,7 +409,7 @@ fn main() -> ExitCode {
         Command::Selftest { route, config, json } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let (config, secrets) = ops_setup(&config)?;
+                let (config, secrets) = ops_setup(&config, &sa).await?;
                 let (_, engine) = ops::open_engine(&config, secrets.clone(), &ops_worker()).await?;
                 let route = shared::domain::RouteId::parse(&route).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
                 let report = ops::selftest::run(&config, secrets, &engine, &route).await?;
@@ -368,10 +420,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config and the environment's secrets for an operator command.
-fn ops_setup(path: &std::path::Path) -> anyhow::Result<(Config, Arc<dyn SecretStore>)> {
-    let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((config, Arc::new(EnvSecrets::from_env())))
+/// Loads and validates the config.
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Where secrets come from for `config`, as the global flags say.
+fn secret_source(config: &Config, sa: &SecretArgs) -> SecretSource {
+    match sa.from {
+        SecretsFrom::Auto => SecretSource::for_store(config, &sa.prefix),
+        SecretsFrom::Env => SecretSource::Env,
+        SecretsFrom::Aws => SecretSource::SecretsManager { prefix: sa.prefix.clone() },
+    }
+}
+
+/// Loads the config and opens the secret store for an operator command.
+async fn ops_setup(path: &std::path::Path, sa: &SecretArgs) -> anyhow::Result<(Config, Arc<dyn SecretStore>)> {
+    let config = load_config(path)?;
+    let secrets = secret_source(&config, sa).open(&config).await;
+    Ok((config, secrets))
 }
 
 /// The worker name operator commands use in leases.
@@ -380,18 +447,21 @@ fn ops_worker() -> String {
 }
 
 /// After a requeue: work the queue here when asked, else say who will.
-async fn finish_requeue(
-    engine: &shared::sync::Engine,
-    store: &shared::adapters::sqlite::SqliteStore,
-    run: bool,
-) -> anyhow::Result<bool> {
+async fn finish_requeue(config: &Config, backend: &Backend, sa: &SecretArgs, run: bool) -> anyhow::Result<bool> {
     if run {
-        let n = ops::replay::drain(engine, store, 100).await?;
+        let secrets = secret_source(config, sa).open(config).await;
+        let engine = backend.engine(config, secrets, &ops_worker()).await?;
+        let n = ops::replay::drain(&engine, backend.queue.as_ref(), 100).await?;
         println!("Processed {n} message(s).");
     } else {
-        println!("A running `campbridge serve` picks them up (or re-run with --run to process them here).");
+        println!("{} picks them up (or re-run with --run to process them here).", capitalized(backend.queue_worker()));
     }
     Ok(true)
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// Prints `value` as JSON, or `text`.
@@ -478,4 +548,45 @@ async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     ctrl_c().await;
     stack.stop().await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_stack_passes_each_receivers_url_and_the_secret_prefix() {
+        let cli = Cli::try_parse_from([
+            "campbridge",
+            "webhooks",
+            "register",
+            "--basecamp-url",
+            "https://bc.example",
+            "--jira-url",
+            "https://jira.example",
+            "--bitbucket-url",
+            "https://bb.example",
+            "--secret-prefix",
+            "team-sync/",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli { command: Command::Webhooks { command: WebhooksCommand::Register(args) }, secret_prefix, .. }) =
+            cli
+        else {
+            panic!("parsed as {cli:?}");
+        };
+        assert_eq!(secret_prefix, "team-sync/");
+        let urls = args.urls.urls();
+        assert_eq!(
+            (urls.base, urls.basecamp.as_deref(), urls.jira.as_deref(), urls.bitbucket.as_deref()),
+            (None, Some("https://bc.example"), Some("https://jira.example"), Some("https://bb.example"))
+        );
+    }
 }

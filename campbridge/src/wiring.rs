@@ -23,13 +23,18 @@ pub struct Wired {
     pub receivers: Arc<Receivers>,
 }
 
-/// Opens the configured SQLite store (local mode's only store).
+/// Opens the configured SQLite store: local mode's store (`serve`, `demo`). A `[store] kind = "dynamodb"`
+/// deployment runs as the stack's Lambda functions; the operator commands open it through
+/// [`crate::ops::Backend::open`].
 pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<SqliteStore, SetupError> {
     match &config.store {
-        StoreConfig::Sqlite { path } => SqliteStore::open(path, clock).map_err(|e| SetupError::Store(e.to_string())),
-        StoreConfig::DynamoDb { .. } => Err(SetupError::Store(
-            "local mode runs on SQLite; the DynamoDB store is used by the Lambda functions".to_owned(),
-        )),
+        StoreConfig::Sqlite { path } => SqliteStore::open(path, clock)
+            .map_err(|e| SetupError::Store(format!("cannot open the SQLite store {}: {e}", path.display()))),
+        StoreConfig::DynamoDb { table, .. } => Err(SetupError::Store(format!(
+            "`campbridge serve` runs local mode on SQLite; [store] kind = \"dynamodb\" (table {table}) is served by \
+             the stack's Lambda functions. The operator commands (status, conflicts, replay, dead-letters, \
+             backfill, selftest) work against it as they are."
+        ))),
     }
 }
 

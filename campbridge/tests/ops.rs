@@ -7,10 +7,15 @@
 use std::sync::Arc;
 
 use campbridge::demo::{self, Stack, StackOptions};
-use campbridge::ops;
+use campbridge::ops::{self, Backend, PublicUrls};
 use campbridge_simulators::{basecamp as bc, bitbucket as bb};
 use shared::config::Config;
 use shared::doctor::SetupCode;
+
+/// The stack's own SQLite store as the operator commands' backend.
+fn stack_backend(stack: &Stack) -> Backend {
+    Backend::sqlite(stack.store.clone(), "the stack's SQLite store")
+}
 
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
     demo::start_in_temp("campbridge-ops", name, edit).await.expect("stack starts")
@@ -28,7 +33,7 @@ fn failed<'a>(report: &'a ops::doctor::Report, provider: &str) -> Vec<&'a ops::d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
     let stack = start("doctor-ok", |_| {}).await;
-    let report = ops::doctor::run(&stack.config, stack.secrets(), Some(&stack.server_url)).await;
+    let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::base(&stack.server_url)).await;
     let text = ops::doctor::render(&report);
     assert!(report.ok(), "{text}");
     assert!(text.contains("✓ basecamp"), "{text}");
@@ -37,19 +42,137 @@ async fn doctor_passes_on_a_healthy_setup_with_its_webhooks_registered() {
     stack.stop().await.unwrap();
 }
 
+fn basecamp_credentials(report: &ops::doctor::Report) -> &ops::doctor::Check {
+    report.checks.iter().find(|c| c.provider == "basecamp" && c.name == "credentials").expect("a credentials line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_basecamp_token_is_provider_auth_required() {
+async fn an_expired_basecamp_token_is_renewed_with_the_refresh_token_and_reported_ok() {
+    use secrecy::ExposeSecret;
+    let stack = start("doctor-renew", |_| {}).await;
+    stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
+    let secrets = stack.secrets();
+    let report = ops::doctor::run(&stack.config, secrets.clone(), &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
+    assert!(report.ok(), "{text}");
+    let line = basecamp_credentials(&report);
+    assert_eq!(line.ok, Some(true), "{text}");
+    assert!(line.detail.contains("renewed"), "{text}");
+    assert!(!report.codes().contains(&SetupCode::AuthRequired), "{text}");
+    // The client wrote the new token back: a second run uses it and refreshes nothing.
+    let stored = secrets.get("basecamp-access-token").await.unwrap();
+    assert_ne!(stored.expose_secret(), bc::ACCESS_TOKEN);
+    assert!(!text.contains(stored.expose_secret()), "tokens are never printed");
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1);
+    let again = ops::doctor::run(&stack.config, secrets, &PublicUrls::default()).await;
+    assert!(again.ok(), "{}", ops::doctor::render(&again));
+    assert!(!basecamp_credentials(&again).detail.contains("renewed"));
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1, "nothing left to renew");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_basecamp_token_whose_refresh_is_refused_is_provider_auth_required() {
+    use secrecy::SecretString;
     let stack = start("doctor-expired", |_| {}).await;
     stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
-    let report = ops::doctor::run(&stack.config, stack.secrets(), None).await;
+    let secrets = stack.secrets();
+    secrets.put("basecamp-refresh-token", &SecretString::from("revoked-refresh-token"), "test").await.unwrap();
+    let report = ops::doctor::run(&stack.config, secrets, &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
     assert!(!report.ok());
+    let bad = failed(&report, "basecamp");
+    assert_eq!(bad.len(), 1, "{text}");
+    assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
+    assert!(bad[0].detail.contains("renewing it failed"), "{text}");
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
+    assert!(!text.contains("revoked-refresh-token"), "secrets are never printed");
+    assert!(text.contains("PROVIDER_AUTH_REQUIRED"));
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 1, "one refresh attempt");
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_basecamp_token_without_refresh_keys_is_provider_auth_required() {
+    let stack = start("doctor-no-refresh", |_| {}).await;
+    stack.basecamp.expire_token(bc::ACCESS_TOKEN).await;
+    let config = config_with(&stack, |t| {
+        t.lines()
+            .filter(|l| !["client_id", "client_secret", "refresh_token"].iter().any(|k| l.starts_with(k)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(config.basecamp.as_ref().unwrap().refresh.is_none());
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let bad = failed(&report, "basecamp");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::AuthRequired));
-    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("authorize"));
-    assert!(ops::doctor::render(&report).contains("PROVIDER_AUTH_REQUIRED"));
-    let json = serde_json::to_value(&report).unwrap();
-    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["code"] == "PROVIDER_AUTH_REQUIRED"), "{json}");
+    assert!(bad[0].detail.contains("cannot renew it"), "{}", bad[0].detail);
+    assert_eq!(stack.basecamp.calls().count("POST", "/authorization/token"), 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_jira_and_bitbucket_tokens_are_provider_auth_required() {
+    use secrecy::SecretString;
+    let stack = start("doctor-wrong-tokens", |_| {}).await;
+    let secrets = stack.secrets();
+    secrets.put("jira-api-token", &SecretString::from("not-the-jira-token"), "test").await.unwrap();
+    secrets.put("bitbucket-api-token", &SecretString::from("not-the-bitbucket-token"), "test").await.unwrap();
+    let report = ops::doctor::run(&stack.config, secrets, &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
+    for provider in ["jira", "bitbucket"] {
+        let bad = failed(&report, provider);
+        assert_eq!(bad.len(), 1, "{provider}: {text}");
+        assert_eq!(bad[0].name, "credentials");
+        assert_eq!(bad[0].code, Some(SetupCode::AuthRequired), "{text}");
+    }
+    assert!(failed(&report, "basecamp").is_empty(), "{text}");
+    assert!(!text.contains("not-the-jira-token") && !text.contains("not-the-bitbucket-token"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_with_403_is_provider_scope_unavailable() {
+    use campbridge_simulators::common::faults::Faults;
+    let stack = start("doctor-403", |_| {}).await;
+    // Bitbucket answers every request 403, as for an API token created without the account scope.
+    stack.bitbucket.set_faults(Faults { error_rate: 1.0, error_status: 403, ..Default::default() });
+    let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
+    let bad = failed(&report, "bitbucket");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].fix.as_deref().unwrap_or_default().contains("scope"));
+    assert!(!report.ok());
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_jira_project_and_a_workflow_without_the_needed_transitions_are_scope_unavailable() {
+    let stack = start("doctor-jira-scope", |o| {
+        o.status_strategy = "pm-owned";
+        o.jira.strict_workflow = true;
+    })
+    .await;
+    // One issue in WEB to read the workflow from: from To Do, the strict workflow cannot reach Done.
+    let todo = create_todos(&stack, "Sprint 1", "Workflow probe", 1).await[0];
+    stack.wait_issue(todo).await.unwrap();
+    let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{text}");
+    assert!(bad[0].name.starts_with("transitions for pm-owned"), "{text}");
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
+    assert!(bad[0].detail.contains("done"), "{text}");
+
+    let config = config_with(&stack, |t| t.replace("jira_project = \"WEB\"", "jira_project = \"NOPE\""));
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
+    assert!(bad[0].name.contains("NOPE"));
+    assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
     stack.stop().await.unwrap();
 }
 
@@ -59,7 +182,7 @@ async fn a_project_the_token_cannot_see_is_provider_scope_unavailable() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("basecamp_project = {}", bc::PROJECT_ID), "basecamp_project = 4242")
     });
-    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let bad = failed(&report, "basecamp");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
@@ -73,7 +196,7 @@ async fn a_bitbucket_repository_with_issues_is_scope_unavailable_and_points_to_j
     let with_issues = bb::Simulator::start(bb::Options { has_issues: true, ..bb::Options::default() }).await.unwrap();
     let root = |s: &bb::Simulator| s.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
     let config = config_with(&stack, |t| t.replace(&root(&stack.bitbucket), &root(&with_issues)));
-    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let bad = failed(&report, "bitbucket");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::ScopeUnavailable));
@@ -106,7 +229,7 @@ async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
         t.replace("allow_insecure_loopback_upstreams = true", "allow_insecure_loopback_upstreams = false")
             .replace("http://127.0.0.1", "https://127.0.0.1")
     });
-    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let text = ops::doctor::render(&report);
     for provider in ["basecamp", "jira", "bitbucket"] {
         let bad = failed(&report, provider);
@@ -117,11 +240,36 @@ async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.9.8.7\"")
     });
-    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let bad = failed(&report, "jira");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
     assert!(bad[0].detail.contains("private"));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_blocks_private_and_link_local_upstreams_without_contacting_them() {
+    let stack = start("doctor-private", |_| {}).await;
+    let bc_host = stack.basecamp.base_url().trim_end_matches(&format!("/{}", stack.basecamp.account_id())).to_owned();
+    let bb_root = stack.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
+    let config = config_with(&stack, |t| {
+        t.replace(&format!("base_url = {bc_host:?}"), "base_url = \"https://169.254.169.254\"")
+            .replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.1.2.3\"")
+            .replace(&format!("base_url = \"{bb_root}/2.0\""), "base_url = \"https://100.64.0.9/2.0\"")
+    });
+    let before = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
+    let text = ops::doctor::render(&report);
+    for (provider, class) in [("basecamp", "link-local"), ("jira", "private"), ("bitbucket", "private")] {
+        let bad = failed(&report, provider);
+        assert_eq!(bad.len(), 1, "{provider}: {text}");
+        assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked), "{text}");
+        assert!(bad[0].detail.contains(class), "{provider}: {text}");
+        assert!(report.checks.iter().filter(|c| c.provider == provider).all(|c| c.name == "base URL"), "{text}");
+    }
+    let after = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    assert_eq!(before, after, "a blocked provider is never contacted");
     stack.stop().await.unwrap();
 }
 
@@ -150,7 +298,7 @@ async fn a_base_url_that_redirects_elsewhere_is_blocked() {
     let config = config_with(&stack, |t| {
         t.replace(&format!("site = {:?}", stack.jira.base_url()), &format!("site = {to_http:?}"))
     });
-    let report = ops::doctor::run(&config, stack.secrets(), None).await;
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
     let bad = failed(&report, "jira");
     assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
     assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
@@ -162,7 +310,7 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
     use ops::webhooks::{Action, run};
     let stack = start("hooks", |_| {}).await;
     let secrets = stack.secrets();
-    let base = Some(stack.server_url.as_str());
+    let base = &PublicUrls::base(&stack.server_url);
     // Start from nothing registered (the stack registers its own at start).
     run(&stack.config, secrets.clone(), base, Action::Remove).await.unwrap();
     let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
@@ -185,7 +333,7 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
 
     let check = run(&stack.config, secrets.clone(), base, Action::Check).await.unwrap();
     assert!(check.healthy(), "{}", ops::webhooks::render(&check));
-    let status = ops::status::run(&stack.store, &stack.config, Some(secrets.clone()), base).await.unwrap();
+    let status = ops::status::run(&stack_backend(&stack), &stack.config, Some(secrets.clone()), base).await.unwrap();
     let status_text = ops::status::render(&status);
     assert!(status_text.contains("✓ basecamp") && status_text.contains("✓ bitbucket"), "{status_text}");
     let text = ops::webhooks::render(&check);
@@ -206,6 +354,42 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
     stack.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_stack_registers_each_receiver_at_its_own_function_url_once() {
+    use ops::webhooks::{Action, run};
+    let stack = start("hooks-aws", |_| {}).await;
+    let secrets = stack.secrets();
+    // A deployed stack has three function URLs, one per receiver (the stack's outputs).
+    let urls = PublicUrls {
+        basecamp: Some("https://bc-fn.lambda-url.eu-west-1.on.aws/".into()),
+        jira: Some("https://jira-fn.lambda-url.eu-west-1.on.aws/".into()),
+        bitbucket: Some("https://bb-fn.lambda-url.eu-west-1.on.aws/".into()),
+        ..PublicUrls::default()
+    };
+    let first = run(&stack.config, secrets.clone(), &urls, Action::Register).await.unwrap();
+    assert_eq!(first.changes, 2, "{}", ops::webhooks::render(&first));
+    let second = run(&stack.config, secrets.clone(), &urls, Action::Register).await.unwrap();
+    assert_eq!(second.changes, 0, "{}", ops::webhooks::render(&second));
+    assert!(second.healthy());
+
+    let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
+    let hooks = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap();
+    let ours: Vec<_> = hooks.iter().filter(|h| h.payload_url.starts_with("https://bc-fn.")).collect();
+    assert_eq!(ours.len(), 1);
+    assert!(ours[0].payload_url.starts_with("https://bc-fn.lambda-url.eu-west-1.on.aws/basecamp/"));
+    let bb_client = ops::bitbucket_client(&stack.config, secrets.as_ref()).await.unwrap();
+    let repo = stack.config.bitbucket.as_ref().unwrap().repos[0].clone();
+    let repo_hooks = bb_client.webhooks(&repo).await.unwrap();
+    assert_eq!(repo_hooks.iter().filter(|h| h.url == "https://bb-fn.lambda-url.eu-west-1.on.aws/bitbucket").count(), 1);
+    let text = ops::webhooks::render(&second);
+    assert!(text.contains("URL https://jira-fn.lambda-url.eu-west-1.on.aws/jira"), "{text}");
+
+    // Without any URL the command says which flags it needs.
+    let err = run(&stack.config, secrets, &PublicUrls::default(), Action::Check).await.unwrap_err();
+    assert!(err.to_string().contains("--basecamp-url"), "{err}");
+    stack.stop().await.unwrap();
+}
+
 /// The stack's config with its own SQLite file: a store no running server works on, so a test decides
 /// exactly when jobs run.
 fn private_store_config(stack: &Stack, name: &str) -> Config {
@@ -215,10 +399,14 @@ fn private_store_config(stack: &Stack, name: &str) -> Config {
 /// Removes the stack's Basecamp webhook, so to-dos created in the simulator exist before campbridge
 /// hears of them (as when a team starts using it).
 async fn without_basecamp_webhooks(stack: &Stack) {
-    let report =
-        ops::webhooks::run(&stack.config, stack.secrets(), Some(&stack.server_url), ops::webhooks::Action::Remove)
-            .await
-            .unwrap();
+    let report = ops::webhooks::run(
+        &stack.config,
+        stack.secrets(),
+        &PublicUrls::base(&stack.server_url),
+        ops::webhooks::Action::Remove,
+    )
+    .await
+    .unwrap();
     assert!(report.changes >= 1, "{}", ops::webhooks::render(&report));
 }
 
@@ -241,7 +429,7 @@ async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
     stack.settle().await.unwrap();
     stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
 
-    let status = ops::status::run(&stack.store, &stack.config, None, None).await.unwrap();
+    let status = ops::status::run(&stack_backend(&stack), &stack.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!(status.conflicts_open, 1, "{}", ops::status::render(&status));
     assert_eq!(status.pairs_linked, 1);
     assert!(ops::status::render(&status).contains("conflicts list"));
@@ -287,8 +475,11 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
     let stack = start("replay", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "replay");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
+    let store = campbridge::wiring::open_store(&config, clock).unwrap();
     let queue = store.clone().with_max_receives(2);
+    let backend = Backend::sqlite(queue.clone(), "replay.db");
+    let engine = backend.engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let todo = create_todos(&stack, "Sprint 1", "Replay me", 1).await[0];
     let job = Job::TodoChanged {
         delivery: DeliveryId::basecamp(990_001),
@@ -330,13 +521,12 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
-    use shared::ports::PairStore;
     let stack = start("dry-run", |o| o.basecamp_rate_limit = false).await;
     without_basecamp_webhooks(&stack).await;
     create_todos(&stack, "Sprint 1", "Old task", 200).await;
     create_todos(&stack, "Backlog", "Someday", 100).await;
     let config = private_store_config(&stack, "dry-run");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let writes = stack.upstream_writes();
     let opts =
@@ -353,18 +543,18 @@ async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
     assert!(text.contains("matches none of the route's lists"), "skips say why");
     assert!(text.contains("[BC][WEB] Old task 7"), "creates name the issue: {text}");
     assert_eq!(stack.upstream_writes(), writes, "no writes to Basecamp or Jira");
-    assert!(PairStore::list(&store, None, None, 10).await.unwrap().is_empty(), "no pairs stored");
+    assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "no pairs stored");
+    assert!(backend.stores.audit.recent(None, 10).await.unwrap().is_empty(), "nothing audited");
     stack.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
-    use shared::ports::PairStore;
     let stack = start("backfill", |_| {}).await; // Basecamp's 50 requests / 10 s is on
     without_basecamp_webhooks(&stack).await;
     let todos = create_todos(&stack, "Sprint 1", "Legacy", 24).await;
     let config = private_store_config(&stack, "backfill");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let client = ops::basecamp_client(&config, stack.secrets()).await.unwrap();
     let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());
     let mut opts = ops::backfill::Options {
@@ -385,7 +575,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     let created = first.created + second.created;
     assert!(created >= 24, "{text}");
 
-    let pairs = PairStore::list(&store, None, None, 1000).await.unwrap();
+    let pairs = backend.stores.pairs.list(None, None, 1000).await.unwrap();
     for todo in &todos {
         assert!(pairs.iter().any(|p| p.todo.0 == *todo && p.is_linked()), "to-do {todo} paired");
     }
@@ -395,7 +585,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates_or_429s() {
     // A third run finds everything done.
     let third = ops::backfill::run(&engine, &client, limiter, &opts).await.unwrap();
     assert_eq!(third.created + third.linked, 0);
-    let status = ops::status::run(&store, &config, None, None).await.unwrap();
+    let status = ops::status::run(&backend, &config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!(status.pairs_linked, created);
     assert_eq!(status.claims_stale + status.claims_live, 0);
     stack.stop().await.unwrap();
@@ -406,7 +596,7 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     let stack = start("selftest", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "selftest");
-    let (store, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let report = ops::selftest::run(&config, stack.secrets(), &engine, &stack.route).await.unwrap();
     let text = ops::selftest::render(&report);
     assert!(report.ok(), "{text}");
@@ -421,8 +611,7 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
         assert!(passed.contains(&step), "{step}: {text}");
     }
     // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
-    use shared::ports::PairStore;
-    let pairs = PairStore::list(&store, None, None, 10).await.unwrap();
+    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
     assert_eq!(pairs.len(), 1);
     let item = pairs[0].item.clone().unwrap();
     assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::clients::ClientError;
-use shared::config::Config;
+use shared::config::{Config, StoreConfig};
 use shared::doctor::{SetupCode, check_base_url};
 use shared::domain::StatusStrategy;
 use shared::ports::{SecretStore, TrackerTarget};
 
 use super::webhooks::{self, Action};
-use super::{OpsError, bitbucket_client, mark, secret};
+use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client, mark, secret};
 
 /// One line of the checklist.
 #[derive(Debug, Clone, Serialize)]
@@ -111,16 +111,13 @@ fn auth_fix(provider: &str) -> &'static str {
     }
 }
 
-/// Runs every check for the configured providers. `base_url` (or `[server] public_url`) enables the
-/// webhook registration checks.
-pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Option<&str>) -> Report {
+/// Runs every check for the configured providers. A known receiver URL (`urls`, or `[server]
+/// public_url`) enables the webhook registration checks.
+pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, urls: &PublicUrls) -> Report {
     let mut report = Report { checks: Vec::new() };
     let allow = config.server.allow_insecure_loopback_upstreams;
-    let public = super::public_base(config, base_url);
-    let hooks = match &public {
-        Some(b) => webhooks::run(config, secrets.clone(), Some(b), Action::Check).await.ok(),
-        None => None,
-    };
+    let unknown = urls.unknown(config);
+    let hooks = if unknown { None } else { webhooks::run(config, secrets.clone(), urls, Action::Check).await.ok() };
     if config.basecamp.is_some() {
         basecamp(config, secrets.clone(), allow, hooks.as_ref(), &mut report).await;
     }
@@ -130,13 +127,10 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, base_url: Optio
     if config.bitbucket.is_some() {
         bitbucket(config, secrets.as_ref(), allow, hooks.as_ref(), &mut report).await;
     }
-    if public.is_none() {
-        report.skip(
-            "webhooks",
-            "registrations",
-            "no public URL known: pass --base-url (or set [server] public_url) to check the registrations",
-        );
+    if unknown {
+        report.skip("webhooks", "registrations", format!("{NO_PUBLIC_URL}, to check the registrations"));
     }
+    store(config, &mut report).await;
     report
 }
 
@@ -198,8 +192,6 @@ async fn basecamp(
         Ok(t) => t,
         Err(e) => return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P)),
     };
-    // Launchpad's identity endpoint, with the stored access token as is (no refresh): an expired token
-    // is reported, not silently worked around.
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(15))
@@ -209,16 +201,45 @@ async fn basecamp(
         Ok(c) => c,
         Err(e) => return report.fail(P, "credentials", None, e.to_string(), "retry"),
     };
-    let reply = http.get(bc.launchpad_url.join("/authorization.json")).bearer_auth(token.expose_secret()).send().await;
+    let authorization = |token: SecretString| {
+        let request = http.get(bc.launchpad_url.join("/authorization.json")).bearer_auth(token.expose_secret());
+        async move { request.send().await }
+    };
+    let mut renewed = None;
+    let mut reply = authorization(token.clone()).await;
+    if reply.as_ref().is_ok_and(|r| r.status().as_u16() == 401) {
+        // An access token lasts two weeks; with the refresh keys the client renews it by itself, as the
+        // runtime would, and writes the new one back. Only a refresh that fails needs a person.
+        match renew(config, secrets.clone(), &token).await {
+            Ok(Some(fresh)) => {
+                renewed = Some(format!(
+                    "renewed: the stored access token had expired, so it was refreshed and the new one written back \
+                     to secret {:?}",
+                    bc.access_token.name()
+                ));
+                reply = authorization(fresh).await;
+            }
+            Ok(None) => {}
+            Err(why) => {
+                return report.fail(
+                    P,
+                    "credentials",
+                    Some(SetupCode::AuthRequired),
+                    format!("the access token expired and renewing it failed: {why}"),
+                    auth_fix(P),
+                );
+            }
+        }
+    }
     match reply {
         Ok(r) if r.status().as_u16() == 401 => {
-            return report.fail(
-                P,
-                "credentials",
-                Some(SetupCode::AuthRequired),
-                "Launchpad refused the access token (401: expired or revoked)",
-                auth_fix(P),
-            );
+            let why = if bc.refresh.is_some() {
+                "Launchpad refused the access token (401: expired or revoked)"
+            } else {
+                "Launchpad refused the access token (401: expired or revoked), and campbridge cannot renew it: \
+                 [basecamp] has no client_id, client_secret and refresh_token"
+            };
+            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), why, auth_fix(P));
         }
         Ok(r) if r.status().is_success() => {
             let body: serde_json::Value = r.json().await.unwrap_or_default();
@@ -229,7 +250,8 @@ async fn basecamp(
                     P,
                     "credentials",
                     format!(
-                        "token works; account {} ({}, {})",
+                        "token works{}; account {} ({}, {})",
+                        renewed.map(|r| format!(" ({r})")).unwrap_or_default(),
                         bc.account_id,
                         a["name"].as_str().unwrap_or("?"),
                         a["product"].as_str().unwrap_or("?")
@@ -283,6 +305,60 @@ async fn basecamp(
         }
     }
     hook_lines(report, hooks, P);
+}
+
+/// A deployed stack's table and queues, as the operator commands open them (local mode's SQLite file is
+/// created on first use, so there is nothing to check).
+async fn store(config: &Config, report: &mut Report) {
+    const P: &str = "store";
+    let StoreConfig::DynamoDb { table, queue_url } = &config.store else { return };
+    const FIX: &str = "check [store] table and queue_url against the stack's resources, and that your AWS \
+                       credentials, region and permissions reach them (docs/operations.md lists the actions)";
+    let backend = match super::Backend::open(config).await {
+        Ok(b) => b,
+        Err(e) => return report.fail(P, format!("SQS queue {queue_url}"), None, format!("{e:#}"), FIX),
+    };
+    match backend.stores.pairs.list(None, None, 1).await {
+        Ok(_) => report.pass(P, format!("DynamoDB table {table}"), "reachable"),
+        Err(e) => report.fail(P, format!("DynamoDB table {table}"), None, format!("{e:#}"), FIX),
+    }
+    match backend.queue.depth().await {
+        Ok(n) => report.pass(P, format!("SQS queue {queue_url}"), format!("reachable; about {n} message(s) queued")),
+        Err(e) => report.fail(P, format!("SQS queue {queue_url}"), None, format!("{e:#}"), FIX),
+    }
+    match &backend.dead_letter_queue {
+        Some(dlq) => report.pass(P, "dead-letter queue", format!("{dlq} (from the queue's redrive policy)")),
+        None => report.fail(
+            P,
+            "dead-letter queue",
+            None,
+            "the job queue has no redrive policy: a job that keeps failing is retried until SQS drops it, and \
+             `dead-letters` / `replay` have nothing to work with",
+            "give the queue a redrive policy to a FIFO dead-letter queue (infra/template.yaml does, maxReceiveCount 5)",
+        ),
+    }
+}
+
+/// Renews an expired Basecamp access token the way the runtime does: the client answers a 401 with one
+/// refresh and writes the new tokens back through `secrets`. `Ok(None)` without `[basecamp]` refresh keys;
+/// `Err` (a reason, never a token) when the refresh is refused or the renewed token is not stored.
+async fn renew(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    expired: &SecretString,
+) -> Result<Option<SecretString>, String> {
+    let Some(bc) = &config.basecamp else { return Ok(None) };
+    if bc.refresh.is_none() {
+        return Ok(None);
+    }
+    let client = super::basecamp_client(config, secrets.clone()).await.map_err(|e| e.to_string())?;
+    client.my_profile().await.map_err(|e| e.to_string())?;
+    let fresh = secret(secrets.as_ref(), bc.access_token.name()).await.map_err(|e| e.to_string())?;
+    if fresh.expose_secret() == expired.expose_secret() {
+        // The API took the token Launchpad refused: nothing was renewed.
+        return Err("Launchpad refused the access token but the API did not ask for a new one".to_owned());
+    }
+    Ok(Some(fresh))
 }
 
 async fn jira(config: &Config, secrets: &dyn SecretStore, allow: bool, report: &mut Report) {

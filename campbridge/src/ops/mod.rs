@@ -1,7 +1,9 @@
 //! The operator commands (`doctor`, `webhooks`, `status`, `conflicts`, `replay`, `dead-letters`,
-//! `backfill`) as library functions: each returns data plus a `render` for people (and serde for
-//! `--json`), so tests call them directly and `main.rs` only maps arguments onto them.
+//! `backfill`, `selftest`) as library functions: each returns data plus a `render` for people (and serde
+//! for `--json`), so tests call them directly and `main.rs` only maps arguments onto them. The commands
+//! that touch the store or queue take a [`Backend`], so each is written once for SQLite and AWS.
 
+pub mod backend;
 pub mod backfill;
 pub mod conflicts;
 pub mod doctor;
@@ -22,10 +24,16 @@ use shared::ingest::Receivers;
 use shared::ports::SecretStore;
 use shared::setup::{self, SetupError};
 
+pub use backend::{Backend, BackendKind, SecretSource};
+
 /// Why an operator command could not run at all (per-check failures are data, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("SECRET_MISSING: secret {0:?} is not set (locally: set CAMPBRIDGE_SECRET_{var})", var = .0.to_ascii_uppercase().replace('-', "_"))]
+    #[error(
+        "SECRET_MISSING: secret {0:?} is not set (locally: set CAMPBRIDGE_SECRET_{var}; with the DynamoDB store: \
+         put a value in Secrets Manager secret <stack>/{0})",
+        var = .0.to_ascii_uppercase().replace('-', "_")
+    )]
     SecretMissing(String),
     #[error("PROVIDER_NOT_CONFIGURED: {0}")]
     NotConfigured(&'static str),
@@ -78,13 +86,67 @@ pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<Rec
     Ok(Receivers::new(&config.routes, secret(secrets, key_ref.name()).await?, None, None))
 }
 
-/// The public base URL webhooks are registered with: `--base-url`, else `[server] public_url`.
-pub fn public_base(config: &Config, base_url: Option<&str>) -> Option<String> {
-    base_url
-        .map(str::to_owned)
-        .or_else(|| config.server.public_url.as_ref().map(|u| u.as_str().to_owned()))
-        .map(|u| u.trim_end_matches('/').to_owned())
+/// Where the receivers are reachable from the internet, for registering and checking webhooks: one base
+/// for all three (local mode behind a tunnel: `<base>/basecamp/<token>`, `<base>/jira`,
+/// `<base>/bitbucket`), or one per receiver (a deployed stack: its three function URLs, the outputs
+/// `BasecampWebhookUrl`, `JiraWebhookUrl`, `BitbucketWebhookUrl`). A receiver without its own URL uses
+/// `base`, then `[server] public_url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicUrls {
+    pub base: Option<String>,
+    pub basecamp: Option<String>,
+    pub jira: Option<String>,
+    pub bitbucket: Option<String>,
 }
+
+impl PublicUrls {
+    /// One base URL for every receiver.
+    pub fn base(url: &str) -> Self {
+        Self { base: Some(url.to_owned()), ..Self::default() }
+    }
+
+    fn pick(&self, own: Option<&String>, config: &Config) -> Option<String> {
+        own.or(self.base.as_ref())
+            .cloned()
+            .or_else(|| config.server.public_url.as_ref().map(|u| u.as_str().to_owned()))
+            .map(|u| u.trim_end_matches('/').to_owned())
+    }
+
+    /// The Basecamp receiver's base (the route URLs are `<this>/basecamp/<token>`).
+    pub fn basecamp(&self, config: &Config) -> Option<String> {
+        self.pick(self.basecamp.as_ref(), config)
+    }
+
+    /// The Jira receiver's base (the URL is `<this>/jira`).
+    pub fn jira(&self, config: &Config) -> Option<String> {
+        self.pick(self.jira.as_ref(), config)
+    }
+
+    /// The Bitbucket receiver's base (the URL is `<this>/bitbucket`).
+    pub fn bitbucket(&self, config: &Config) -> Option<String> {
+        self.pick(self.bitbucket.as_ref(), config)
+    }
+
+    /// True when no receiver URL is known at all.
+    pub fn unknown(&self, config: &Config) -> bool {
+        self.basecamp(config).is_none() && self.jira(config).is_none() && self.bitbucket(config).is_none()
+    }
+
+    /// The URLs in a few words: the one base, or each receiver's.
+    pub fn describe(&self, config: &Config) -> String {
+        let all = [self.basecamp(config), self.jira(config), self.bitbucket(config)];
+        if all.iter().all(|u| *u == all[0]) {
+            return all[0].clone().unwrap_or_else(|| "(no public URL)".to_owned());
+        }
+        let [bc, jira, bb] = all.map(|u| u.unwrap_or_else(|| "(none)".to_owned()));
+        format!("basecamp {bc}, jira {jira}, bitbucket {bb}")
+    }
+}
+
+/// What to say when no receiver URL is known.
+pub const NO_PUBLIC_URL: &str = "no public URL: pass --base-url https://… (where the receivers are reachable; for a \
+     deployed stack --basecamp-url, --jira-url and --bitbucket-url with its three function URLs) or set [server] \
+     public_url";
 
 /// `✓`/`✗`/`–` for a check's state.
 pub fn mark(ok: Option<bool>) -> &'static str {
@@ -95,20 +157,14 @@ pub fn mark(ok: Option<bool>) -> &'static str {
     }
 }
 
-/// The local store and an engine over it, wired like `serve` (worker `worker`).
+/// The store `[store]` names and an engine over it (worker `worker`), wired through
+/// [`shared::setup::engine`] like every runtime.
 pub async fn open_engine(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
     worker: &str,
-) -> Result<(shared::adapters::sqlite::SqliteStore, shared::sync::Engine), OpsError> {
-    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    let store = crate::wiring::open_store(config, clock.clone())?;
-    let wired = crate::wiring::wire(config, store, secrets, clock, worker).await?;
-    Ok((wired.store, wired.engine))
-}
-
-/// The local store alone (for read-only commands).
-pub fn open_store(config: &Config) -> Result<shared::adapters::sqlite::SqliteStore, OpsError> {
-    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
-    Ok(crate::wiring::open_store(config, clock)?)
+) -> Result<(Backend, shared::sync::Engine), OpsError> {
+    let backend = Backend::open(config).await?;
+    let engine = backend.engine(config, secrets, worker).await?;
+    Ok((backend, engine))
 }

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::config::Config;
 use shared::domain::PairState;
-use shared::ports::{AuditLog, ConflictLog, JobQueue, PairStore, SecretStore};
+use shared::ports::SecretStore;
 
 use super::webhooks::{self, Action, HooksReport};
-use super::{OpsError, mark};
+use super::{Backend, NO_PUBLIC_URL, OpsError, PublicUrls, mark};
 
 /// The newest audited delivery from one source.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +27,8 @@ pub struct LastDelivery {
 /// What `status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// Where the numbers come from (the SQLite file, or the DynamoDB table and SQS queues).
+    pub backend: String,
     pub pairs_linked: usize,
     pub pairs_pending: usize,
     /// PENDING pairs whose creator's lease is still running (a create in flight).
@@ -42,23 +44,21 @@ pub struct StatusReport {
     pub webhooks_note: Option<String>,
 }
 
-/// Reads the store (and, with a public URL and secrets, the webhook registrations).
-pub async fn run<S>(
-    store: &S,
+/// Reads the store and queue (and, with the receivers' URLs and secrets, the webhook registrations).
+pub async fn run(
+    backend: &Backend,
     config: &Config,
     secrets: Option<Arc<dyn SecretStore>>,
-    base_url: Option<&str>,
-) -> Result<StatusReport, OpsError>
-where
-    S: PairStore + JobQueue + AuditLog + ConflictLog,
-{
+    urls: &PublicUrls,
+) -> Result<StatusReport, OpsError> {
     const ALL: usize = 1_000_000;
-    let linked = PairStore::list(store, None, Some(PairState::Linked), ALL).await?.len();
-    let pending = PairStore::list(store, None, Some(PairState::Pending), ALL).await?;
+    let stores = &backend.stores;
+    let linked = stores.pairs.list(None, Some(PairState::Linked), ALL).await?.len();
+    let pending = stores.pairs.list(None, Some(PairState::Pending), ALL).await?;
     let now = Utc::now();
     let claims_live = pending.iter().filter(|p| !p.lease_expired(now)).count();
     let mut by_source: BTreeMap<String, LastDelivery> = BTreeMap::new();
-    for e in AuditLog::recent(store, None, 5_000).await? {
+    for e in stores.audit.recent(None, 5_000).await? {
         let Some(d) = &e.delivery else { continue };
         let source = d.as_str().split(':').next().unwrap_or("unknown").to_owned();
         by_source.entry(source.clone()).or_insert(LastDelivery {
@@ -69,21 +69,22 @@ where
             subject: e.subject.clone(),
         });
     }
-    let (webhooks, webhooks_note) = match (secrets, super::public_base(config, base_url)) {
-        (Some(s), Some(b)) => match webhooks::run(config, s, Some(&b), Action::Check).await {
+    let (webhooks, webhooks_note) = match secrets {
+        Some(s) if !urls.unknown(config) => match webhooks::run(config, s, urls, Action::Check).await {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(format!("could not check: {e}"))),
         },
-        _ => (None, Some("unknown: pass --base-url (or set [server] public_url) to check them".to_owned())),
+        _ => (None, Some(format!("unknown: {NO_PUBLIC_URL}"))),
     };
     Ok(StatusReport {
+        backend: backend.describe.clone(),
         pairs_linked: linked,
         pairs_pending: pending.len(),
         claims_live,
         claims_stale: pending.len() - claims_live,
-        conflicts_open: ConflictLog::list(store, true, ALL).await?.len(),
-        queue_depth: JobQueue::depth(store).await?,
-        dead_letters: JobQueue::dead_letters(store).await?.len(),
+        conflicts_open: stores.conflicts.list(true, ALL).await?.len(),
+        queue_depth: backend.queue.depth().await?,
+        dead_letters: backend.queue.dead_letters().await?.len(),
         last_delivery: by_source.into_values().collect(),
         webhooks,
         webhooks_note,
@@ -92,7 +93,7 @@ where
 
 /// The report as a table.
 pub fn render(r: &StatusReport) -> String {
-    let mut out = String::new();
+    let mut out = format!("Store: {}\n", r.backend);
     let row = |out: &mut String, k: &str, v: String, hint: &str| {
         out.push_str(&format!("  {k:<26} {v:>8}  {hint}\n"));
     };

@@ -16,7 +16,7 @@ use shared::config::Config;
 use shared::doctor::SetupCode;
 use shared::ports::SecretStore;
 
-use super::{OpsError, bitbucket_client, mark, public_base, receivers, secret};
+use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client, mark, receivers, secret};
 
 /// The Bitbucket events campbridge reads (pull requests, builds, pushes).
 pub const BITBUCKET_EVENTS: &[&str] = &[
@@ -54,6 +54,7 @@ pub struct Hook {
 /// What a `webhooks` subcommand found or did.
 #[derive(Debug, Clone, Serialize)]
 pub struct HooksReport {
+    /// The receivers' URLs: the one base, or each receiver's.
     pub base_url: String,
     pub hooks: Vec<Hook>,
     /// Requests that changed something upstream (0 on a repeated `register`).
@@ -78,13 +79,9 @@ pub enum Action {
     Remove,
 }
 
-fn base(config: &Config, base_url: Option<&str>) -> Result<String, OpsError> {
-    public_base(config, base_url).ok_or_else(|| {
-        OpsError::Usage(
-            "no public URL: pass --base-url https://… (where the receivers are reachable) or set [server] public_url"
-                .to_owned(),
-        )
-    })
+/// The receiver base for `provider`, or a usage error naming the flag.
+fn base_for(url: Option<String>, flag: &str) -> Result<String, OpsError> {
+    url.ok_or_else(|| OpsError::Usage(format!("{NO_PUBLIC_URL} (missing: {flag})")))
 }
 
 fn client_code(e: &ClientError) -> Option<SetupCode> {
@@ -112,18 +109,23 @@ fn client_fix(e: &ClientError, what: &str) -> String {
 pub async fn run(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
-    base_url: Option<&str>,
+    urls: &PublicUrls,
     action: Action,
 ) -> Result<HooksReport, OpsError> {
-    let base = base(config, base_url)?;
-    let mut report = HooksReport { base_url: base.clone(), hooks: Vec::new(), changes: 0 };
+    if urls.unknown(config) {
+        return Err(OpsError::Usage(NO_PUBLIC_URL.to_owned()));
+    }
+    let mut report = HooksReport { base_url: urls.describe(config), hooks: Vec::new(), changes: 0 };
     if config.basecamp.is_some() {
+        let base = base_for(urls.basecamp(config), "--basecamp-url")?;
         basecamp(config, secrets.clone(), &base, action, &mut report).await?;
     }
     if config.bitbucket.is_some() {
+        let base = base_for(urls.bitbucket(config), "--bitbucket-url")?;
         bitbucket(config, secrets.as_ref(), &base, action, &mut report).await?;
     }
     if let Some(jira) = &config.jira {
+        let base = base_for(urls.jira(config), "--jira-url")?;
         let site = jira.site.as_ref().unwrap_or(&jira.base_url).as_str().to_owned();
         report.hooks.push(Hook {
             provider: "jira",
@@ -151,7 +153,8 @@ pub fn jira_steps(site: &str, base: &str, secret_name: &str, config: &Config) ->
         .collect();
     format!(
         "as a Jira admin: {site}/plugins/servlet/webhooks › Create a WebHook › URL {base}/jira › Secret: the value of \
-         secret {secret_name:?} (locally CAMPBRIDGE_SECRET_{var}) › Events: Issue created, updated, deleted; Comment \
+         secret {secret_name:?} (locally CAMPBRIDGE_SECRET_{var}; for a deployed stack the Secrets Manager \
+         secret <stack>/{secret_name}) › Events: Issue created, updated, deleted; Comment \
          created, updated › JQL: project in ({projects}) › Save",
         var = shared::adapters::env_secrets::var_name(secret_name).trim_start_matches("CAMPBRIDGE_SECRET_"),
         projects = projects.join(", "),
