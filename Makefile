@@ -34,11 +34,11 @@ clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 
 # nextest when installed (faster, per-test processes); plain cargo test otherwise. The emulator-backed AWS
-# tests (every package's `aws_emulators` test binary) run in test-aws, next to their emulators, not here;
-# under plain cargo test they find no emulator and say they did not run.
+# tests (every package's `aws_emulators` test binary, and the operator commands' `ops_aws`) run in
+# test-aws, next to their emulators, not here; under plain cargo test they say they did not run.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E 'not binary(aws_emulators)'; \
+		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E 'not (binary(aws_emulators) | binary(ops_aws))'; \
 	else \
 		$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
 	fi
@@ -54,8 +54,8 @@ tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) u
 # no network), with the function binaries those tests run (`--bins`: same features as the tests, so
 # nothing is compiled twice), then run inside it next to the emulators.
 test-aws: tools-aws ## The AWS adapters and the functions against DynamoDB Local and moto, in a private network namespace
-	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators
-	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators
+	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators --test ops_aws
+	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators --test ops_aws
 
 lint-infra: tools-aws ## cfn-lint on the SAM template
 	.tools/venv/bin/cfn-lint infra/template.yaml
