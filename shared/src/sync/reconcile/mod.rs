@@ -208,8 +208,24 @@ pub struct ReconcileReport {
 }
 
 impl ReconcileReport {
+    /// Every step ran and no poll left a gap.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.problems().is_empty()
+    }
+
+    /// What needs a person: failed steps, and gaps a poll could not reach (in words, no secrets).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = self.failures.clone();
+        for (source, poll) in [("Basecamp", &self.basecamp), ("Jira", &self.jira)] {
+            if poll.gap {
+                let since = poll.since.map(|s| s.to_rfc3339()).unwrap_or_default();
+                out.push(format!(
+                    "{source}: the cursor was older than the lookback; changes before {since} were not polled \
+                     (run `campbridge backfill` for what the webhooks missed then)"
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -566,17 +582,9 @@ impl Reconciler {
 }
 
 fn log(r: &ReconcileReport) {
-    for (source, p) in [("basecamp", &r.basecamp), ("jira", &r.jira)] {
-        if p.gap {
-            error!(
-                source,
-                since = ?p.since,
-                "the reconcile cursor was older than the lookback: older changes the webhooks missed were not polled; run `campbridge backfill`"
-            );
-        }
-    }
     let summary = serde_json::to_string(r).unwrap_or_default();
-    if r.is_ok() {
+    let problems = r.problems();
+    if problems.is_empty() {
         info!(
             basecamp_enqueued = r.basecamp.enqueued,
             jira_enqueued = r.jira.enqueued,
@@ -586,6 +594,6 @@ fn log(r: &ReconcileReport) {
             "reconcile finished"
         );
     } else {
-        error!(failures = r.failures.len(), report = %summary, "reconcile finished with failures");
+        error!(problems = %problems.join("; "), report = %summary, "reconcile finished with problems");
     }
 }

@@ -197,6 +197,8 @@ async fn a_cursor_older_than_the_lookback_is_reported_as_a_gap_and_the_poll_star
     rig.clock.set(at(3 * 24 * 3600));
     let report = rig.reconciler(ReconcileSettings::default(), rig.jira(Vec::new())).run().await;
     assert!(report.basecamp.gap && report.jira.gap);
+    assert!(report.failures.is_empty() && !report.is_ok(), "a gap is a problem for a person, not a failed step");
+    assert!(report.problems()[0].contains("campbridge backfill"), "{:?}", report.problems());
     assert_eq!(report.basecamp.since, Some(at(2 * 24 * 3600)), "one day back, no further");
     assert_eq!(report.basecamp.cursor, Some(at(3 * 24 * 3600)));
 }
