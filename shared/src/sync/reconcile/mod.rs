@@ -69,7 +69,8 @@ pub struct ReconcileSettings {
     /// How far before each cursor a poll starts again: clock skew, changes that become visible to search
     /// late, and Jira's minute-grained relative dates.
     pub overlap: Duration,
-    /// The furthest back a Basecamp or Jira poll reaches; an older cursor is reported as a gap.
+    /// The furthest back a Basecamp poll reaches; an older cursor is reported as a gap. (Jira is read oldest
+    /// change first and pages on from wherever its cursor is.)
     pub max_lookback: Duration,
     /// Jira search pages per run, and issues per page.
     pub jira_max_pages: usize,
@@ -177,7 +178,7 @@ pub struct PollReport {
     pub not_paired: usize,
     /// More changes than one run takes; the cursor moved only as far as this run got.
     pub truncated: bool,
-    /// The cursor was older than the lookback: changes before `since` were not polled.
+    /// Basecamp: the cursor was older than the lookback, so changes before `since` were not polled.
     pub gap: bool,
     /// Where the cursor stands after the run (unchanged when the poll failed).
     pub cursor: Option<DateTime<Utc>>,
@@ -347,14 +348,15 @@ impl Reconciler {
         report
     }
 
-    /// Where a poll starts: the cursor minus the overlap, but no further back than the lookback.
-    fn since(&self, cursor: DateTime<Utc>, now: DateTime<Utc>, poll: &mut PollReport) -> DateTime<Utc> {
+    /// Where a poll starts: the cursor minus the overlap and, for a source that cannot resume part-way
+    /// (`bounded`), no further back than the lookback.
+    fn since(&self, cursor: DateTime<Utc>, now: DateTime<Utc>, bounded: bool, poll: &mut PollReport) -> DateTime<Utc> {
+        let mut since = cursor - chrono::Duration::from_std(self.settings.overlap).unwrap_or(chrono::Duration::zero());
         let floor = now - chrono::Duration::from_std(self.settings.max_lookback).unwrap_or(chrono::Duration::days(1));
-        let wanted = cursor - chrono::Duration::from_std(self.settings.overlap).unwrap_or(chrono::Duration::zero());
-        if wanted < floor {
+        if bounded && since < floor {
             poll.gap = true;
+            since = floor;
         }
-        let since = wanted.max(floor);
         poll.since = Some(since);
         since
     }
@@ -379,7 +381,8 @@ impl Reconciler {
 
     async fn poll_basecamp(&self, now: DateTime<Utc>, poll: &mut PollReport) -> Result<(), StepError> {
         let Some(cursor) = self.cursor_or_init(BASECAMP_CURSOR, now, poll).await? else { return Ok(()) };
-        let since = self.since(cursor, now, poll);
+        // Newest first: a walk cut short cannot resume, so it never reaches back past the lookback.
+        let since = self.since(cursor, now, true, poll);
         let projects: Vec<ProjectId> =
             self.routes.iter().map(|r| r.project).collect::<BTreeSet<_>>().into_iter().collect();
         if projects.is_empty() {
@@ -433,7 +436,8 @@ impl Reconciler {
 
     async fn poll_jira(&self, now: DateTime<Utc>, poll: &mut PollReport) -> Result<(), StepError> {
         let Some(cursor) = self.cursor_or_init(JIRA_CURSOR, now, poll).await? else { return Ok(()) };
-        let since = self.since(cursor, now, poll);
+        // Oldest first: however far back the cursor is, each run goes on where the last one stopped.
+        let since = self.since(cursor, now, false, poll);
         let projects: Vec<JiraProjectKey> = self
             .routes
             .iter()
