@@ -3,6 +3,9 @@
 
 Function URL requests use the HTTP API v2 payload (what function URLs send). They are signed with the
 documented TEST secrets below, which the handler tests use too; they are not secrets of any deployment.
+SQS batches are what Lambda's SQS FIFO event source hands the sync-mapper: job bodies in the queue's wire
+form (`shared::domain::JobEnvelope`), message group = record, deduplication id = delivery id. The
+reconciler's event is an EventBridge scheduled event (a `rate(...)` rule).
 
     python3 scripts/make-events.py     # rewrite events/ from the fixtures
 """
@@ -71,6 +74,90 @@ def jira_body():
     return (FIX / "jira" / "cloud-webhook-issue-updated-status.json").read_bytes()
 
 
+# The sync-mapper batches. The to-do ids are the first two a freshly seeded Basecamp simulator hands out
+# (after its three seeded lists); the handler tests create those to-dos and assert the ids match.
+PROJECT_ID = 2085958505
+TODO_A = 1069490004
+TODO_B = 1069490005
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:campbridge-JobQueue-9XQ2KZ1R7T3M.fifo"
+SENT_AT_MS = 1784635200000  # 2026-07-21T12:00:00Z
+
+
+def todo_job(delivery, todo, event, route=ROUTE_ID):
+    # Field order and shapes as serde writes shared::domain::Job::TodoChanged.
+    return {"v": "1", "job": {"kind": "todo_changed", "delivery": delivery, "route": route, "project": PROJECT_ID,
+                              "todo": todo, "event": event, "received_at": "2026-07-21T12:00:00Z"}}
+
+
+def sqs_record(n, group, dedup, body, receive_count=1):
+    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+    receipt = "AQEB" + base64.b64encode(hashlib.sha256(f"campbridge-receipt-{n}".encode()).digest() * 3).decode()
+    return {
+        "messageId": f"5fea7756-0ea4-451a-a703-a558b933e27{n}",
+        "receiptHandle": receipt,
+        "body": text,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(SENT_AT_MS + n),
+            "SequenceNumber": str(18849496460467696128 + n * 65536),
+            "MessageGroupId": group,
+            "SenderId": "AROAIWPX5BD2BHG722MW4:campbridge-BasecampWebhookFunction-Xy12Ab34Cd56",
+            "MessageDeduplicationId": dedup,
+            "ApproximateFirstReceiveTimestamp": str(SENT_AT_MS + 1000 + n),
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(text.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": "us-east-1",
+    }
+
+
+def todo_record(n, delivery, todo, event, route=ROUTE_ID):
+    return sqs_record(n, f"bc-todo-{todo}", delivery, todo_job(delivery, todo, event, route))
+
+
+def sqs_events():
+    burst = [
+        todo_record(1, "basecamp:1052473001", TODO_A, "todo_created"),
+        todo_record(2, "basecamp:1052473002", TODO_A, "todo_assignment_changed"),
+        todo_record(3, "basecamp:1052473003", TODO_B, "todo_created"),
+    ]
+    write("sync-mapper/todo-burst.json", {"Records": burst})
+
+    # A job from a newer release's wire version (say, written before a rollback): no version of this
+    # build reads it, so it is poison. It is in its own group and has been received twice before.
+    poison = {"v": "2", "job": {"kind": "todo_moved", "delivery": "basecamp:1052473099", "todo": 1069490099}}
+    write("sync-mapper/batch-with-poison.json", {"Records": [
+        todo_record(1, "basecamp:1052473001", TODO_A, "todo_created"),
+        sqs_record(2, "bc-todo-1069490099", "basecamp:1052473099", poison, receive_count=3),
+        todo_record(3, "basecamp:1052473003", TODO_B, "todo_created"),
+    ]})
+
+    # The first job names a route this deployment no longer has (its jobs were queued before the config
+    # changed): it fails, and so must the later job of the same to-do; the other to-do goes ahead.
+    write("sync-mapper/failing-group.json", {"Records": [
+        todo_record(1, "basecamp:1052473011", TODO_A, "todo_created", route="retired"),
+        todo_record(2, "basecamp:1052473012", TODO_A, "todo_changed"),
+        todo_record(3, "basecamp:1052473013", TODO_B, "todo_created"),
+    ]})
+
+
+def scheduled_event():
+    # What an EventBridge rule with a schedule expression sends (source aws.events, detail {}).
+    write("reconciler/scheduled.json", {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-07-21T12:05:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/campbridge-ReconcilerFunctionSchedule-1A2B3C4D5E6F"],
+        "detail": {},
+    })
+
+
 def main():
     bc = (FIX / "basecamp" / "webhook-event-todo-completed.json").read_bytes()
     ua = {"user-agent": "Basecamp3 Webhook"}
@@ -97,6 +184,9 @@ def main():
     push = (FIX / "bitbucket" / "cloud-webhook-repo-push.signed-raw-body.json").read_bytes()
     ph = {"x-event-key": "repo:push", "x-request-uuid": "2f4e1c9a-1111-4a2b-9c3d-000000000002"}
     write("bitbucket-webhook/repo-push.json", url_request("/", push, {**ph, "x-hub-signature": sign(BITBUCKET_SECRET, push)}))
+
+    sqs_events()
+    scheduled_event()
 
 
 if __name__ == "__main__":

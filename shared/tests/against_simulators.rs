@@ -1,7 +1,7 @@
 //! The real API clients against the stateful simulators in `tests/simulators` (one test binary):
 //! the client contract scenarios, every port method the engine uses end to end, OAuth refresh,
-//! rate limits, and the faithfulness check that simulator responses carry the fixtures' keys and
-//! deserialize into the clients' own types.
+//! rate limits, the reconciler end to end, and the faithfulness check that simulator responses carry
+//! the fixtures' keys and deserialize into the clients' own types.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,5 +13,7 @@ mod bitbucket;
 mod contract;
 #[path = "against_simulators/jira.rs"]
 mod jira;
+#[path = "against_simulators/reconcile.rs"]
+mod reconcile;
 #[path = "against_simulators/support.rs"]
 mod support;

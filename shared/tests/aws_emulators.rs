@@ -18,7 +18,9 @@ use shared::adapters::dynamo::{DynamoStore, EXPIRES_AT};
 use shared::adapters::secrets_manager::SecretsManagerSecrets;
 use shared::adapters::sqs::SqsFifoQueue;
 use shared::domain::DeliveryId;
-use shared::ports::{AuditLog, ConflictLog, DeliveryClaim, DeliveryLog, JobQueue, PairStore, SecretError, SecretStore};
+use shared::ports::{
+    AuditLog, ConflictLog, CursorStore, DeliveryClaim, DeliveryLog, JobQueue, PairStore, SecretError, SecretStore,
+};
 use shared::testkit::contract::{self, Fixture, QueueFixture, clock};
 
 /// The SDK configuration pointing at the emulators, or `None` (after saying so) when they are not
@@ -109,6 +111,11 @@ mod dynamo_audit {
 mod dynamo_conflicts {
     use super::*;
     shared::conflict_log_contract_tests!(Fixture::<dyn ConflictLog>::new(or_return!(table().await), clock()));
+}
+
+mod dynamo_cursors {
+    use super::*;
+    shared::cursor_store_contract_tests!(Fixture::<dyn CursorStore>::new(or_return!(table().await), clock()));
 }
 
 mod secrets_manager {

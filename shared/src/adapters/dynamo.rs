@@ -1,4 +1,5 @@
-//! DynamoDB adapters (AWS mode): pairs, deliveries, audit entries and conflicts in one table.
+//! DynamoDB adapters (AWS mode): pairs, deliveries, audit entries, conflicts and the reconciler's cursors in
+//! one table.
 //!
 //! Single-table layout (attribute names are the consts below):
 //!
@@ -9,6 +10,7 @@
 //! | delivery claim  | `DELIVERY#<delivery id>`   | `DELIVERY` |                     |                           |
 //! | audit entry     | `AUDIT#<subject>`          | `<at>#<n>` | `AUDIT`             | `<at>#<n>`                |
 //! | conflict        | `CONFLICT#<id>`            | `CONFLICT` | `CONFLICTS`         | `<at>#<n>`                |
+//! | cursor          | `CURSOR#<name>`            | `CURSOR`   |                     |                           |
 //!
 //! Records are stored as JSON in [`BODY`] beside the attributes that conditions and queries read.
 //!
@@ -18,6 +20,8 @@
 //!   is a single conditional `PutItem`;
 //! - deliveries are claimed with the Powertools idempotency condition (absent, or expired, or in
 //!   progress past its lease) and carry an [`EXPIRES_AT`] TTL attribute in epoch seconds;
+//! - a cursor moves with a conditional `PutItem` (absent, or stored [`AT_US`] earlier), so it never
+//!   moves back;
 //! - every conditional write asks for `ReturnValuesOnConditionCheckFailure = ALL_OLD`, so a loser learns
 //!   the winner's record without a second read.
 //!
@@ -45,8 +49,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::later;
 use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId, TodoId};
 use crate::ports::{
-    AuditEntry, AuditLog, Conflict, ConflictLog, DeliveryClaim, DeliveryLog, Inserted, PairStore, Replaced, Resolution,
-    StoreError,
+    AuditEntry, AuditLog, Conflict, ConflictLog, CursorStore, DeliveryClaim, DeliveryLog, Inserted, PairStore,
+    Replaced, Resolution, StoreError,
 };
 
 /// Partition key.
@@ -77,6 +81,8 @@ pub const EXPIRES_AT: &str = "expires_at";
 /// On a conflict: whether it is still open, and its current resolution (overrides the body's).
 pub const OPEN: &str = "open";
 pub const RESOLUTION: &str = "resolution";
+/// On a cursor: its instant, epoch microseconds.
+pub const AT_US: &str = "at_us";
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -84,6 +90,7 @@ const PAIR_SK: &str = "PAIR";
 const ITEM_SK: &str = "ITEM";
 const DELIVERY_SK: &str = "DELIVERY";
 const CONFLICT_SK: &str = "CONFLICT";
+const CURSOR_SK: &str = "CURSOR";
 const AUDIT_ALL: &str = "AUDIT";
 const CONFLICTS_ALL: &str = "CONFLICTS";
 
@@ -646,6 +653,40 @@ impl ConflictLog for DynamoStore {
     }
 }
 
+#[async_trait]
+impl CursorStore for DynamoStore {
+    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.get_item(cursor_pk(name), CURSOR_SK).await? {
+            Some(item) => Ok(Some(micros_to_time(number(&item, AT_US)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        let record = HashMap::from([
+            (PK.to_owned(), s(cursor_pk(name))),
+            (SK.to_owned(), s(CURSOR_SK)),
+            (AT_US.to_owned(), n(to.timestamp_micros())),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(#pk) OR #at < :to")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#at", AT_US)
+            .expression_attribute_values(":to", n(to.timestamp_micros()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("failed to advance a cursor").into()),
+        }
+    }
+}
+
 // ---- encoding ------------------------------------------------------------------------------------------
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -666,6 +707,10 @@ fn item_pk(item: &DevItemRef) -> String {
 
 fn delivery_pk(id: &DeliveryId) -> String {
     format!("DELIVERY#{id}")
+}
+
+fn cursor_pk(name: &str) -> String {
+    format!("CURSOR#{name}")
 }
 
 fn pairs_partition(state: PairState) -> String {

@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{DEDUP_WINDOW, DEFAULT_MAX_RECEIVES, earlier, later};
 use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use crate::ports::{
-    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, DeadLetter, DeliveryClaim, DeliveryLog, Inserted, JobQueue,
-    PairStore, Received, Replaced, Resolution, SecretError, SecretStore, Sent, StoreError,
+    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, CursorStore, DeadLetter, DeliveryClaim, DeliveryLog, Inserted,
+    JobQueue, PairStore, Received, Replaced, Resolution, SecretError, SecretStore, Sent, StoreError,
 };
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -440,6 +440,34 @@ impl ConflictLog for MemoryConflictLog {
     }
 }
 
+/// Cursors by name.
+#[derive(Debug, Default)]
+pub struct MemoryCursorStore {
+    inner: Mutex<BTreeMap<String, DateTime<Utc>>>,
+}
+
+impl MemoryCursorStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl CursorStore for MemoryCursorStore {
+    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(lock(&self.inner)?.get(name).copied())
+    }
+
+    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut g = lock(&self.inner)?;
+        if g.get(name).is_some_and(|stored| *stored >= to) {
+            return Ok(false);
+        }
+        g.insert(name.to_owned(), to);
+        Ok(true)
+    }
+}
+
 #[derive(Default)]
 struct SecretVersion {
     value: Option<SecretString>,
@@ -555,6 +583,14 @@ mod tests {
         use super::*;
         crate::conflict_log_contract_tests!(Fixture::<dyn ConflictLog>::new(
             Arc::new(MemoryConflictLog::new()),
+            clock()
+        ));
+    }
+
+    mod cursors {
+        use super::*;
+        crate::cursor_store_contract_tests!(Fixture::<dyn CursorStore>::new(
+            Arc::new(MemoryCursorStore::new()),
             clock()
         ));
     }

@@ -28,18 +28,19 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{DEDUP_WINDOW, DEFAULT_MAX_RECEIVES, earlier, later};
 use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use crate::ports::{
-    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, DeadLetter, DeliveryClaim, DeliveryLog, Inserted, JobQueue,
-    PairStore, Received, Replaced, Resolution, Sent, StoreError,
+    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, CursorStore, DeadLetter, DeliveryClaim, DeliveryLog, Inserted,
+    JobQueue, PairStore, Received, Replaced, Resolution, Sent, StoreError,
 };
 
 /// The schema version this build writes (`PRAGMA user_version`). A newer file is refused on open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations, in order: entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE pairs (
     route       TEXT    NOT NULL,
     todo        INTEGER NOT NULL,
@@ -117,7 +118,14 @@ CREATE TABLE conflicts (
     body TEXT    NOT NULL
 );
 CREATE INDEX conflicts_by_at ON conflicts (open, at);
-"#];
+"#,
+    r#"
+CREATE TABLE cursors (
+    name TEXT    PRIMARY KEY,
+    at   INTEGER NOT NULL
+);
+"#,
+];
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -668,6 +676,31 @@ impl AuditLog for SqliteStore {
 }
 
 #[async_trait]
+impl CursorStore for SqliteStore {
+    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = self
+            .conn()?
+            .query_row("SELECT at FROM cursors WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()
+            .context("failed to read a cursor")?;
+        at.map(from_micros).transpose()
+    }
+
+    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        // One statement: insert, or move forward only when later (the condition DynamoDB's put carries).
+        let changed = self
+            .conn()?
+            .execute(
+                "INSERT INTO cursors (name, at) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET at = excluded.at WHERE excluded.at > cursors.at",
+                params![name, micros(to)],
+            )
+            .context("failed to advance a cursor")?;
+        Ok(changed > 0)
+    }
+}
+
+#[async_trait]
 impl ConflictLog for SqliteStore {
     async fn record(&self, conflict: &Conflict) -> Result<Inserted<Conflict>, StoreError> {
         let body = to_json(conflict, "conflict")?;
@@ -796,6 +829,11 @@ mod tests {
         crate::conflict_log_contract_tests!(fixture::<dyn ConflictLog>(|s| s));
     }
 
+    mod cursors {
+        use super::*;
+        crate::cursor_store_contract_tests!(fixture::<dyn CursorStore>(|s| s));
+    }
+
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
 
@@ -848,6 +886,21 @@ mod tests {
         let dir = TempDir::new();
         let store = SqliteStore::open(dir.db(), Arc::new(SystemClock)).unwrap();
         assert_eq!(store.journal_mode().unwrap().to_lowercase(), "wal");
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_migrated_and_gains_the_cursors() {
+        let dir = TempDir::new();
+        {
+            let conn = Connection::open(dir.db()).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let clock = clock();
+        let store = SqliteStore::open(dir.db(), clock.clone()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(store.advance("reconcile:jira", clock.now()).await.unwrap());
+        assert_eq!(store.cursor("reconcile:jira").await.unwrap(), Some(clock.now()));
     }
 
     #[test]

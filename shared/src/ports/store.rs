@@ -1,4 +1,5 @@
-//! Storage-side ports: pairs, deliveries, the job queue, audit and conflict logs, secrets, the clock.
+//! Storage-side ports: pairs, deliveries, the job queue, audit and conflict logs, the reconciler's cursors,
+//! secrets, the clock.
 
 use std::time::Duration;
 
@@ -209,6 +210,19 @@ pub trait ConflictLog: Send + Sync {
     async fn list(&self, open_only: bool, limit: usize) -> Result<Vec<Conflict>, StoreError>;
     /// Sets the resolution of an open conflict. Returns false if the id is unknown or already settled.
     async fn resolve(&self, id: &str, resolution: Resolution) -> Result<bool, StoreError>;
+}
+
+/// Named instants that only move forward: the reconciler's polling cursors ("everything updated before
+/// this was looked at").
+#[async_trait]
+pub trait CursorStore: Send + Sync {
+    /// The instant stored under `name`, or `None` before its first [`CursorStore::advance`].
+    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Moves `name` forward to `to` and returns `true`. A stored cursor already at or past `to` is kept
+    /// and `false` returned, so overlapping or retried runs never move a cursor back; of racing
+    /// advances, the latest instant wins whatever the order.
+    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// Errors reading or writing secrets. Messages name the secret, never its value.

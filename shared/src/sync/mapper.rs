@@ -3,7 +3,9 @@
 //! Poison-message policy: a body that does not parse as any supported [`Job`] version can never succeed.
 //! It is logged once per receive (without its body, which may carry user content) and reported failed,
 //! so the queue's max-receive count moves it to the dead-letter queue, where `dead-letters list` shows
-//! it and `replay` can re-run it after a fix. It never blocks its group for longer than that.
+//! it and `replay` can re-run it after a fix. It never blocks its group for longer than that. In AWS mode
+//! the count is the job queue's `maxReceiveCount`, 5 (`infra/template.yaml`); functions/README.md states
+//! the whole policy for operators.
 //!
 //! Ordering: messages are grouped by FIFO message group in arrival order, and within a group by record
 //! (a to-do and its comments share a group); each record is synced once for all its messages (a burst

@@ -1,11 +1,13 @@
 //! The sync engine: [`decide`] (pure) and the [`Engine`] that carries plans out through the ports, plus
-//! the mapper use case that turns a batch of queue messages into per-record syncs.
+//! the mapper use case that turns a batch of queue messages into per-record syncs, and the [`reconcile`]
+//! use case that polls for what the webhooks missed.
 
 mod comments;
 mod decide;
 mod engine;
 mod mapper;
 mod plan;
+pub mod reconcile;
 mod references;
 mod resolve;
 mod signals;
@@ -15,6 +17,7 @@ pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_af
 pub use engine::{Engine, Outcome, SyncError, SyncSettings};
 pub use mapper::{BatchReport, MessageFate, process_batch, run_queue_once};
 pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
+pub use reconcile::{ReconcileReport, ReconcileSettings, ReconcileStores, Reconciler};
 pub use references::{Reference, find_references};
 pub use resolve::{ResolveError, Resolved};
 

@@ -31,8 +31,8 @@ use crate::domain::{
     DeliveryId, DevItemRef, Field, JiraIssueId, JiraKey, Lease, Pair, PairKey, PairState, ProjectId, RouteId, TodoId,
 };
 use crate::ports::{
-    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, DeliveryClaim, DeliveryLog, Inserted, JobQueue, PairStore,
-    Received, Replaced, Resolution, SecretError, SecretStore, Sent,
+    AuditEntry, AuditLog, Clock, Conflict, ConflictLog, CursorStore, DeliveryClaim, DeliveryLog, Inserted, JobQueue,
+    PairStore, Received, Replaced, Resolution, SecretError, SecretStore, Sent,
 };
 
 /// A fresh adapter behind its port, and the clock it reads.
@@ -842,6 +842,65 @@ macro_rules! conflict_log_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn conflicts_list_newest_first_and_resolve_once() {
             $crate::testkit::contract::conflict_list_and_resolve($make).await;
+        }
+    };
+}
+
+// ---- CursorStore ---------------------------------------------------------------------------------------
+
+/// An unknown cursor is `None`; an advance reads back to the microsecond; names are independent.
+pub async fn cursor_advance_then_read(f: Fixture<dyn CursorStore>) {
+    let store = &*f.port;
+    assert_eq!(ok(store.cursor("reconcile:basecamp").await, "read an unknown cursor"), None);
+    let t = f.clock.now() + chrono::Duration::microseconds(123_456);
+    assert!(ok(store.advance("reconcile:basecamp", t).await, "advance"), "a first advance moves the cursor");
+    assert_eq!(ok(store.cursor("reconcile:basecamp").await, "read back"), Some(t));
+    assert_eq!(ok(store.cursor("reconcile:jira").await, "read another name"), None, "names are independent");
+}
+
+/// A cursor never moves back: an older or equal instant is ignored and reported as not moved.
+pub async fn cursor_never_moves_back(f: Fixture<dyn CursorStore>) {
+    let store = &*f.port;
+    let t = f.clock.now();
+    let s = chrono::Duration::seconds;
+    assert!(ok(store.advance("c", t).await, "advance"));
+    assert!(!ok(store.advance("c", t - s(60)).await, "advance to an older instant"), "an older instant is refused");
+    assert!(!ok(store.advance("c", t).await, "advance to the same instant"), "the same instant does not move it");
+    assert_eq!(ok(store.cursor("c").await, "read"), Some(t));
+    assert!(ok(store.advance("c", t + s(1)).await, "advance to a later instant"));
+    assert_eq!(ok(store.cursor("c").await, "read after moving on"), Some(t + s(1)));
+}
+
+/// Of racing advances, the latest instant is what stays, whatever order they land in.
+pub async fn cursor_racing_advances_keep_the_latest(f: Fixture<dyn CursorStore>) {
+    let t = f.clock.now();
+    let tasks: Vec<_> = (0..8i64)
+        .map(|i| {
+            let store = f.port.clone();
+            tokio::spawn(async move { store.advance("race", t + chrono::Duration::seconds((i * 5) % 8)).await })
+        })
+        .collect();
+    for task in tasks {
+        ok(ok(task.await, "join an advance"), "advance");
+    }
+    assert_eq!(ok(f.port.cursor("race").await, "read"), Some(t + chrono::Duration::seconds(7)));
+}
+
+/// Expands to the [`CursorStore`] contract tests; `$make` builds a fresh `Fixture<dyn CursorStore>`.
+#[macro_export]
+macro_rules! cursor_store_contract_tests {
+    ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_cursor_reads_back_what_it_was_advanced_to() {
+            $crate::testkit::contract::cursor_advance_then_read($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_cursor_never_moves_back() {
+            $crate::testkit::contract::cursor_never_moves_back($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn racing_advances_leave_the_latest_instant() {
+            $crate::testkit::contract::cursor_racing_advances_keep_the_latest($make).await;
         }
     };
 }

@@ -287,6 +287,27 @@ async fn a_webhook_is_deactivated_silently_after_ten_failed_deliveries() {
 }
 
 #[tokio::test]
+async fn a_delivery_that_never_connects_is_lost_silently_and_the_hook_stays_active() {
+    let sim = Simulator::start(Options { deactivate_after_failures: 1, ..unlimited() }).await.unwrap();
+    let c = Client::new(&sim);
+    // A port nothing listens on: the connection is refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let response = c
+        .send(
+            reqwest::Method::POST,
+            &format!("/buckets/{}/webhooks.json", basecamp::PROJECT_ID),
+            json!({"payload_url": format!("http://{closed}/hook"), "types": ["Todo"]}),
+        )
+        .await;
+    let hook: Value = response.json().await.unwrap();
+    new_todo(&sim, TodoWrite { content: Some("t".into()), ..TodoWrite::default() }).await;
+    sim.settle().await;
+    let detail = c.get(&format!("/webhooks/{}.json", hook["id"])).await;
+    assert_eq!(detail["active"], json!(true), "connection failures do not deactivate");
+    assert_eq!(detail["recent_deliveries"][0]["response"]["code"], json!(0));
+}
+
+#[tokio::test]
 async fn many_simulators_start_in_parallel() {
     let starts = (0..16).map(|_| Simulator::start(Options::default()));
     let sims: Vec<Simulator> = futures_join_all(starts).await;

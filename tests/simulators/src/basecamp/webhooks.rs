@@ -1,6 +1,6 @@
 //! Basecamp webhook payloads (thin, unsigned, shaped like `webhook-event-*.json`) and the delivery
 //! bookkeeping: `recent_deliveries` (25, newest first) and silent deactivation after repeated
-//! failures.
+//! failed answers. A delivery that never connects is recorded with code 0 and silently lost.
 
 use std::sync::Weak;
 
@@ -82,6 +82,9 @@ impl DeliveryObserver for Observer {
         hook.recent_deliveries.truncate(25);
         if last.succeeded() {
             hook.consecutive_failures = 0;
+        } else if last.status.is_none() {
+            // A delivery that never connected is recorded with code 0 and lost: not retried, and it does
+            // not count towards deactivation (reference/basecamp-api.md §10, "Delivery behaviour").
         } else {
             hook.consecutive_failures += 1;
             if hook.consecutive_failures >= sim.opts.deactivate_after_failures {

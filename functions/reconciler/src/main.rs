@@ -1,0 +1,30 @@
+//! The `reconciler` Lambda function: wiring only (configuration, SDK clients, secrets, once per cold start).
+//! A missing table or secret fails the cold start with its setup error.
+
+mod handler;
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use campbridge_lambda::{Aws, ConfigError, LambdaConfig, StartError, init_tracing};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::ports::SystemClock;
+use shared::sync::{ReconcileStores, Reconciler};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = LambdaConfig::from_env()?;
+    let aws = Aws::connect(&config).await;
+    let table = aws.table.clone().ok_or(StartError::Config(ConfigError::Missing("TABLE_NAME")))?;
+    let stores = ReconcileStores { pairs: table.clone(), cursors: table, queue: aws.queue };
+    let reconciler = Reconciler::wire(&config.campbridge, stores, aws.secrets.clone(), Arc::new(SystemClock))
+        .await
+        .map_err(StartError::from)?;
+    let state = Arc::new(handler::State { reconciler });
+    run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
+        let state = Arc::clone(&state);
+        async move { handler::handle(&state, event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}

@@ -1,0 +1,288 @@
+//! SQS FIFO batch → `shared::sync::process_batch` → partial batch failures (`ReportBatchItemFailures`).
+//!
+//! Every message gets the fate the mapper decided: done ones are left out of the response (Lambda deletes
+//! them), failed ones are reported (they come back after the queue's visibility timeout and, after its
+//! max-receive count, go to the dead-letter queue), and postponed ones (a 429, a busy pair) get their
+//! visibility set to the delay first, then are reported. A failed visibility change still reports the
+//! message: it then comes back after the queue's timeout instead. The mapper's poison-message policy is
+//! in `shared/src/sync/mapper.rs` and in functions/README.md.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use shared::ports::{JobQueue, Received};
+use shared::sync::{Engine, MessageFate, process_batch};
+use tracing::{info, warn};
+
+/// What every invocation shares.
+pub struct State {
+    pub engine: Engine,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+/// The port's view of one SQS record. A record without an id yields an empty identifier, which Lambda
+/// reads as "the whole batch failed" if it is reported: safe, never a silent delete.
+fn received(m: &SqsMessage) -> Received {
+    Received {
+        receipt: m.receipt_handle.clone().unwrap_or_default(),
+        message_id: m.message_id.clone().unwrap_or_default(),
+        group: m.attributes.get("MessageGroupId").cloned().unwrap_or_default(),
+        body: m.body.clone().unwrap_or_default(),
+        receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+    }
+}
+
+pub async fn handle(state: &State, event: SqsEvent) -> SqsBatchResponse {
+    let messages: Vec<Received> = event.records.iter().map(received).collect();
+    let report = process_batch(&state.engine, &messages).await;
+    let mut response = SqsBatchResponse::default();
+    let mut postponed = 0;
+    for (i, m) in messages.iter().enumerate() {
+        // `process_batch` gives one fate per message, in order; a missing one counts as failed.
+        match report.fates.get(i).map_or(&MessageFate::Failed, |(_, fate)| fate) {
+            MessageFate::Done => {}
+            MessageFate::Failed => response.add_failure(m.message_id.clone()),
+            MessageFate::RetryAfter(delay) => {
+                postponed += 1;
+                if let Err(e) = state.queue.change_visibility(&m.receipt, *delay).await {
+                    warn!(message_id = %m.message_id, error = %e, "could not delay the message; it returns after the queue's visibility timeout");
+                }
+                response.add_failure(m.message_id.clone());
+            }
+        }
+    }
+    info!(
+        messages = messages.len(),
+        reported = response.batch_item_failures.len(),
+        postponed,
+        synced = report.outcomes.len(),
+        duplicates = report.duplicates,
+        "batch settled"
+    );
+    response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use campbridge_simulators::basecamp::{self as bc_sim, TodoWrite};
+    use campbridge_simulators::jira as jira_sim;
+    use campbridge_simulators::{Faults, Forced429};
+    use shared::adapters::memory::{
+        MemoryAuditLog, MemoryConflictLog, MemoryDeliveryLog, MemoryPairStore, MemorySecrets,
+    };
+    use shared::config::Config;
+    use shared::ports::{DeadLetter, Sent, StoreError, SystemClock};
+    use shared::setup::Stores;
+
+    use super::*;
+
+    /// The to-dos the events name: the first two a freshly seeded simulator creates (events/README.md).
+    const TODO_A: i64 = 1_069_490_004;
+    const TODO_B: i64 = 1_069_490_005;
+
+    /// Records visibility changes; refuses them when `refuse` is set (an SQS outage).
+    #[derive(Default)]
+    struct RecordingQueue {
+        delays: Mutex<Vec<(String, Duration)>>,
+        refuse: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl JobQueue for RecordingQueue {
+        async fn send(&self, _: &str, _: &str, _: &str) -> Result<Sent, StoreError> {
+            Ok(Sent::Enqueued)
+        }
+        async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Received>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
+            if self.refuse {
+                return Err(StoreError::Unexpected(anyhow::anyhow!("SQS unavailable")));
+            }
+            self.delays.lock().unwrap().push((receipt.to_owned(), delay));
+            Ok(())
+        }
+        async fn depth(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn redrive(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    /// The Basecamp and Jira simulators (the events' two to-dos created), the engine over memory stores.
+    struct World {
+        bc: bc_sim::Simulator,
+        jira: jira_sim::Simulator,
+        queue: Arc<RecordingQueue>,
+        state: State,
+    }
+
+    fn config_text(bc: &bc_sim::Simulator, jira: &jira_sim::Simulator) -> String {
+        format!(
+            r#"[server]
+webhook_key = {{ secret = "webhook-key" }}
+allow_insecure_loopback_upstreams = true
+
+[basecamp]
+account_id = {account}
+base_url = {bc_host:?}
+launchpad_url = {launchpad:?}
+user_agent = "campbridge tests (tests@campbridge.invalid)"
+access_token = {{ secret = "basecamp-access-token" }}
+
+[jira]
+site = {jira_url:?}
+email = {jira_email:?}
+api_token = {{ secret = "jira-api-token" }}
+webhook_secret = {{ secret = "jira-webhook-secret" }}
+
+[[routes]]
+id = "web"
+basecamp_project = {project}
+jira_project = "WEB"
+code = "WEB"
+todolists = ["Sprint *"]
+triage = {{ jira = {mia:?} }}
+"#,
+            account = bc.account_id(),
+            bc_host = bc.base_url().trim_end_matches(&format!("/{}", bc.account_id())),
+            launchpad = bc.launchpad_url(),
+            jira_url = jira.base_url(),
+            jira_email = jira_sim::BOT_EMAIL,
+            project = bc_sim::PROJECT_ID,
+            mia = jira_sim::MIA,
+        )
+    }
+
+    impl World {
+        async fn start(queue: RecordingQueue) -> Self {
+            let bc = bc_sim::Simulator::start(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() })
+                .await
+                .unwrap();
+            let jira = jira_sim::Simulator::start(jira_sim::Options::default()).await.unwrap();
+            let list = bc.list_id("Sprint 1").await.unwrap();
+            let mut ids = Vec::new();
+            for title in ["Checkout button is hidden on mobile", "Receipts show the wrong VAT"] {
+                let write = TodoWrite { content: Some(title.into()), ..TodoWrite::default() };
+                ids.push(bc.create_todo(list, write, bc_sim::VICTOR).await.unwrap());
+            }
+            assert_eq!(ids, [TODO_A, TODO_B], "the events name the first two to-dos of a fresh simulator");
+            let config = Config::parse(&config_text(&bc, &jira), "campbridge.toml").unwrap();
+            let secrets = Arc::new(MemorySecrets::with([
+                ("webhook-key", "campbridge-test-webhook-key"),
+                ("basecamp-access-token", bc_sim::ACCESS_TOKEN),
+                ("jira-api-token", jira_sim::API_TOKEN),
+                ("jira-webhook-secret", "campbridge-test-jira-secret"),
+            ]));
+            let stores = Stores {
+                pairs: Arc::new(MemoryPairStore::new()),
+                deliveries: Arc::new(MemoryDeliveryLog::new()),
+                audit: Arc::new(MemoryAuditLog::new()),
+                conflicts: Arc::new(MemoryConflictLog::new()),
+            };
+            let engine = shared::setup::engine(&config, stores, secrets, Arc::new(SystemClock), "sync-mapper-test")
+                .await
+                .unwrap();
+            let queue = Arc::new(queue);
+            Self { bc, jira, queue: queue.clone(), state: State { engine, queue } }
+        }
+
+        /// How many issues the Jira project holds (keys are numbered from 1).
+        async fn issues(&self) -> usize {
+            let mut n = 0;
+            while self.jira.issue(&format!("WEB-{}", n + 1)).await.is_some() {
+                n += 1;
+            }
+            n
+        }
+    }
+
+    fn event(name: &str) -> SqsEvent {
+        let path = format!("{}/../../events/sync-mapper/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn ids(event: &SqsEvent, which: &[usize]) -> Vec<String> {
+        which.iter().map(|i| event.records[*i].message_id.clone().unwrap()).collect()
+    }
+
+    fn reported(response: &SqsBatchResponse) -> Vec<String> {
+        response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_every_message_is_fine_reports_no_failures() {
+        let w = World::start(RecordingQueue::default()).await;
+        let response = handle(&w.state, event("todo-burst.json")).await;
+        assert_eq!(reported(&response), Vec::<String>::new());
+        assert_eq!(w.issues().await, 2, "one issue per to-do, the burst on the first coalesced");
+        assert_eq!(w.bc.calls().count("GET", "/todos/{id}.json"), 2, "one read per to-do for three messages");
+    }
+
+    #[tokio::test]
+    async fn a_poison_message_is_the_only_one_reported() {
+        let w = World::start(RecordingQueue::default()).await;
+        let batch = event("batch-with-poison.json");
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[1]));
+        assert_eq!(w.issues().await, 2, "the messages around it are synced");
+        assert!(w.queue.delays.lock().unwrap().is_empty(), "poison waits out the queue's visibility timeout");
+    }
+
+    #[tokio::test]
+    async fn a_failing_record_fails_the_later_messages_of_its_group_and_no_other() {
+        let w = World::start(RecordingQueue::default()).await;
+        let batch = event("failing-group.json");
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[0, 1]), "the later job of the same to-do waits its turn");
+        assert_eq!(w.issues().await, 1, "the other to-do's group went ahead");
+    }
+
+    #[tokio::test]
+    async fn a_429_delays_each_message_by_the_retry_after_and_reports_it() {
+        let w = World::start(RecordingQueue::default()).await;
+        w.bc.set_faults(Faults {
+            force_429: Some(Forced429 { retry_after: 7, ..Forced429::default() }),
+            ..Faults::default()
+        });
+        let batch = event("todo-burst.json");
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[0, 1, 2]));
+        let receipts: Vec<(String, Duration)> =
+            batch.records.iter().map(|r| (r.receipt_handle.clone().unwrap(), Duration::from_secs(7))).collect();
+        assert_eq!(*w.queue.delays.lock().unwrap(), receipts, "visibility = Retry-After, for every message");
+        assert_eq!(w.issues().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_delay_could_not_be_set_is_still_reported() {
+        let w = World::start(RecordingQueue { refuse: true, ..RecordingQueue::default() }).await;
+        w.bc.set_faults(Faults {
+            force_429: Some(Forced429 { retry_after: 7, ..Forced429::default() }),
+            ..Faults::default()
+        });
+        let batch = event("todo-burst.json");
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[0, 1, 2]));
+    }
+
+    #[test]
+    fn a_record_carries_its_group_and_receive_count_into_the_port() {
+        let batch = event("batch-with-poison.json");
+        let poison = received(&batch.records[1]);
+        assert_eq!((poison.group.as_str(), poison.receive_count), ("bc-todo-1069490099", 3));
+        assert_eq!(poison.message_id, batch.records[1].message_id.clone().unwrap());
+        assert_eq!(Some(poison.receipt), batch.records[1].receipt_handle.clone());
+    }
+}
