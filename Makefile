@@ -66,5 +66,6 @@ build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/boot
 	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace \
 		--exclude campbridge --exclude campbridge-simulators
 
-deploy: ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
-	cd infra && sam build && sam deploy --guided
+# sam build calls cargo-lambda (BuildMethod: rust-cargolambda), hence the PATH.
+deploy: tools-aws ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
+	cd infra && PATH="$(CURDIR)/.tools/venv/bin:$$PATH" sam build && sam deploy --guided
