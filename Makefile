@@ -62,3 +62,17 @@ build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/boot
 
 deploy: ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
 	cd infra && sam build && sam deploy --guided
+
+# ---- benchmarks ----------------------------------------------------------------------------------------
+.PHONY: bench
+
+# Every functions/* package with a main.rs (the first `name =` of its manifest is the package name), built
+# in the same cargo invocation as the bench so the release build of the dependencies happens once.
+BENCH_PACKAGES = campbridge-bench $(foreach m,$(wildcard functions/*/src/main.rs),$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(dir $(m))../Cargo.toml | head -n 1))
+BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release/campbridge-bench
+
+# Release builds for this host, then the bench inside the emulators' private network namespace (the
+# functions read their secrets from moto at start; DynamoDB Local and moto count store operations).
+bench: tools-aws ## Benchmarks: receiver CPU, cold starts, sizes, local latency/throughput, calls, store ops, cost → target/bench/results.json
+	$(CARGO) build $(CARGO_FLAGS) --release $(addprefix -p ,$(BENCH_PACKAGES))
+	scripts/emulators.sh run "$(BENCH_BIN)" --out target/bench/results.json
