@@ -531,8 +531,16 @@ pub struct Burst {
     pub jira_writes: u64,
     /// Reads of Basecamp for it (the thin webhooks' fetches).
     pub basecamp_reads: u64,
-    /// Whether the issue ended with the last title.
+    /// Writes to Basecamp for it (goal 0: the edits come from Basecamp).
+    pub basecamp_writes: u64,
+    /// The to-do's title and the issue's summary once everything settled.
+    pub final_todo_title: String,
+    pub final_issue_summary: String,
+    /// Whether both sides ended with the last edit.
     pub converged: bool,
+    /// When they did not: the pair's audit trail, oldest first, to see why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<String>,
 }
 
 pub async fn bursts(dir: &Path, plan: &Plan) -> anyhow::Result<BTreeMap<String, Burst>> {
@@ -543,7 +551,7 @@ pub async fn bursts(dir: &Path, plan: &Plan) -> anyhow::Result<BTreeMap<String, 
             let (todo, _) = paired_todo(&stack, &format!("Burst target {name}")).await?;
             stack.basecamp.reset_calls();
             stack.jira.reset_calls();
-            let edits = 20;
+            let edits: usize = 20;
             let started = Instant::now();
             let mut last = String::new();
             for i in 1..=edits {
@@ -551,19 +559,42 @@ pub async fn bursts(dir: &Path, plan: &Plan) -> anyhow::Result<BTreeMap<String, 
                 let e = bc::TodoEdit { content: Some(last.clone()), ..Default::default() };
                 stack.basecamp.edit_todo(todo, e, bc::ANNIE).await?;
                 if i < edits {
-                    tokio::time::sleep(window / (edits - 1)).await;
+                    tokio::time::sleep(window / u32::try_from(edits - 1).unwrap_or(1)).await;
                 }
             }
             let window_s = started.elapsed().as_secs_f64();
             stack.settle().await?;
             let jira_writes = SideCalls::of(&stack.jira.calls()).writes;
-            let basecamp_reads = SideCalls::of(&stack.basecamp.calls()).reads;
-            let summary =
-                stack.issue_of(todo).await.map(|i| i["fields"]["summary"].as_str().unwrap_or_default().to_owned());
-            let converged = summary.is_some_and(|s| s.ends_with(&last));
+            let bc_calls = SideCalls::of(&stack.basecamp.calls());
+            let (basecamp_reads, basecamp_writes) = (bc_calls.reads, bc_calls.writes);
+            let issue = stack.issue_of(todo).await.unwrap_or_default();
+            let final_issue_summary = issue["fields"]["summary"].as_str().unwrap_or_default().to_owned();
+            let record = stack.basecamp.record("todos", todo).await.unwrap_or_default();
+            let final_todo_title = record["title"].as_str().unwrap_or_default().to_owned();
+            let converged = final_todo_title == last && final_issue_summary == format!("[BC][WEB] {last}");
+            let mut audit = Vec::new();
+            if !converged {
+                let subject = format!("{}/{todo}", stack.route);
+                let entries = shared::ports::AuditLog::recent(&stack.store, Some(&subject), 200).await?;
+                audit = entries
+                    .iter()
+                    .rev()
+                    .map(|e| format!("{} {}: {}", e.at.format("%H:%M:%S%.3f"), e.action, e.detail))
+                    .collect();
+            }
             out.insert(
                 name.to_owned(),
-                Burst { edits: edits as usize, window_s, jira_writes, basecamp_reads, converged },
+                Burst {
+                    edits,
+                    window_s,
+                    jira_writes,
+                    basecamp_reads,
+                    basecamp_writes,
+                    final_todo_title,
+                    final_issue_summary,
+                    converged,
+                    audit,
+                },
             );
         }
         anyhow::Ok(out)

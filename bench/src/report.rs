@@ -69,8 +69,8 @@ pub struct Cost {
     /// Events (webhook deliveries, echoes included) per change a person makes, in the store story.
     pub events_per_change: Option<f64>,
     pub per_million_changes: Option<f64>,
-    /// One cold start's init at the receivers' memory.
-    pub per_1000_cold_starts: Option<f64>,
+    /// A million receiver cold starts' init phases (billed), at the receivers' memory.
+    pub per_million_cold_starts: Option<f64>,
     pub floor: Breakdown,
     pub make_per_million: (f64, f64),
     pub zapier_per_million: (f64, f64),
@@ -151,14 +151,14 @@ pub fn cost(r: &Results, memory: &crate::template::Memory, secrets: usize) -> Op
     let per_million_events = cost::per_million(&inputs);
     let events_per_change = (store.changes > 0).then(|| store.events as f64 / store.changes as f64);
     let init = Spread::of(&receivers.iter().filter_map(|(_, f)| f.init_ms.map(|s| s.median)).collect::<Vec<_>>())
-        .map(|s| cost::init_cost(s.median, receiver.2) * 1000.0);
+        .map(|s| cost::init_cost(s.median, receiver.2) * 1e6);
     Some(Cost {
         prices_as_of: cost::PRICES_AS_OF,
         inputs,
         per_million_events,
         events_per_change,
         per_million_changes: events_per_change.map(|e| e * per_million_events.total),
-        per_1000_cold_starts: init,
+        per_million_cold_starts: init,
         floor: cost::floor(),
         make_per_million: cost::MAKE_PER_MILLION_USD,
         zapier_per_million: cost::ZAPIER_PER_MILLION_USD,
@@ -308,10 +308,13 @@ pub fn table(r: &Results) -> String {
     for (name, b) in &r.burst_writes {
         writeln!(
             w,
-            "   {name:<16} over {:.1} s → {} Jira writes, {} Basecamp reads, converged: {}",
-            b.window_s, b.jira_writes, b.basecamp_reads, b.converged
+            "   {name:<16} over {:.1} s → {} Jira writes, {} Basecamp reads, {} Basecamp writes; both sides hold the last edit: {}",
+            b.window_s, b.jira_writes, b.basecamp_reads, b.basecamp_writes, b.converged
         )
         .ok();
+        if !b.converged {
+            writeln!(w, "   {:<16} to-do {:?}, issue {:?}", "", b.final_todo_title, b.final_issue_summary).ok();
+        }
     }
 
     writeln!(w, "\n7. Store and queue operations per event (the same story of changes; echoes are events too)").ok();
@@ -364,10 +367,10 @@ pub fn table(r: &Results) -> String {
             .ok();
             writeln!(w, "   Make        ${:.0}–{:.0}", c.make_per_million.0, c.make_per_million.1).ok();
             writeln!(w, "   Zapier      ${:.0}–{:.0}", c.zapier_per_million.0, c.zapier_per_million.1).ok();
-            if let Some(cs) = c.per_1000_cold_starts {
+            if let Some(cs) = c.per_million_cold_starts {
                 writeln!(
                     w,
-                    "   plus ${cs:.4} per 1000 receiver cold starts (init is billed), and ${:.2}/month for the secrets",
+                    "   plus ${cs:.2} per million receiver cold starts (init is billed) and ${:.2}/month for the secrets",
                     c.fixed_per_month
                 )
                 .ok();
