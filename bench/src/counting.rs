@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 use shared::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use shared::ports::{
@@ -178,10 +178,35 @@ impl<S: ConflictLog> ConflictLog for CountingStore<S> {
 /// each call for its consumed capacity (`ReturnConsumedCapacity = TOTAL`, table and indexes) and adds
 /// it up as `dynamodb.rru` / `dynamodb.wru`. A failed conditional write reports no capacity, though
 /// DynamoDB bills it: each is counted as `dynamodb.failed_writes` and estimated at one WRU.
+///
+/// Units are also filed by the kind of record (`dynamodb.wru.PAIR`, `….DELIVERY`, `….AUDIT`: the partition
+/// key's prefix), remembered between a request and its response; that assumes one DynamoDB call at a time,
+/// which holds in the bench's harness (one task drains the queue; the receivers never touch the table).
 #[derive(Debug, Clone)]
 pub struct SdkCounter {
-    pub service: &'static str,
-    pub counts: Counts,
+    service: &'static str,
+    counts: Counts,
+    kind: Arc<Mutex<String>>,
+}
+
+impl SdkCounter {
+    pub fn new(service: &'static str, counts: Counts) -> Self {
+        Self { service, counts, kind: Arc::default() }
+    }
+
+    fn add_units(&self, name: &str, units: f64) {
+        let kind = self.kind.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.counts.add(name, units);
+        self.counts.add(&format!("{name}.{kind}"), units);
+    }
+}
+
+/// The record kind of a DynamoDB key or item: its partition key's prefix (`PAIR#web#1` → `PAIR`).
+fn kind_of(attributes: Option<&std::collections::HashMap<String, AttributeValue>>) -> String {
+    attributes
+        .and_then(|a| a.get(shared::adapters::dynamo::PK))
+        .and_then(|v| v.as_s().ok())
+        .map_or_else(|| "OTHER".to_owned(), |pk| pk.split('#').next().unwrap_or_default().to_owned())
 }
 
 impl Intercept for SdkCounter {
@@ -200,6 +225,22 @@ impl Intercept for SdkCounter {
             return Ok(());
         }
         let input = context.input_mut();
+        let kind = if let Some(i) = input.downcast_ref::<op::get_item::GetItemInput>() {
+            kind_of(i.key.as_ref())
+        } else if let Some(i) = input.downcast_ref::<op::put_item::PutItemInput>() {
+            kind_of(i.item.as_ref())
+        } else if let Some(i) = input.downcast_ref::<op::update_item::UpdateItemInput>() {
+            kind_of(i.key.as_ref())
+        } else if let Some(i) = input.downcast_ref::<op::delete_item::DeleteItemInput>() {
+            kind_of(i.key.as_ref())
+        } else if let Some(i) = input.downcast_ref::<op::query::QueryInput>() {
+            i.index_name.clone().map_or_else(|| "QUERY".to_owned(), |index| format!("QUERY_{index}"))
+        } else if input.downcast_ref::<op::transact_write_items::TransactWriteItemsInput>().is_some() {
+            "TRANSACTION".to_owned()
+        } else {
+            "OTHER".to_owned()
+        };
+        *self.kind.lock().unwrap_or_else(|p| p.into_inner()) = kind;
         macro_rules! ask {
             ($($t:ty),*) => {
                 $(if let Some(i) = input.downcast_mut::<$t>() {
@@ -253,7 +294,7 @@ impl Intercept for SdkCounter {
                 macro_rules! units {
                     ($name:literal, $read:expr, $($t:ty),*) => {
                         $(if let Some(o) = out.downcast_ref::<$t>() {
-                            self.counts.add($name, $read(o.consumed_capacity.as_ref()));
+                            self.add_units($name, $read(o.consumed_capacity.as_ref()));
                             return Ok(());
                         })*
                     };
@@ -286,8 +327,8 @@ impl Intercept for SdkCounter {
                     || err.downcast_ref::<op::delete_item::DeleteItemError>().is_some()
                     || err.downcast_ref::<op::transact_write_items::TransactWriteItemsError>().is_some();
                 if write {
-                    self.counts.add("dynamodb.failed_writes", 1.0);
-                    self.counts.add("dynamodb.wru", 1.0);
+                    self.add_units("dynamodb.failed_writes", 1.0);
+                    self.add_units("dynamodb.wru", 1.0);
                 }
             }
         }

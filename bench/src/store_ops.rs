@@ -293,14 +293,10 @@ pub async fn aws(logs: &LogBytes, rounds: usize) -> anyhow::Result<StoreRun> {
     let sdk = sdk().await;
     let backend = Counts::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(SdkCounter { service: "dynamodb", counts: backend.clone() })
-            .build(),
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(SdkCounter::new("dynamodb", backend.clone())).build(),
     );
     let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk)
-            .interceptor(SdkCounter { service: "sqs", counts: backend.clone() })
-            .build(),
+        aws_sdk_sqs::config::Builder::from(&sdk).interceptor(SdkCounter::new("sqs", backend.clone())).build(),
     );
     let name = format!("campbridge-bench-{}", std::process::id());
     DynamoStore::create_table(&dynamo, &name).await?;
@@ -330,7 +326,7 @@ pub async fn aws(logs: &LogBytes, rounds: usize) -> anyhow::Result<StoreRun> {
             let sqs_total: f64 = m.iter().filter(|(k, _)| k.starts_with("sqs.")).map(|(_, v)| v).sum();
             let dynamo_requests: f64 = m
                 .iter()
-                .filter(|(k, _)| k.starts_with("dynamodb.") && !DYNAMODB_UNITS.contains(&k.as_str()))
+                .filter(|(k, _)| k.starts_with("dynamodb.") && !DYNAMODB_UNITS.iter().any(|u| k.starts_with(u)))
                 .map(|(_, v)| v)
                 .sum();
             m.insert("sqs.requests".to_owned(), sqs_total);
