@@ -61,11 +61,25 @@ lint-infra: tools-aws ## cfn-lint on the SAM template
 	.tools/venv/bin/cfn-lint infra/template.yaml
 
 # cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build. Every workspace
-# binary except the operator command and the simulators is a function.
+# binary except the operator command, the simulators and the bench is a function.
 build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/bootstrap
 	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace \
-		--exclude campbridge --exclude campbridge-simulators
+		--exclude campbridge --exclude campbridge-simulators --exclude campbridge-bench
 
 # sam build calls cargo-lambda (BuildMethod: rust-cargolambda), hence the PATH.
 deploy: tools-aws ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
 	cd infra && PATH="$(CURDIR)/.tools/venv/bin:$$PATH" sam build && sam deploy --guided
+
+# ---- benchmarks ----------------------------------------------------------------------------------------
+.PHONY: bench
+
+# Every functions/* package with a main.rs (the first `name =` of its manifest is the package name), built
+# in the same cargo invocation as the bench so the release build of the dependencies happens once.
+BENCH_PACKAGES = campbridge-bench $(foreach m,$(wildcard functions/*/src/main.rs),$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(dir $(m))../Cargo.toml | head -n 1))
+BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release/campbridge-bench
+
+# Release builds for this host, then the bench inside the emulators' private network namespace (the
+# functions read their secrets from moto at start; DynamoDB Local and moto count store operations).
+bench: tools-aws ## Benchmarks: receiver CPU, cold starts, sizes, local latency/throughput, calls, store ops, cost → target/bench/results.json
+	$(CARGO) build $(CARGO_FLAGS) --release $(addprefix -p ,$(BENCH_PACKAGES))
+	scripts/emulators.sh run "$(BENCH_BIN)" --out target/bench/results.json

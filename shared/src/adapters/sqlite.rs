@@ -198,6 +198,27 @@ impl SqliteStore {
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Unexpected(anyhow::anyhow!("SQLite connection lock poisoned")))
     }
+
+    /// From now on, counts every SQL statement this store's connection runs (`BEGIN` and `COMMIT`
+    /// included) into the process-wide [`statements_counted`]. For `make bench`'s store operations per
+    /// event; off unless called, and then one atomic add per statement.
+    pub fn count_statements(&self) -> Result<(), StoreError> {
+        // PROFILE fires once per finished statement (STMT may fire more than once per run).
+        self.conn()?.trace_v2(rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_statement));
+        Ok(())
+    }
+}
+
+/// Statements run on stores that called [`SqliteStore::count_statements`], in this process.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_statement(_event: rusqlite::trace::TraceEvent<'_>) {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many statements the counting stores have run so far (see [`SqliteStore::count_statements`]).
+pub fn statements_counted() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -901,6 +922,16 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(store.advance("reconcile:jira", clock.now()).await.unwrap());
         assert_eq!(store.cursor("reconcile:jira").await.unwrap(), Some(clock.now()));
+    }
+
+    #[tokio::test]
+    async fn a_counting_store_counts_the_statements_it_runs() {
+        let store = SqliteStore::open_in_memory(Arc::new(SystemClock)).unwrap();
+        store.count_statements().unwrap();
+        let before = statements_counted();
+        store.depth().await.unwrap();
+        // Other tests' stores may count too (the total is process-wide), never fewer.
+        assert!(statements_counted() > before);
     }
 
     #[test]
