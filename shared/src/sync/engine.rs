@@ -44,6 +44,13 @@ impl SyncSettings {
     }
 }
 
+/// How long a worker may hold a linked pair while writing its changes upstream. Released as soon as the
+/// writes are saved; the bound matters only when a worker dies mid-write. A held job retries every
+/// [`HELD_RETRY`] at most, so it gets past a dead worker's lease within four receives, below the queue's
+/// max-receive count of 5. A worker slower than the lease finds it taken at its final save and starts over.
+const WRITE_LEASE: Duration = Duration::from_secs(20);
+const HELD_RETRY: Duration = Duration::from_secs(5);
+
 /// Why a record could not be synced now. [`SyncError::retry_after`] is the one place that maps an error
 /// to a retry decision.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +60,10 @@ pub enum SyncError {
     /// Another worker holds the record (a live lease or a newer pair version): try again shortly.
     #[error("busy: {0}")]
     Busy(String),
+    /// Another worker is writing this pair's changes upstream under its lease: come back when the lease
+    /// ends (it is released as soon as the writes are saved, so usually much sooner).
+    #[error("busy: {subject} is being written by another worker")]
+    Held { subject: String, wait: Duration },
     #[error("{} API: {source}", side.as_str())]
     Upstream {
         side: Side,
@@ -79,6 +90,7 @@ impl SyncError {
         match self {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::Busy(_) => Some(Duration::from_secs(2)),
+            Self::Held { wait, .. } => Some((*wait).clamp(Duration::from_secs(1), HELD_RETRY)),
             Self::Upstream { source, .. } if source.is_retryable() => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -236,6 +248,15 @@ impl Engine {
         let mut reads = Reads { todo: Fresh::NotFetched, item: Fresh::NotFetched };
         let subject = format!("{}/{}", route.id, todo_id);
         let mut pair = pair;
+        // A linked pair under a live lease is having its changes written by another worker (see
+        // `apply`): deciding now would compare fresh reads against a snapshot about to change.
+        if let Some(lease) = pair.as_ref().filter(|p| p.is_linked()).and_then(|p| p.lease.as_ref()) {
+            let now = self.clock.now();
+            if lease.until > now {
+                let wait = (lease.until - now).to_std().unwrap_or(Duration::from_secs(1));
+                return Err(SyncError::Held { subject, wait });
+            }
+        }
         // A pair linked by a worker that stopped before both links were made: finish them first.
         if let Some(p) =
             pair.as_mut().filter(|p| p.is_linked() && (!p.remote_linked || !matches!(p.backlink, Backlink::Posted(_))))
@@ -506,32 +527,35 @@ impl Engine {
     ) -> Result<Option<Applied>, SyncError> {
         let subject = pair.key().to_string();
         let now = self.clock.now();
-        for c in &apply.conflicts {
-            let conflict = Conflict {
-                id: format!("{}:{}:v{}", subject, c.field, pair.version),
-                pair: pair.key(),
-                item: pair.item.clone(),
-                field: c.field,
-                basecamp_value: c.basecamp_value.clone(),
-                tracker_value: c.tracker_value.clone(),
-                policy: route.conflict_policy.as_str().to_owned(),
-                resolution: c.resolution.clone(),
-                at: now,
-            };
-            self.conflicts.record(&conflict).await?;
-        }
-        if let Some(item_ref) = pair.item.clone().filter(|_| !apply.item.is_empty()) {
-            self.update_item_with_fallback(route, &item_ref, &mut apply, &subject, delivery).await?;
-        }
-        let written_todo = if apply.todo.is_empty() {
-            None
+        let decided_on = pair.version;
+        // Writes happen under a lease claimed on the version this plan was decided from. A worker that
+        // decided from an older version (the other side's event for the same pair, read before our save)
+        // fails its claim and starts over before writing anything, so a stale plan never reaches
+        // Basecamp or the tracker; one that reads the pair meanwhile waits for the lease (`run`).
+        let claim = if apply.writes() > 0 {
+            let owner = format!("{}#{}", self.settings.worker, uuid::Uuid::new_v4().simple());
+            let until = now + chrono::Duration::from_std(WRITE_LEASE).unwrap_or(chrono::Duration::seconds(20));
+            pair.lease = Some(crate::domain::Lease { owner: owner.clone(), until });
+            if !self.save_or_restart(&mut pair).await? {
+                return Ok(None);
+            }
+            Some(owner)
         } else {
-            Some(
-                self.basecamp
-                    .update_todo(pair.project, pair.todo, &apply.todo)
-                    .await
-                    .map_err(SyncError::upstream(Side::Basecamp))?,
-            )
+            None
+        };
+        let written_todo = match self.write_upstream(route, &pair, &mut apply, decided_on, now, delivery).await {
+            Ok(written) => written,
+            Err(e) => {
+                // Give the pair back at once (best effort; the lease also runs out by itself) so the retry
+                // of this job, or the next event, is not held off for the whole lease.
+                if claim.is_some() {
+                    pair.lease = None;
+                    if let Err(release) = self.save_or_restart(&mut pair).await {
+                        warn!(pair = %subject, error = %release, "could not release the write lease");
+                    }
+                }
+                return Err(e);
+            }
         };
         let writes = apply.writes();
         let conflicts = apply.conflicts.len();
@@ -540,8 +564,30 @@ impl Engine {
         pair.open_conflicts = apply.open_conflicts;
         pair.todo_seen_at = apply.todo_seen_at;
         pair.item_seen_at = apply.item_seen_at;
-        if !self.save_or_restart(&mut pair).await? {
-            return Ok(None);
+        pair.lease = None;
+        let mut saved = false;
+        for _ in 0..5 {
+            if self.save_or_restart(&mut pair).await? {
+                saved = true;
+                break;
+            }
+            // A comment or a signal saved the pair while we wrote (they keep our lease): carry our
+            // results onto their version. Anything else (our lease ran out and was taken) starts over.
+            let fresh = self.pairs.get(&pair.key()).await?;
+            match (fresh, &claim) {
+                (Some(mut fresh), Some(owner)) if fresh.lease.as_ref().is_some_and(|l| &l.owner == owner) => {
+                    fresh.snapshot = pair.snapshot.clone();
+                    fresh.open_conflicts = pair.open_conflicts.clone();
+                    fresh.todo_seen_at = pair.todo_seen_at;
+                    fresh.item_seen_at = pair.item_seen_at;
+                    fresh.lease = None;
+                    pair = fresh;
+                }
+                _ => return Ok(None),
+            }
+        }
+        if !saved {
+            return Err(SyncError::Busy(format!("pair {subject} kept changing while saving its writes")));
         }
         let mut detail = if fields.is_empty() { "snapshot updated; no writes needed".to_owned() } else { fields };
         for note in &apply.notes {
@@ -554,6 +600,48 @@ impl Engine {
         let action = if writes > 0 { "updated" } else { "recorded" };
         self.record(Some(&route.id), &subject, delivery, action, &detail).await?;
         Ok(Some(Applied { pair, writes, conflicts, written_todo }))
+    }
+
+    /// The plan's conflicts logged, then its writes to the tracker and to Basecamp; the to-do as Basecamp
+    /// returned it when it was written.
+    async fn write_upstream(
+        &self,
+        route: &Route,
+        pair: &Pair,
+        apply: &mut Apply,
+        decided_on: u64,
+        now: chrono::DateTime<chrono::Utc>,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Todo>, SyncError> {
+        let subject = pair.key().to_string();
+        for c in &apply.conflicts {
+            let conflict = Conflict {
+                id: format!("{}:{}:v{}", subject, c.field, decided_on),
+                pair: pair.key(),
+                item: pair.item.clone(),
+                field: c.field,
+                basecamp_value: c.basecamp_value.clone(),
+                tracker_value: c.tracker_value.clone(),
+                policy: route.conflict_policy.as_str().to_owned(),
+                resolution: c.resolution.clone(),
+                at: now,
+            };
+            self.conflicts.record(&conflict).await?;
+        }
+        if let Some(item_ref) = pair.item.clone().filter(|_| !apply.item.is_empty()) {
+            self.update_item_with_fallback(route, &item_ref, apply, &subject, delivery).await?;
+        }
+        let written_todo = if apply.todo.is_empty() {
+            None
+        } else {
+            Some(
+                self.basecamp
+                    .update_todo(pair.project, pair.todo, &apply.todo)
+                    .await
+                    .map_err(SyncError::upstream(Side::Basecamp))?,
+            )
+        };
+        Ok(written_todo)
     }
 
     /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit.

@@ -409,3 +409,76 @@ async fn editing_a_pm_comment_updates_its_twin_on_the_todo() {
     assert!(t[1].contains("shipping Monday"), "{}", t[1]);
     assert_eq!(world.basecamp.calls.get("update_comment"), 1, "the second delivery of the edit changed nothing");
 }
+
+/// The pairs as a worker that read the pair just before another worker saved it sees them: the first
+/// `find_by_item` answers with the `stale` copy, everything else is the real store.
+struct StaleRead {
+    inner: std::sync::Arc<crate::adapters::memory::MemoryPairStore>,
+    stale: std::sync::Mutex<Option<crate::domain::Pair>>,
+}
+
+#[async_trait::async_trait]
+impl PairStore for StaleRead {
+    async fn insert(
+        &self,
+        pair: &crate::domain::Pair,
+    ) -> Result<crate::ports::Inserted<crate::domain::Pair>, crate::ports::StoreError> {
+        self.inner.insert(pair).await
+    }
+    async fn replace(
+        &self,
+        pair: &crate::domain::Pair,
+    ) -> Result<crate::ports::Replaced<crate::domain::Pair>, crate::ports::StoreError> {
+        self.inner.replace(pair).await
+    }
+    async fn get(&self, key: &PairKey) -> Result<Option<crate::domain::Pair>, crate::ports::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<crate::domain::Pair>, crate::ports::StoreError> {
+        let stale = self.stale.lock().unwrap().take();
+        match stale {
+            Some(pair) => Ok(Some(pair)),
+            None => self.inner.find_by_item(item).await,
+        }
+    }
+    async fn list(
+        &self,
+        route: Option<&RouteId>,
+        state: Option<PairState>,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::Pair>, crate::ports::StoreError> {
+        self.inner.list(route, state, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_decided_from_a_stale_pair_writes_nothing_and_the_newest_edit_survives() {
+    // The race `make bench` found in back-to-back bursts: worker A reads the to-do ("One"), the PM edits
+    // it again ("Two"), A writes "One" to Jira and saves the pair. Worker B handles the Jira event of A's
+    // write but read the pair before A saved it: to B both sides look changed, and last-writer-wins picks
+    // Jira's newer "One" — which, written to Basecamp, would erase the PM's "Two".
+    let world = World::new();
+    let item = paired(&world, 1, "Draft").await;
+    let key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
+    let before_a = world.pairs.get(&key).await.unwrap().unwrap();
+    world.basecamp.edit(TodoId(1), |t| t.title = "One".into());
+    world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+    assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] One");
+    world.basecamp.edit(TodoId(1), |t| t.title = "Two".into());
+    // A's Jira write landed after the PM's second edit.
+    world.tracker.edit(&item, world.basecamp.tick(), |_| {});
+    let basecamp_writes = world.basecamp.calls.get("update_todo");
+
+    let mut b = world.worker("b");
+    b.pairs =
+        std::sync::Arc::new(StaleRead { inner: world.pairs.clone(), stale: std::sync::Mutex::new(Some(before_a)) });
+    b.sync_record(&[world.item_job(&item)]).await.unwrap();
+
+    assert_eq!(world.basecamp.todo(TodoId(1)).unwrap().title, "Two", "the PM's newest edit survives");
+    assert_eq!(world.basecamp.calls.get("update_todo"), basecamp_writes, "nothing written from the stale plan");
+    // The PM's edit then arrives through its own webhook and reaches Jira.
+    world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+    assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] Two");
+    let pair = world.pairs.get(&key).await.unwrap().unwrap();
+    assert!(pair.lease.is_none(), "the write lease is released: {:?}", pair.lease);
+}
