@@ -266,20 +266,21 @@ impl Stack {
             shutdown: None,
             server: None,
         };
-        let receivers = stack.launch(listener, "local-1").await?;
-        stack.urls = wiring::webhook_urls(&stack.config, &receivers, &stack.server_url);
-        stack.register_webhooks(&receivers).await?;
+        stack.launch(listener, "local-1", true).await?;
         Ok(stack)
     }
 
-    /// Wires a server over the stack's store and starts it with its workers on `listener`.
-    async fn launch(
-        &mut self,
-        listener: tokio::net::TcpListener,
-        worker: &str,
-    ) -> anyhow::Result<Arc<shared::ingest::Receivers>> {
+    /// Wires a server over the stack's store, registers the webhooks in the simulators when `register`
+    /// (before the server's first reconcile pass looks for them), starts the server with its workers on
+    /// `listener`, and waits for that first pass, so what a test does next never races it.
+    async fn launch(&mut self, listener: tokio::net::TcpListener, worker: &str, register: bool) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut wired = wiring::wire(&self.config, self.store.clone(), self.secrets.clone(), clock, worker).await?;
+        if register {
+            self.urls = wiring::webhook_urls(&self.config, &wired.receivers, &self.server_url);
+            self.register_webhooks(&wired.receivers).await?;
+        }
         let mut settings = (*wired.engine.settings).clone();
         settings.lease = Duration::from_secs(self.opts.lease_secs);
         wired.engine.settings = Arc::new(settings);
@@ -289,12 +290,22 @@ impl Stack {
             let _stopped = rx.await;
         };
         let (reconciling, handle) = wired.reconcile.unzip();
+        let reconciles = reconciling.is_some();
         self.reconcile = handle;
+        let passes = self.stats.reconcile_passes.load(Relaxed);
         let workers = self.opts.workers;
         let run = server::run(listener, wired.app, wired.engine, workers, self.stats.clone(), reconciling, stop);
         self.server = Some(tokio::spawn(run));
         self.shutdown = Some(tx);
-        Ok(wired.receivers)
+        if reconciles {
+            let stats = self.stats.clone();
+            self.wait_for("the reconcile pass at start", 20, || {
+                let done = stats.reconcile_passes.load(Relaxed) > passes;
+                async move { done.then_some(()) }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Stops the server (as a crash or a deploy would) and starts a fresh one, as worker `worker`, on the
@@ -302,7 +313,7 @@ impl Stack {
     pub async fn restart(&mut self, worker: &str) -> anyhow::Result<()> {
         self.stop_server().await?;
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
-        self.launch(listener, worker).await?;
+        self.launch(listener, worker, false).await?;
         Ok(())
     }
 
