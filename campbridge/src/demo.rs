@@ -17,10 +17,11 @@ use shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
 use shared::config::Config;
 use shared::domain::{DevItemRef, PairKey, RouteId, TodoId};
 use shared::ports::{Clock, PairStore, SecretStore, SystemClock};
+use shared::sync::ReconcileReport;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::server::{self, Stats};
+use crate::server::{self, ReconcileHandle, Stats};
 use crate::wiring;
 
 /// Secrets the demo hands its simulators and itself (they only exist on loopback, in memory).
@@ -46,6 +47,9 @@ pub struct StackOptions {
     pub workers: usize,
     /// Seconds a PENDING claim is leased for.
     pub lease_secs: u64,
+    /// `[server] reconcile_every`: the server's reconcile interval (a pass also runs at start, and
+    /// [`Stack::reconcile`] asks for one).
+    pub reconcile_every: &'static str,
 }
 
 impl StackOptions {
@@ -61,6 +65,7 @@ impl StackOptions {
             jira: jira_sim::Config::default(),
             workers: 2,
             lease_secs: 60,
+            reconcile_every: "5m",
         }
     }
 }
@@ -81,6 +86,7 @@ pub struct Stack {
     opts: StackOptions,
     secrets: Arc<dyn SecretStore>,
     addr: std::net::SocketAddr,
+    reconcile: Option<ReconcileHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -101,6 +107,7 @@ fn config_text(
 listen = "127.0.0.1:0"
 webhook_key = {{ secret = "webhook-key" }}
 allow_insecure_loopback_upstreams = true
+reconcile_every = {reconcile_every:?}
 
 [store]
 kind = "sqlite"
@@ -163,6 +170,7 @@ assignee = {assignee_owner:?}
 list = "Bugs"
 labels = ["bug"]
 "#,
+        reconcile_every = opts.reconcile_every,
         db = opts.dir.join("campbridge.db").display().to_string(),
         account = bc.account_id(),
         launchpad = bc.launchpad_url(),
@@ -254,23 +262,25 @@ impl Stack {
             opts,
             secrets,
             addr,
+            reconcile: None,
             shutdown: None,
             server: None,
         };
-        let receivers = stack.launch(listener, "local-1").await?;
-        stack.urls = wiring::webhook_urls(&stack.config, &receivers, &stack.server_url);
-        stack.register_webhooks(&receivers).await?;
+        stack.launch(listener, "local-1", true).await?;
         Ok(stack)
     }
 
-    /// Wires a server over the stack's store and starts it with its workers on `listener`.
-    async fn launch(
-        &mut self,
-        listener: tokio::net::TcpListener,
-        worker: &str,
-    ) -> anyhow::Result<Arc<shared::ingest::Receivers>> {
+    /// Wires a server over the stack's store, registers the webhooks in the simulators when `register`
+    /// (before the server's first reconcile pass looks for them), starts the server with its workers on
+    /// `listener`, and waits for that first pass, so what a test does next never races it.
+    async fn launch(&mut self, listener: tokio::net::TcpListener, worker: &str, register: bool) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut wired = wiring::wire(&self.config, self.store.clone(), self.secrets.clone(), clock, worker).await?;
+        if register {
+            self.urls = wiring::webhook_urls(&self.config, &wired.receivers, &self.server_url);
+            self.register_webhooks(&wired.receivers).await?;
+        }
         let mut settings = (*wired.engine.settings).clone();
         settings.lease = Duration::from_secs(self.opts.lease_secs);
         wired.engine.settings = Arc::new(settings);
@@ -279,10 +289,23 @@ impl Stack {
             // Stop when told, or when the stack is dropped (the sender goes away).
             let _stopped = rx.await;
         };
-        let run = server::run(listener, wired.app, wired.engine, self.opts.workers, self.stats.clone(), stop);
+        let (reconciling, handle) = wired.reconcile.unzip();
+        let reconciles = reconciling.is_some();
+        self.reconcile = handle;
+        let passes = self.stats.reconcile_passes.load(Relaxed);
+        let workers = self.opts.workers;
+        let run = server::run(listener, wired.app, wired.engine, workers, self.stats.clone(), reconciling, stop);
         self.server = Some(tokio::spawn(run));
         self.shutdown = Some(tx);
-        Ok(wired.receivers)
+        if reconciles {
+            let stats = self.stats.clone();
+            self.wait_for("the reconcile pass at start", 20, || {
+                let done = stats.reconcile_passes.load(Relaxed) > passes;
+                async move { done.then_some(()) }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Stops the server (as a crash or a deploy would) and starts a fresh one, as worker `worker`, on the
@@ -290,7 +313,7 @@ impl Stack {
     pub async fn restart(&mut self, worker: &str) -> anyhow::Result<()> {
         self.stop_server().await?;
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
-        self.launch(listener, worker).await?;
+        self.launch(listener, worker, false).await?;
         Ok(())
     }
 
@@ -336,6 +359,12 @@ impl Stack {
             )
             .await;
         Ok(())
+    }
+
+    /// Has the server run a reconcile pass now (after the one in hand, if any) and returns its report.
+    pub async fn reconcile(&self) -> anyhow::Result<ReconcileReport> {
+        let handle = self.reconcile.as_ref().context("the stack's reconciler is off (reconcile_every)")?;
+        handle.pass().await.context("the server stopped before the reconcile pass")
     }
 
     /// Stops the server gracefully (workers finish their batch) and the simulators.

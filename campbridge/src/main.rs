@@ -525,7 +525,12 @@ async fn serve(path: PathBuf, port: Option<u16>, workers: usize) -> anyhow::Resu
     for (what, url) in wiring::webhook_urls(&config, &wired.receivers, &base) {
         println!("  {what}: {url}");
     }
-    server::run(listener, wired.app, wired.engine, workers, Arc::new(Stats::default()), ctrl_c()).await
+    match config.server.reconcile_every {
+        Some(every) => println!("reconciling at start and every {}s ([server] reconcile_every)", every.as_secs()),
+        None => println!("not reconciling: [server] reconcile_every is off"),
+    }
+    let reconcile = wired.reconcile.map(|(reconciling, _handle)| reconciling);
+    server::run(listener, wired.app, wired.engine, workers, Arc::new(Stats::default()), reconcile, ctrl_c()).await
 }
 
 async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! Local mode's wiring: the SQLite store and queue under [`shared::setup`]'s engine and receivers.
+//! Local mode's wiring: the SQLite store and queue under [`shared::setup`]'s engine and receivers, and
+//! under the reconciler (its cursors live in the same file).
 //! Setup problems come back as [`SetupError`]s with a named code.
 
 use std::sync::Arc;
@@ -8,10 +9,10 @@ use shared::config::{Config, StoreConfig};
 use shared::ingest::Receivers;
 use shared::ports::{Clock, SecretStore};
 use shared::setup::{self, Stores};
-use shared::sync::Engine;
+use shared::sync::{Engine, ReconcileStores, Reconciler};
 use tokio::sync::Notify;
 
-use crate::server::App;
+use crate::server::{self, App, ReconcileHandle, Reconciling};
 
 pub use shared::setup::SetupError;
 
@@ -21,6 +22,8 @@ pub struct Wired {
     pub engine: Engine,
     pub store: SqliteStore,
     pub receivers: Arc<Receivers>,
+    /// The reconciler on `[server] reconcile_every` (none when that is off), and its handle.
+    pub reconcile: Option<(Reconciling, ReconcileHandle)>,
 }
 
 /// Opens the configured SQLite store: local mode's store (`serve`, `demo`). A `[store] kind = "dynamodb"`
@@ -38,7 +41,7 @@ pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<SqliteStore,
     }
 }
 
-/// Builds the engine and receivers over `store`, reading secrets once.
+/// Builds the engine, the receivers and the reconciler over `store`, reading secrets once.
 pub async fn wire(
     config: &Config,
     store: SqliteStore,
@@ -50,10 +53,21 @@ pub async fn wire(
         return Err(SetupError::NotConfigured("[jira] is missing"));
     }
     let receivers = Arc::new(setup::receivers(config, secrets.as_ref()).await?);
-    let engine = setup::engine(config, Stores::all(Arc::new(store.clone())), secrets, clock.clone(), worker).await?;
+    let shared_store = Arc::new(store.clone());
+    let engine =
+        setup::engine(config, Stores::all(shared_store.clone()), secrets.clone(), clock.clone(), worker).await?;
+    let reconcile = match config.server.reconcile_every {
+        Some(every) => {
+            let stores =
+                ReconcileStores { pairs: shared_store.clone(), cursors: shared_store.clone(), queue: shared_store };
+            let reconciler = Reconciler::wire(config, stores, secrets, clock.clone()).await?;
+            Some(server::reconciling(reconciler, every))
+        }
+        None => None,
+    };
     let app =
         App { receivers: receivers.clone(), queue: Arc::new(store.clone()), clock, wake: Arc::new(Notify::new()) };
-    Ok(Wired { app, engine, store, receivers })
+    Ok(Wired { app, engine, store, receivers, reconcile })
 }
 
 /// The webhook URLs to register upstream, for people to read.

@@ -231,6 +231,40 @@ async fn the_same_delivery_three_times_makes_one_issue_and_one_comment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_todo_whose_webhook_was_lost_gets_exactly_one_issue_from_the_next_reconcile_pass() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stack = start("reconcile", |_| {}).await;
+    // The server's pass at start (the stack waits for it) stored the cursors the later passes poll from.
+    assert_eq!(stack.stats.reconcile_passes.load(Relaxed), 1, "one pass at start");
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    stack
+        .basecamp
+        .set_faults(Faults { webhook: WebhookFaults { drop_next: 1, ..Default::default() }, ..Default::default() });
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Nobody heard of me", &[]), bc::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    stack.basecamp.set_faults(Faults::default());
+    assert_eq!(stack.item_of(todo).await, None, "the delivery was lost, so nothing synced it");
+    assert_eq!(issue_creates(&stack), 0);
+
+    let first = stack.reconcile().await.unwrap();
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!((first.basecamp.seen, first.basecamp.enqueued), (1, 1), "{first:?}");
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(summary(&issue), "[BC][WEB] Nobody heard of me");
+    assert_eq!(issue_creates(&stack), 1);
+
+    let second = stack.reconcile().await.unwrap();
+    stack.settle().await.unwrap();
+    assert!(second.is_ok(), "{second:?}");
+    assert_eq!((second.basecamp.enqueued, second.basecamp.up_to_date), (0, 1), "{second:?}");
+    assert_eq!(second.jira.enqueued, 0, "the issue we made is up to date too: {second:?}");
+    assert_eq!(issue_creates(&stack), 1, "the second pass creates nothing");
+    assert_eq!(basecamp_comments(&stack, todo).await.len(), 1, "one link comment");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_and_reordered_jira_deliveries_end_in_the_latest_state() {
     let stack = start("reorder", |_| {}).await;
     let sprint = stack.list("Sprint 1").await.unwrap();

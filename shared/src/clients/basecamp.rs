@@ -354,6 +354,19 @@ pub struct RecordingsQuery {
     pub status: Option<String>,
     /// Stop at the first recording updated before this cursor.
     pub since: Option<DateTime<Utc>>,
+    /// Read at most this many pages (Basecamp's pages grow: 15, 30, 50, then 100 recordings); `None` reads
+    /// on to `since` or the last page.
+    pub max_pages: Option<usize>,
+}
+
+/// What a recordings walk listed, and whether it got as far as it was asked to.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingsListing {
+    /// Newest change first; none older than the query's `since`.
+    pub recordings: Vec<Recording>,
+    /// The walk reached `since` or the last page. `false` when `max_pages` stopped it first: recordings
+    /// older than the last one listed (and not older than `since`) were not read.
+    pub complete: bool,
 }
 
 /// The full writable state of a to-do: what the PUT must carry so nothing is cleared.
@@ -529,30 +542,46 @@ impl BasecampClient {
 
     /// Every item of a paged collection, following `Link: rel="next"` on our own origin.
     /// `keep_going` sees each page and may stop the walk early.
+    /// Every page from `first` on, following `Link: rel="next"` while `keep_going(page)` says so; paging
+    /// that never ends is an error.
     async fn get_pages<T: DeserializeOwned>(
         &self,
         first: Url,
-        mut keep_going: impl FnMut(&[T]) -> bool,
+        keep_going: impl FnMut(&[T]) -> bool,
     ) -> Result<Vec<T>, ClientError> {
+        match self.walk_pages(first, http::MAX_PAGES, keep_going).await? {
+            (all, true) => Ok(all),
+            (_, false) => Err(ClientError::Decode("paging did not end".into())),
+        }
+    }
+
+    /// Like [`Self::get_pages`], reading at most `max_pages` pages (at least one): the items, and `true`
+    /// when the walk ended by itself (no next page, or `keep_going` said stop) rather than at the limit.
+    async fn walk_pages<T: DeserializeOwned>(
+        &self,
+        first: Url,
+        max_pages: usize,
+        mut keep_going: impl FnMut(&[T]) -> bool,
+    ) -> Result<(Vec<T>, bool), ClientError> {
         let mut all = Vec::new();
         let mut url = first;
-        for _ in 0..http::MAX_PAGES {
+        let mut pages = 0;
+        loop {
             let reply = self.call(Method::GET, url.clone(), None).await?;
             let page: Vec<T> = reply.json()?;
             let more = keep_going(&page);
             all.extend(page);
-            match http::link_next(&reply.headers) {
-                Some(next) if more => {
-                    let next = self.config.base_url.follow(&next)?;
-                    if next == url {
-                        return Err(ClientError::Decode("a Link header pointed at the same page".into()));
-                    }
-                    url = next;
-                }
-                _ => return Ok(all),
+            pages += 1;
+            let Some(next) = http::link_next(&reply.headers).filter(|_| more) else { return Ok((all, true)) };
+            if pages >= max_pages {
+                return Ok((all, false));
             }
+            let next = self.config.base_url.follow(&next)?;
+            if next == url {
+                return Err(ClientError::Decode("a Link header pointed at the same page".into()));
+            }
+            url = next;
         }
-        Err(ClientError::Decode("paging did not end".into()))
     }
 
     async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ClientError> {
@@ -648,8 +677,10 @@ impl BasecampClient {
     }
 
     /// `GET /projects/recordings.json?type=…&sort=updated_at&direction=desc`, walking pages until a
-    /// recording older than `query.since` (the reconciler's cursor); those older ones are dropped.
-    pub async fn recordings(&self, query: &RecordingsQuery) -> Result<Vec<Recording>, ClientError> {
+    /// recording older than `query.since` (the reconciler's cursor), the last page, or `query.max_pages`;
+    /// recordings older than `since` are dropped. Stopping at `max_pages` is not an error: the listing
+    /// says it is incomplete, and holds the newest recordings.
+    pub async fn recordings(&self, query: &RecordingsQuery) -> Result<RecordingsListing, ClientError> {
         let mut url = self.url("projects/recordings.json")?;
         {
             let mut q = url.query_pairs_mut();
@@ -665,9 +696,13 @@ impl BasecampClient {
         }
         let since = query.since;
         let older = |r: &Recording| since.is_some_and(|s| r.updated_at < s);
-        let mut all = self.get_pages(url, |page: &[Recording]| !page.iter().any(older)).await?;
-        all.retain(|r| !older(r));
-        Ok(all)
+        let keep_going = |page: &[Recording]| !page.iter().any(older);
+        let (mut recordings, complete) = match query.max_pages {
+            Some(max) => self.walk_pages(url, max.clamp(1, http::MAX_PAGES), keep_going).await?,
+            None => (self.get_pages(url, keep_going).await?, true),
+        };
+        recordings.retain(|r| !older(r));
+        Ok(RecordingsListing { recordings, complete })
     }
 
     /// `GET /buckets/{project}/webhooks.json`.

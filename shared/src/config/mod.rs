@@ -16,6 +16,7 @@ mod tests;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use url::Url;
 
@@ -51,7 +52,16 @@ pub struct ServerConfig {
     pub webhook_key: Option<SecretRef>,
     /// Lets upstream URLs be `http://127.0.0.1:*` / `http://localhost:*` (the demo's simulators).
     pub allow_insecure_loopback_upstreams: bool,
+    /// How often local mode runs a reconcile pass (the first one at start); `None` = never. AWS mode runs
+    /// the reconciler on the template's schedule instead.
+    pub reconcile_every: Option<Duration>,
 }
+
+/// `[server] reconcile_every`'s default: the template's `rate(5 minutes)`.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// The shortest `reconcile_every`: each pass spends a few of Basecamp's 50 requests per 10 s (shared by
+/// everything on the IP), and its 5-minute overlap makes faster passes find nothing new.
+pub const MIN_RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -60,6 +70,7 @@ impl Default for ServerConfig {
             public_url: None,
             webhook_key: None,
             allow_insecure_loopback_upstreams: false,
+            reconcile_every: Some(DEFAULT_RECONCILE_EVERY),
         }
     }
 }

@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::{Host, Url};
 
 use super::reader::{Ctx, Scope, Section, Spanned};
 use super::{
-    BaseUrl, BasecampConfig, BasecampRefresh, BitbucketAuth, BitbucketConfig, JiraConfig, ServerConfig, StoreConfig,
+    BaseUrl, BasecampConfig, BasecampRefresh, BitbucketAuth, BitbucketConfig, JiraConfig, MIN_RECONCILE_EVERY,
+    ServerConfig, StoreConfig,
 };
 use crate::domain::{AccountId, JiraAccountId, RepoRef, UnknownWord};
 
@@ -23,7 +25,10 @@ pub(super) const JIRA_CLOUD_API: &str = "https://api.atlassian.com/ex/jira";
 pub(super) fn server(ctx: &mut Ctx, root: &Section<'_>) -> ServerConfig {
     let mut server = ServerConfig::default();
     let Some(sec) = root.table(ctx, "server", Scope::section("server")) else { return server };
-    sec.check_keys(ctx, &["listen", "public_url", "webhook_key", "allow_insecure_loopback_upstreams"]);
+    sec.check_keys(
+        ctx,
+        &["listen", "public_url", "webhook_key", "allow_insecure_loopback_upstreams", "reconcile_every"],
+    );
     // Read first: it decides whether the URLs below may be plain http on loopback.
     if let Some(allow) = sec.bool(ctx, "allow_insecure_loopback_upstreams") {
         server.allow_insecure_loopback_upstreams = allow.value;
@@ -38,7 +43,52 @@ pub(super) fn server(ctx: &mut Ctx, root: &Section<'_>) -> ServerConfig {
         server.public_url = base_url(ctx, &sec, "public_url", &url);
     }
     server.webhook_key = sec.secret(ctx, "webhook_key").map(|s| s.value);
+    if let Some(every) = sec.str(ctx, "reconcile_every")
+        && let Some(every) = reconcile_every(ctx, &sec, &every)
+    {
+        server.reconcile_every = every;
+    }
     server
+}
+
+/// `"30s"`, `"5m"`, `"1h"` (a whole number and one unit), or `"off"` / `"0"` for never (`Some(None)`);
+/// `None` after recording the problem.
+fn reconcile_every(ctx: &mut Ctx, sec: &Section<'_>, text: &Spanned<String>) -> Option<Option<Duration>> {
+    let value = text.value.trim();
+    if value == "off" || value == "0" {
+        return Some(None);
+    }
+    let seconds = value.char_indices().last().and_then(|(i, unit)| {
+        let per = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 60 * 60,
+            _ => return None,
+        };
+        value[..i].parse::<u64>().ok()?.checked_mul(per)
+    });
+    let Some(seconds) = seconds else {
+        ctx.error(
+            &text.span,
+            sec.scope.say(format!(
+                "reconcile_every {value:?} is not a duration like \"30s\", \"5m\" or \"1h\" (\"off\" turns it off)"
+            )),
+        );
+        return None;
+    };
+    let every = Duration::from_secs(seconds);
+    if every < MIN_RECONCILE_EVERY {
+        ctx.error(
+            &text.span,
+            sec.scope.say(format!(
+                "reconcile_every {value:?} is shorter than {}s: each pass spends Basecamp requests from the \
+                 shared rate limit (\"off\" turns it off)",
+                MIN_RECONCILE_EVERY.as_secs()
+            )),
+        );
+        return None;
+    }
+    Some(Some(every))
 }
 
 fn loopback_addr(ctx: &mut Ctx, sec: &Section<'_>, listen: &Spanned<String>) -> Option<SocketAddr> {

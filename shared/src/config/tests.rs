@@ -99,6 +99,7 @@ fn defaults_apply_to_everything_left_out() {
     assert_eq!(config.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
     assert_eq!(config.server.public_url, None);
     assert!(!config.server.allow_insecure_loopback_upstreams);
+    assert_eq!(config.server.reconcile_every, Some(std::time::Duration::from_secs(300)));
     assert_eq!(config.store, StoreConfig::Sqlite { path: PathBuf::from("campbridge.db") });
     let basecamp = config.basecamp.unwrap();
     assert_eq!(basecamp.base_url.as_str(), "https://3.basecampapi.com");
@@ -253,6 +254,38 @@ fn a_non_loopback_listen_address_is_rejected_and_loopback_forms_are_accepted() {
         let text = MINIMAL.replace("[server]\n", &format!("[server]\nlisten = \"{listen}\"\n"));
         assert_eq!(parse_ok(&text).server.listen, expected.parse::<SocketAddr>().unwrap());
     }
+}
+
+#[test]
+fn the_reconcile_interval_takes_a_unit_and_off_turns_it_off() {
+    use std::time::Duration;
+    for (every, expected) in [
+        ("30s", Some(Duration::from_secs(30))),
+        ("5m", Some(Duration::from_secs(300))),
+        ("2h", Some(Duration::from_secs(7200))),
+        ("off", None),
+        ("0", None),
+    ] {
+        let text = MINIMAL.replace("[server]\n", &format!("[server]\nreconcile_every = \"{every}\"\n"));
+        assert_eq!(parse_ok(&text).server.reconcile_every, expected, "{every}");
+    }
+    for (every, problem) in [
+        ("5", "\"5\" is not a duration like \"30s\", \"5m\" or \"1h\" (\"off\" turns it off)"),
+        ("5 min", "\"5 min\" is not a duration like"),
+        ("-5m", "\"-5m\" is not a duration like"),
+        ("5s", "\"5s\" is shorter than 10s: each pass spends Basecamp requests from the shared rate limit"),
+    ] {
+        let text = MINIMAL.replace("[server]\n", &format!("[server]\n# how often\nreconcile_every = \"{every}\"\n"));
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{every}: {p:#?}");
+        let expected = format!("campbridge.toml:3: [server] reconcile_every {problem}");
+        assert!(p[0].starts_with(&expected), "{every}: {p:#?}");
+    }
+    let text = MINIMAL.replace("[server]\n", "[server]\nreconcile_every = 300\n");
+    assert_eq!(
+        problems(&text),
+        vec!["campbridge.toml:2: [server] reconcile_every must be a string, not the integer 300"]
+    );
 }
 
 #[test]

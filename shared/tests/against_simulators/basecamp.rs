@@ -248,8 +248,11 @@ async fn simulator_responses_deserialize_into_the_client_types() {
     assert!(c.people(None).await.unwrap().iter().any(|p| p.id == bc_sim::VICTOR));
     assert!(!c.people(Some(PROJECT)).await.unwrap().is_empty());
     assert_eq!(c.my_profile().await.unwrap().id, bc_sim::SYNC_BOT);
-    let query = RecordingsQuery { kind: "Todo".into(), buckets: vec![PROJECT], status: None, since: None };
-    let recordings = c.recordings(&query).await.unwrap();
+    let query =
+        RecordingsQuery { kind: "Todo".into(), buckets: vec![PROJECT], status: None, since: None, max_pages: None };
+    let listing = c.recordings(&query).await.unwrap();
+    assert!(listing.complete);
+    let recordings = listing.recordings;
     assert_eq!(recordings.len(), 2);
     assert_eq!(recordings[0].id, done, "newest change first");
 
@@ -263,6 +266,51 @@ async fn simulator_responses_deserialize_into_the_client_types() {
     let fetched = c.webhook(hook.id).await.unwrap().unwrap();
     assert_eq!(fetched.payload_url, "http://127.0.0.1:9/basecamp/hook");
     assert!(!fetched.recent_deliveries.is_empty());
+}
+
+#[tokio::test]
+async fn a_recordings_walk_stops_at_its_page_limit_and_says_it_did_not_reach_the_cursor() {
+    let opts = Options { page_size: 2, rate_limit: None, ..Options::default() };
+    let bc = Basecamp::start_with(opts, bc_sim::REFRESH_TOKEN).await;
+    let mut created = Vec::new();
+    for n in 1..=5 {
+        created.push(
+            bc.todo_in("Sprint 1", TodoWrite { content: Some(format!("To-do {n}")), ..TodoWrite::default() }).await,
+        );
+        // Distinct update times, so a cursor falls between two of them.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let newest_first: Vec<i64> = created.iter().rev().copied().collect();
+    let c = &bc.client;
+    let all =
+        RecordingsQuery { kind: "Todo".into(), buckets: vec![PROJECT], status: None, since: None, max_pages: None };
+    let everything = c.recordings(&all).await.unwrap();
+    assert!(everything.complete);
+    assert_eq!(everything.recordings.iter().map(|r| r.id).collect::<Vec<_>>(), newest_first);
+    let listed =
+        |l: &shared::clients::basecamp::RecordingsListing| l.recordings.iter().map(|r| r.id).collect::<Vec<_>>();
+    let pages_read = || bc.sim.calls().count("GET", "/projects/recordings.json");
+
+    // Five to-dos on pages of two: two pages hold the newest four, and the walk says it stopped short.
+    let before = pages_read();
+    let capped = c.recordings(&RecordingsQuery { max_pages: Some(2), ..all.clone() }).await.unwrap();
+    assert!(!capped.complete);
+    assert_eq!(listed(&capped), newest_first[..4]);
+    assert_eq!(pages_read() - before, 2, "no page past the limit is fetched");
+    // Three pages reach the last one: complete.
+    let whole = c.recordings(&RecordingsQuery { max_pages: Some(3), ..all.clone() }).await.unwrap();
+    assert!(whole.complete);
+    assert_eq!(listed(&whole), newest_first);
+
+    // A cursor at the third newest: the second page holds an older to-do, so two pages reach it...
+    let since = Some(everything.recordings[2].updated_at);
+    let reached = c.recordings(&RecordingsQuery { since, max_pages: Some(2), ..all.clone() }).await.unwrap();
+    assert!(reached.complete);
+    assert_eq!(listed(&reached), newest_first[..3], "nothing older than the cursor");
+    // ...and one page does not.
+    let short = c.recordings(&RecordingsQuery { since, max_pages: Some(1), ..all.clone() }).await.unwrap();
+    assert!(!short.complete);
+    assert_eq!(listed(&short), newest_first[..2]);
 }
 
 // The simulator's own tests compare most endpoints' keys with the fixtures; these are the reads

@@ -193,6 +193,30 @@ async fn a_todo_created_while_webhooks_were_lost_gets_one_issue_after_reconcile_
 }
 
 #[tokio::test]
+async fn more_basecamp_changes_than_the_page_limit_are_a_gap_and_the_newest_are_still_synced() {
+    let bc_opts = bc_sim::Options { rate_limit: None, page_size: 2, ..bc_sim::Options::default() };
+    let mut w = World::start_with(bc_opts, Duration::from_secs(60)).await;
+    w.reconciler.settings.basecamp_max_pages = 2;
+    w.reconciler.run().await;
+    let mut todos = Vec::new();
+    for n in 1..=5 {
+        todos.push(w.todo("Sprint 1", &format!("Lost change {n}")).await);
+    }
+    w.bc.reset_calls();
+
+    let report = w.reconciler.run().await;
+    assert!(report.basecamp.gap, "{report:?}");
+    assert!(report.problems().iter().any(|p| p.contains("page limit")), "{:?}", report.problems());
+    assert_eq!((report.basecamp.seen, report.basecamp.enqueued), (4, 4), "two pages of two");
+    assert_eq!(w.bc.calls().count("GET", "/projects/recordings.json"), 2, "the walk stopped at the limit");
+    w.drain().await;
+    assert!(w.pair(todos[0]).await.is_none(), "the oldest change was beyond the pages read");
+    for todo in &todos[1..] {
+        assert!(w.pair(*todo).await.is_some_and(|p| p.is_linked()), "to-do {todo}");
+    }
+}
+
+#[tokio::test]
 async fn a_jira_change_missed_by_the_webhook_reaches_the_todo_after_reconcile() {
     let w = World::start().await;
     w.reconciler.run().await;

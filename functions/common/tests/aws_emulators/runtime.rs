@@ -1,6 +1,11 @@
 //! Every function on cargo-lambda's runtime emulator: `cargo lambda invoke <function> --data-file
-//! events/<function>/<event>` for each envelope in events/, asserting the response and what the queue
-//! holds afterwards. A new function is new rows in [`CASES`] (and its envelopes in events/).
+//! events/<function>/<event>` for each envelope in events/, asserting the response, what the queue
+//! holds afterwards and, for the mapper, the issues Jira holds. A new function is new rows in [`CASES`]
+//! (and its envelopes in events/).
+//!
+//! The rows run in order in one world, so later rows see what earlier ones did: the mapper's batches
+//! share delivery ids (a delivery already applied is acknowledged again and changes nothing), and the
+//! reconciler's second run finds the cursors its first run stored in the table.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +26,8 @@ struct Case {
     response: &'static str,
     /// The jobs on the queue afterwards, as (kind, message group, delivery = deduplication id).
     queued: &'static [(&'static str, &'static str, &'static str)],
+    /// How many issues Jira holds afterwards (`None`: not looked at).
+    jira_issues: Option<usize>,
 }
 
 const CASES: &[Case] = &[
@@ -30,6 +37,7 @@ const CASES: &[Case] = &[
         times: 2,
         response: r#"{"statusCode": 202, "body": {"status": "accepted", "delivery": "basecamp:1052473966"}}"#,
         queued: &[("todo_changed", "bc-todo-1069480405", "basecamp:1052473966")],
+        jira_issues: None,
     },
     Case {
         function: "basecamp-webhook",
@@ -37,6 +45,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 404, "body": {"error": "not found"}}"#,
         queued: &[],
+        jira_issues: None,
     },
     Case {
         function: "basecamp-webhook",
@@ -44,6 +53,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
         queued: &[],
+        jira_issues: None,
     },
     Case {
         function: "jira-webhook",
@@ -51,6 +61,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 202, "body": {"status": "accepted", "delivery": "jira:1a2b3c4d-0000-4000-8000-00000000000a"}}"#,
         queued: &[("issue_changed", "jira-issue-10040", "jira:1a2b3c4d-0000-4000-8000-00000000000a")],
+        jira_issues: None,
     },
     Case {
         function: "jira-webhook",
@@ -58,6 +69,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 401, "body": {"error": "bad signature"}}"#,
         queued: &[],
+        jira_issues: None,
     },
     Case {
         function: "jira-webhook",
@@ -65,6 +77,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
         queued: &[],
+        jira_issues: None,
     },
     Case {
         function: "bitbucket-webhook",
@@ -76,6 +89,7 @@ const CASES: &[Case] = &[
             "bb-pr-amuniz-test-repos-735",
             "bitbucket:2f4e1c9a-1111-4a2b-9c3d-000000000001",
         )],
+        jira_issues: None,
     },
     Case {
         function: "bitbucket-webhook",
@@ -83,6 +97,7 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 401, "body": {"error": "bad signature"}}"#,
         queued: &[],
+        jira_issues: None,
     },
     Case {
         function: "bitbucket-webhook",
@@ -90,6 +105,55 @@ const CASES: &[Case] = &[
         times: 1,
         response: r#"{"statusCode": 202, "body": {"status": "ignored"}}"#,
         queued: &[],
+        jira_issues: None,
+    },
+    // The mapper, on the two to-dos the batches name. Every message fine: one issue per to-do, nothing
+    // reported; the same batch again (a retried invocation) is acknowledged and creates nothing.
+    Case {
+        function: "sync-mapper",
+        event: "todo-burst.json",
+        times: 2,
+        response: r#"{"batchItemFailures": []}"#,
+        queued: &[],
+        jira_issues: Some(2),
+    },
+    // The poison message (an unknown wire version) is the only one reported.
+    Case {
+        function: "sync-mapper",
+        event: "batch-with-poison.json",
+        times: 1,
+        response: r#"{"batchItemFailures": [{"itemIdentifier": "5fea7756-0ea4-451a-a703-a558b933e272"}]}"#,
+        queued: &[],
+        jira_issues: Some(2),
+    },
+    // A job for a route the deployment no longer has fails, and so does the later job of its to-do (FIFO
+    // order within the group); the other to-do's group goes ahead.
+    Case {
+        function: "sync-mapper",
+        event: "failing-group.json",
+        times: 1,
+        response: r#"{"batchItemFailures": [{"itemIdentifier": "5fea7756-0ea4-451a-a703-a558b933e271"}, {"itemIdentifier": "5fea7756-0ea4-451a-a703-a558b933e272"}]}"#,
+        queued: &[],
+        jira_issues: Some(2),
+    },
+    // The reconciler's first run stores its cursors and turns our deactivated webhook back on.
+    Case {
+        function: "reconciler",
+        event: "scheduled.json",
+        times: 1,
+        response: r#"{"basecamp": {"initialized": true}, "jira": {"initialized": true}, "webhooks": {"ours": 1, "reenabled": 1, "missing": 0}, "pending_retried": 0, "failures": []}"#,
+        queued: &[],
+        jira_issues: None,
+    },
+    // The next run polls from those cursors: it lists the two to-dos and their issues, which the mapper
+    // has already synced, so it enqueues nothing.
+    Case {
+        function: "reconciler",
+        event: "scheduled.json",
+        times: 1,
+        response: r#"{"basecamp": {"initialized": false, "gap": false, "seen": 2, "up_to_date": 2, "enqueued": 0}, "jira": {"initialized": false, "seen": 2, "up_to_date": 2, "enqueued": 0}, "webhooks": {"ours": 1, "reenabled": 0}, "failures": []}"#,
+        queued: &[],
+        jira_issues: Some(2),
     },
 ];
 
@@ -113,6 +177,9 @@ fn parsed_body(mut response: Value) -> Value {
 async fn every_function_answers_its_events_and_enqueues_exactly_what_it_accepted() {
     let functions: BTreeSet<&str> = CASES.iter().map(|c| c.function).collect();
     let Some(mut world) = World::start(&functions.into_iter().collect::<Vec<_>>()).await else { return };
+    let todos = world.create_todos(&["Checkout button is hidden on mobile", "Receipts show the wrong VAT"]).await;
+    assert_eq!(todos, [1_069_490_004, 1_069_490_005], "the sync-mapper's events name the first two to-dos");
+    world.register_deactivated_webhook().await;
     for case in CASES {
         let what = format!("{} with events/{}/{}", case.function, case.function, case.event);
         let expected: Value = serde_json::from_str(case.response).unwrap();
@@ -133,5 +200,8 @@ async fn every_function_answers_its_events_and_enqueues_exactly_what_it_accepted
         let expected: Vec<(String, String, String)> =
             case.queued.iter().map(|(k, g, d)| ((*k).to_owned(), (*g).to_owned(), (*d).to_owned())).collect();
         assert_eq!(queued, expected, "{what}: the queue afterwards");
+        if let Some(expected) = case.jira_issues {
+            assert_eq!(world.jira_issues().await, expected, "{what}: the issues in Jira afterwards");
+        }
     }
 }

@@ -351,6 +351,41 @@ impl World {
         taken
     }
 
+    /// Creates to-dos titled `titles` in the seeded list "Sprint 1" (route `web` takes it), as Victor; their
+    /// ids in order.
+    pub async fn create_todos(&self, titles: &[&str]) -> Vec<i64> {
+        let list = self.basecamp.list_id("Sprint 1").await.unwrap();
+        let mut ids = Vec::new();
+        for title in titles {
+            let write = bc_sim::TodoWrite { content: Some((*title).into()), ..bc_sim::TodoWrite::default() };
+            ids.push(self.basecamp.create_todo(list, write, bc_sim::VICTOR).await.unwrap());
+        }
+        ids
+    }
+
+    /// Registers route `web`'s Basecamp webhook and deactivates it, as Basecamp does after repeated failed
+    /// deliveries. Its URL has the route's token but no listener (loopback port 9): re-enabled, it would
+    /// lose its deliveries instead of enqueueing jobs the rows do not expect.
+    pub async fn register_deactivated_webhook(&self) {
+        let secrets: Arc<dyn shared::ports::SecretStore> = self.secrets();
+        let route = shared::domain::RouteId::parse("web").unwrap();
+        let token = shared::setup::receivers(&self.config, secrets.as_ref()).await.unwrap().route_token(&route);
+        let client = shared::setup::basecamp_client(&self.config, secrets).await.unwrap();
+        let url = format!("http://127.0.0.1:9/basecamp/{token}");
+        let types = shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
+        let hook = client.create_webhook(shared::domain::ProjectId(bc_sim::PROJECT_ID), &url, types).await.unwrap();
+        client.update_webhook(hook.id, &url, types, false).await.unwrap();
+    }
+
+    /// How many issues Jira holds (keys are numbered from 1 in the one project).
+    pub async fn jira_issues(&self) -> usize {
+        let mut n = 0;
+        while self.jira.issue(&format!("WEB-{}", n + 1)).await.is_some() {
+            n += 1;
+        }
+        n
+    }
+
     /// Writes to the simulators so far (every call but GETs): (Basecamp, Jira).
     pub fn upstream_writes(&self) -> (u64, u64) {
         let writes = |calls: campbridge_simulators::common::calls::Calls| {

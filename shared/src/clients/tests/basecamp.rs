@@ -311,9 +311,11 @@ async fn recordings_are_polled_newest_first_until_the_cursor() {
         buckets: vec![PROJECT],
         status: None,
         since: chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").ok().map(|t| t.to_utc()),
+        max_pages: None,
     };
     let got = c.recordings(&query).await.unwrap();
-    assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), [1_069_480_015]);
+    assert!(got.complete, "it reached the cursor");
+    assert_eq!(got.recordings.iter().map(|r| r.id).collect::<Vec<_>>(), [1_069_480_015]);
     let reqs = server.requests_to("GET", "/195539477/projects/recordings.json");
     assert_eq!(reqs.len(), 2, "page 3 is past the cursor and never fetched");
     assert_eq!(

@@ -22,10 +22,12 @@
 //! - Jira reads at most [`ReconcileSettings::jira_max_pages`] pages, oldest change first; a longer backlog
 //!   moves the cursor to the last change read and the next run goes on from there.
 //! - Basecamp lists newest first, so a run cannot stop part-way and resume: it never looks further back
-//!   than [`ReconcileSettings::max_lookback`], and enqueues at most [`ReconcileSettings::max_todo_jobs`] jobs,
-//!   oldest change first, moving its cursor only as far as it got. A cursor older than the lookback (the
-//!   reconciler was down for longer than that) is reported as a gap and logged as an error: changes in the
-//!   gap that webhooks also missed need `campbridge backfill`.
+//!   than [`ReconcileSettings::max_lookback`], reads at most [`ReconcileSettings::basecamp_max_pages`] pages,
+//!   and enqueues at most [`ReconcileSettings::max_todo_jobs`] jobs, oldest change first, moving its cursor
+//!   only as far as it got. A cursor older than the lookback (the reconciler was down for longer than that)
+//!   or a listing the page limit stopped short of its start (more changes than the pages hold) is reported
+//!   as a gap and logged as an error: changes in the gap that webhooks also missed need
+//!   `campbridge backfill`.
 //! - At most [`ReconcileSettings::pending_limit`] PENDING pairs are looked at.
 //!
 //! The first run (no cursor yet) only records "now": pairing what existed before is `backfill`'s job.
@@ -72,6 +74,9 @@ pub struct ReconcileSettings {
     /// The furthest back a Basecamp poll reaches; an older cursor is reported as a gap. (Jira is read oldest
     /// change first and pages on from wherever its cursor is.)
     pub max_lookback: Duration,
+    /// Basecamp recordings pages per run (newest first; pages hold 15, 30, 50, then 100). A poll that
+    /// does not reach back to its start within them is reported as a gap.
+    pub basecamp_max_pages: usize,
     /// Jira search pages per run, and issues per page.
     pub jira_max_pages: usize,
     pub jira_page_size: u32,
@@ -86,12 +91,24 @@ impl Default for ReconcileSettings {
         Self {
             overlap: Duration::from_secs(5 * 60),
             max_lookback: Duration::from_secs(24 * 60 * 60),
+            // 795 recordings: more than `max_todo_jobs`, in 10 of Basecamp's 50 requests per 10 s.
+            basecamp_max_pages: 10,
             jira_max_pages: 10,
             jira_page_size: 100,
             max_todo_jobs: 500,
             pending_limit: 100,
         }
     }
+}
+
+/// What a Basecamp poll listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TodoUpdates {
+    /// Newest change first.
+    pub updates: Vec<TodoUpdate>,
+    /// `false` when the page limit stopped the listing before it reached `since`: changes older than the
+    /// oldest one listed were not read.
+    pub complete: bool,
 }
 
 /// A to-do as the recordings listing shows it: enough to decide whether it needs a job.
@@ -133,12 +150,14 @@ pub struct IssuePage {
 /// The Basecamp reads and the one write the reconciler makes (the real client implements it).
 #[async_trait::async_trait]
 pub trait BasecampPolling: Send + Sync {
-    /// Active to-dos of `projects` updated at or after `since`, newest change first, all of them.
+    /// Active to-dos of `projects` updated at or after `since`, newest change first, from at most
+    /// `max_pages` pages of the listing (the listing says whether it reached `since`).
     async fn todos_updated_since(
         &self,
         projects: &[ProjectId],
         since: DateTime<Utc>,
-    ) -> Result<Vec<TodoUpdate>, ApiError>;
+        max_pages: usize,
+    ) -> Result<TodoUpdates, ApiError>;
 
     /// The project's webhooks, active or not.
     async fn webhooks(&self, project: ProjectId) -> Result<Vec<ProjectWebhook>, ApiError>;
@@ -178,8 +197,11 @@ pub struct PollReport {
     pub not_paired: usize,
     /// More changes than one run takes; the cursor moved only as far as this run got.
     pub truncated: bool,
-    /// Basecamp: the cursor was older than the lookback, so changes before `since` were not polled.
+    /// Basecamp: changes since the cursor were left unpolled: the cursor was older than the lookback
+    /// (changes before `since`), or the page limit stopped the listing (changes before `reached_back_to`).
     pub gap: bool,
+    /// Basecamp: the oldest change listed, when the page limit stopped the listing before `since`.
+    pub reached_back_to: Option<DateTime<Utc>>,
     /// Where the cursor stands after the run (unchanged when the poll failed).
     pub cursor: Option<DateTime<Utc>>,
 }
@@ -220,10 +242,14 @@ impl ReconcileReport {
         for (source, poll) in [("Basecamp", &self.basecamp), ("Jira", &self.jira)] {
             if poll.gap {
                 let since = poll.since.map(|s| s.to_rfc3339()).unwrap_or_default();
-                out.push(format!(
-                    "{source}: the cursor was older than the lookback; changes before {since} were not polled \
-                     (run `campbridge backfill` for what the webhooks missed then)"
-                ));
+                let what = match poll.reached_back_to {
+                    Some(reached) => format!(
+                        "more changes than the poll's page limit; changes before {} were not polled",
+                        reached.to_rfc3339()
+                    ),
+                    None => format!("the cursor was older than the lookback; changes before {since} were not polled"),
+                };
+                out.push(format!("{source}: {what} (run `campbridge backfill` for what the webhooks missed then)"));
             }
         }
         out
@@ -389,8 +415,16 @@ impl Reconciler {
             self.advance(BASECAMP_CURSOR, now, poll).await?;
             return Ok(());
         }
-        let mut updates = self.basecamp.todos_updated_since(&projects, since).await?;
+        let listed =
+            self.basecamp.todos_updated_since(&projects, since, self.settings.basecamp_max_pages.max(1)).await?;
+        let mut updates = listed.updates;
         poll.seen = updates.len();
+        if !listed.complete {
+            // Newest first: the changes between `since` and the oldest one listed were not read, and no
+            // later run reads them either (it starts from where this one gets to).
+            poll.gap = true;
+            poll.reached_back_to = Some(updates.iter().map(|u| u.updated_at).min().unwrap_or(now));
+        }
         // Oldest change first, so a capped run has covered everything up to where it stopped.
         updates.sort_by_key(|u| (u.updated_at, u.todo));
         let mut reached = now;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{BasecampPolling, IssuePage, IssueUpdate, ProjectWebhook, TodoUpdate, TrackerPolling};
+use super::{BasecampPolling, IssuePage, IssueUpdate, ProjectWebhook, TodoUpdate, TodoUpdates, TrackerPolling};
 use crate::clients::basecamp::{BasecampClient, RecordingsQuery, SYNC_WEBHOOK_TYPES};
 use crate::clients::jira::{JiraClient, jql_string};
 use crate::domain::{JiraProjectKey, ProjectId, TodoId};
@@ -31,18 +31,26 @@ impl BasecampPolling for BasecampClient {
         &self,
         projects: &[ProjectId],
         since: DateTime<Utc>,
-    ) -> Result<Vec<TodoUpdate>, ApiError> {
-        let query =
-            RecordingsQuery { kind: "Todo".to_owned(), buckets: projects.to_vec(), status: None, since: Some(since) };
-        let recordings = self.recordings(&query).await?;
-        Ok(recordings
+        max_pages: usize,
+    ) -> Result<TodoUpdates, ApiError> {
+        let query = RecordingsQuery {
+            kind: "Todo".to_owned(),
+            buckets: projects.to_vec(),
+            status: None,
+            since: Some(since),
+            max_pages: Some(max_pages),
+        };
+        let listing = self.recordings(&query).await?;
+        let updates = listing
+            .recordings
             .into_iter()
             .filter_map(|r| {
                 // The listing names each recording's project; one without (never seen) cannot be routed.
                 let project = ProjectId(r.bucket.as_ref()?.id);
                 Some(TodoUpdate { project, todo: TodoId(r.id), updated_at: r.updated_at })
             })
-            .collect())
+            .collect();
+        Ok(TodoUpdates { updates, complete: listing.complete })
     }
 
     async fn webhooks(&self, project: ProjectId) -> Result<Vec<ProjectWebhook>, ApiError> {

@@ -18,6 +18,8 @@ use crate::testkit::{PROJECT, at, route};
 #[derive(Default)]
 struct FakeBasecamp {
     todos: Mutex<Vec<TodoUpdate>>,
+    /// To-dos per listing page (0: one page holds them all).
+    page_size: usize,
 }
 
 #[async_trait]
@@ -26,7 +28,8 @@ impl BasecampPolling for FakeBasecamp {
         &self,
         projects: &[ProjectId],
         since: DateTime<Utc>,
-    ) -> Result<Vec<TodoUpdate>, ApiError> {
+        max_pages: usize,
+    ) -> Result<TodoUpdates, ApiError> {
         let mut found: Vec<TodoUpdate> = self
             .todos
             .lock()
@@ -36,7 +39,10 @@ impl BasecampPolling for FakeBasecamp {
             .cloned()
             .collect();
         found.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
-        Ok(found)
+        let fits = if self.page_size == 0 { found.len() } else { self.page_size * max_pages };
+        let complete = found.len() <= fits;
+        found.truncate(fits);
+        Ok(TodoUpdates { updates: found, complete })
     }
     async fn webhooks(&self, _: ProjectId) -> Result<Vec<ProjectWebhook>, ApiError> {
         Ok(Vec::new())
@@ -96,9 +102,13 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
+        Self::with_basecamp(FakeBasecamp::default())
+    }
+
+    fn with_basecamp(basecamp: FakeBasecamp) -> Self {
         let clock = Arc::new(ManualClock::new(at(0)));
         Self {
-            basecamp: Arc::new(FakeBasecamp::default()),
+            basecamp: Arc::new(basecamp),
             pairs: Arc::new(MemoryPairStore::new()),
             cursors: Arc::new(MemoryCursorStore::new()),
             queue: Arc::new(MemoryJobQueue::new(clock.clone())),
@@ -203,6 +213,38 @@ async fn a_basecamp_cursor_older_than_the_lookback_is_a_gap_and_the_poll_starts_
     assert_eq!(report.basecamp.cursor, Some(at(3 * 24 * 3600)));
     assert!(!report.jira.gap, "Jira pages on from its cursor however old it is");
     assert_eq!(report.jira.since, Some(at(-300)), "the cursor minus the overlap");
+}
+
+#[tokio::test]
+async fn a_basecamp_listing_stopped_by_the_page_limit_is_a_gap_and_its_newest_changes_are_taken() {
+    let rig = Rig::with_basecamp(FakeBasecamp { page_size: 2, ..FakeBasecamp::default() });
+    assert!(rig.cursors.advance(BASECAMP_CURSOR, at(0)).await.unwrap());
+    assert!(rig.cursors.advance(JIRA_CURSOR, at(0)).await.unwrap());
+    rig.basecamp.todos.lock().unwrap().extend((1..=5).map(|n| todo_update(n, at(n * 10))));
+    rig.clock.set(at(60));
+    let settings = ReconcileSettings { basecamp_max_pages: 2, ..Rig::no_overlap() };
+    let reconciler = rig.reconciler(settings, rig.jira(Vec::new()));
+
+    let report = reconciler.run().await;
+    assert!(report.basecamp.gap && !report.is_ok(), "{report:?}");
+    assert!(report.failures.is_empty(), "a gap is a problem for a person, not a failed step");
+    assert_eq!(report.basecamp.since, Some(at(0)), "the poll started at the cursor");
+    assert_eq!(report.basecamp.reached_back_to, Some(at(20)), "two pages of two, newest first");
+    let problem = &report.problems()[0];
+    assert!(problem.contains("page limit") && problem.contains("campbridge backfill"), "{problem}");
+    assert!(problem.contains(&at(20).to_rfc3339()), "{problem}");
+    assert_eq!((report.basecamp.seen, report.basecamp.enqueued), (4, 4));
+    assert_eq!(report.basecamp.cursor, Some(at(60)), "a newest-first walk cannot resume: the cursor moves on");
+    let micros = |s: i64| at(s).timestamp_micros();
+    let expected: Vec<String> = (2..=5).map(|n| format!("reconcile:web:{n}:{}", micros(n * 10))).collect();
+    assert_eq!(rig.queued_deliveries().await, expected, "oldest change first, to-do 1 not read");
+
+    // Within the limit again: no gap.
+    rig.basecamp.todos.lock().unwrap().push(todo_update(6, at(90)));
+    rig.clock.set(at(120));
+    let next = reconciler.run().await;
+    assert!(next.is_ok() && !next.basecamp.gap, "{next:?}");
+    assert_eq!((next.basecamp.seen, next.basecamp.reached_back_to), (1, None));
 }
 
 #[tokio::test]
