@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::domain::Job;
 use crate::ports::{DeliveryClaim, JobQueue, Received};
@@ -137,7 +137,13 @@ async fn sync_group(engine: &Engine, jobs: &[(usize, Job)], report: &mut BatchRe
             release_all(engine, &claimed).await;
             match e.retry_after() {
                 Some(d) => {
-                    warn!(error = %e, retry_in = ?d, "sync postponed");
+                    // Waiting for another worker's write lease is routine (the echo of a write in flight);
+                    // everything else postponed is worth a warning.
+                    if matches!(e, SyncError::Held { .. }) {
+                        info!(error = %e, retry_in = ?d, "sync postponed");
+                    } else {
+                        warn!(error = %e, retry_in = ?d, "sync postponed");
+                    }
                     MessageFate::RetryAfter(d)
                 }
                 None => {
