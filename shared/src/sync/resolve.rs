@@ -86,6 +86,13 @@ impl Engine {
                 .get(&conflict.pair)
                 .await?
                 .ok_or_else(|| ResolveError::Gone(format!("pair {} no longer exists", conflict.pair)))?;
+            // A worker is writing this pair's changes (docs/decisions/0007): settle after it saved.
+            if pair.is_linked() && !pair.lease_expired(self.clock.now()) {
+                return Err(ResolveError::Sync(SyncError::Busy(format!(
+                    "pair {} is being written by a worker; try again in a few seconds",
+                    conflict.pair
+                ))));
+            }
             let item_ref = pair
                 .item
                 .clone()
@@ -158,7 +165,7 @@ impl Engine {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use crate::domain::{ConflictPolicy, DevItemRef, PairKey, RouteId, TodoId};
-    use crate::ports::{ConflictLog, PairStore, Resolution};
+    use crate::ports::{Clock, ConflictLog, PairStore, Resolution};
     use crate::testkit::world::World;
     use crate::testkit::{route, todo, users};
 
@@ -214,5 +221,20 @@ mod tests {
         world.engine.sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
         let item = world.item_of(TodoId(1)).await.unwrap();
         assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] Later");
+    }
+
+    #[tokio::test]
+    async fn a_pair_under_a_worker_s_write_lease_is_not_settled_and_nothing_is_written() {
+        let (world, item, id) = open_title_conflict().await;
+        let mut pair = world.pairs.get(&key()).await.unwrap().unwrap();
+        let now = world.clock.now();
+        pair.lease = Some(crate::domain::Lease { owner: "other#1".into(), until: now + chrono::Duration::seconds(20) });
+        world.pairs.replace(&pair).await.unwrap();
+        let writes = world.tracker.calls.get("update_item");
+        let held = world.engine.resolve_conflict(&id, Side::Basecamp).await;
+        assert!(matches!(held, Err(ResolveError::Sync(_))), "{held:?}");
+        assert_eq!(world.tracker.calls.get("update_item"), writes);
+        assert_eq!(world.tracker.item(&item).unwrap().summary, "[BC][WEB] Dev title");
+        assert_eq!(world.conflicts.list(true, 10).await.unwrap().len(), 1, "still open");
     }
 }
