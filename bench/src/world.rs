@@ -89,94 +89,17 @@ impl Sims {
         Ok(())
     }
 
-    /// The config text for `store`.
+    /// The config text for `store`: the demo's deployment (`campbridge::demo::simulator_config`, default
+    /// rules) on the given store.
     pub fn config_text(&self, store: Store<'_>) -> String {
-        let bc_host = self.basecamp.base_url().trim_end_matches(&format!("/{}", self.basecamp.account_id())).to_owned();
-        let (ws, repo) = self.bitbucket.repository();
         let store = match store {
             Store::Sqlite(path) => format!("kind = \"sqlite\"\npath = {:?}", path.display().to_string()),
             Store::DynamoDb { table, queue_url } => {
                 format!("kind = \"dynamodb\"\ntable = {table:?}\nqueue_url = {queue_url:?}")
             }
         };
-        format!(
-            r#"# Written by campbridge-bench: a deployment against the built-in simulators on 127.0.0.1.
-[server]
-listen = "127.0.0.1:0"
-webhook_key = {{ secret = "webhook-key" }}
-allow_insecure_loopback_upstreams = true
-
-[store]
-{store}
-
-[basecamp]
-account_id = {account}
-base_url = {bc_host:?}
-launchpad_url = {launchpad:?}
-user_agent = {ua:?}
-access_token = {{ secret = "basecamp-access-token" }}
-client_id = {client_id:?}
-client_secret = {{ secret = "basecamp-client-secret" }}
-refresh_token = {{ secret = "basecamp-refresh-token" }}
-
-[jira]
-site = {jira_url:?}
-email = {jira_email:?}
-api_token = {{ secret = "jira-api-token" }}
-webhook_secret = {{ secret = "jira-webhook-secret" }}
-
-[bitbucket]
-workspace = {ws:?}
-base_url = "{bb_url}/2.0"
-email = {bb_email:?}
-api_token = {{ secret = "bitbucket-api-token" }}
-webhook_secret = {{ secret = "bitbucket-webhook-secret" }}
-repos = ["{ws}/{repo}"]
-
-[[users]]
-name = "Annie Bryan"
-basecamp = {annie}
-jira = {jira_annie:?}
-
-[[users]]
-name = "Jared Davis"
-basecamp = {jared}
-jira = {jira_jared:?}
-
-[[users]]
-name = "Victor Cooper"
-basecamp = {victor}
-jira = {jira_emma:?}
-
-[[routes]]
-id = "web"
-basecamp_project = {project}
-jira_project = "WEB"
-code = "WEB"
-todolists = ["Sprint *", "Bugs"]
-triage = {{ jira = {jira_mia:?} }}
-
-[[routes.lists]]
-list = "Bugs"
-labels = ["bug"]
-"#,
-            account = self.basecamp.account_id(),
-            launchpad = self.basecamp.launchpad_url(),
-            ua = USER_AGENT,
-            client_id = bc_sim::CLIENT_ID,
-            jira_url = self.jira.base_url(),
-            jira_email = jira_sim::BOT_EMAIL,
-            bb_url = self.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0"),
-            bb_email = self.bitbucket.credentials().0,
-            annie = bc_sim::ANNIE,
-            jira_annie = jira_sim::ANNIE,
-            jared = bc_sim::JARED,
-            jira_jared = jira_sim::JARED,
-            victor = bc_sim::VICTOR,
-            jira_emma = jira_sim::EMMA,
-            jira_mia = jira_sim::MIA,
-            project = bc_sim::PROJECT_ID,
-        )
+        let opts = campbridge::demo::StackOptions::new(std::env::temp_dir());
+        campbridge::demo::simulator_config(&opts, &store, &self.basecamp, &self.jira, &self.bitbucket)
     }
 
     /// Every secret the config names, with the values the simulators accept.
@@ -198,9 +121,6 @@ labels = ["bug"]
         MemorySecrets::with(pairs.iter().map(|(k, v)| (*k, v.as_str())))
     }
 }
-
-/// The User-Agent the bench deployment sends (Basecamp requires one with a contact).
-pub const USER_AGENT: &str = "campbridge bench (bench@campbridge.invalid)";
 
 /// Parses a config the bench wrote.
 pub fn parse(text: &str) -> anyhow::Result<Config> {

@@ -92,8 +92,12 @@ pub struct Stack {
 }
 
 /// The config the demo writes, pointing at the simulators.
-fn config_text(
+/// The `campbridge.toml` of a deployment against these simulators: route `web` (the simulators' project and
+/// Jira project WEB) with `opts`' rules, `store` as the `[store]` section's body. The demo, the tests and the
+/// bench all configure themselves through this one text.
+pub fn simulator_config(
     opts: &StackOptions,
+    store: &str,
     bc: &bc_sim::Simulator,
     jira: &jira_sim::Simulator,
     bb: &bb_sim::Simulator,
@@ -102,7 +106,7 @@ fn config_text(
     let (ws, repo) = bb.repository();
     let marker = opts.marker.map(|m| format!("marker = {m:?}\n")).unwrap_or_default();
     format!(
-        r#"# Written by `campbridge demo`: local mode against the built-in simulators.
+        r#"# campbridge against the built-in simulators on 127.0.0.1.
 [server]
 listen = "127.0.0.1:0"
 webhook_key = {{ secret = "webhook-key" }}
@@ -110,8 +114,7 @@ allow_insecure_loopback_upstreams = true
 reconcile_every = {reconcile_every:?}
 
 [store]
-kind = "sqlite"
-path = {db:?}
+{store}
 
 [basecamp]
 account_id = {account}
@@ -171,7 +174,6 @@ list = "Bugs"
 labels = ["bug"]
 "#,
         reconcile_every = opts.reconcile_every,
-        db = opts.dir.join("campbridge.db").display().to_string(),
         account = bc.account_id(),
         launchpad = bc.launchpad_url(),
         client_id = bc_sim::CLIENT_ID,
@@ -235,7 +237,8 @@ impl Stack {
                 .await?;
         let bitbucket = bb_sim::Simulator::start(bb_sim::Options::default()).await?;
 
-        let text = config_text(&opts, &basecamp, &jira, &bitbucket);
+        let store = format!("kind = \"sqlite\"\npath = {:?}", opts.dir.join("campbridge.db").display().to_string());
+        let text = simulator_config(&opts, &store, &basecamp, &jira, &bitbucket);
         let config_path = opts.dir.join("campbridge.toml");
         std::fs::write(&config_path, &text).with_context(|| format!("writing {}", config_path.display()))?;
         let config = Config::parse(&text, "campbridge.toml").map_err(|e| anyhow::anyhow!("demo config: {e}"))?;

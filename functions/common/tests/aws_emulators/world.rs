@@ -433,70 +433,10 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The functions' `campbridge.toml` (CAMPBRIDGE_CONFIG): route `web` = the simulators' project and Jira
-/// project WEB, the same route the events in events/ are made for. Secrets are named, not included.
+/// The functions' `campbridge.toml` (CAMPBRIDGE_CONFIG): the demo's deployment — route `web` = the
+/// simulators' project and Jira project WEB, the route the events in events/ are made for. Secrets are
+/// named, not included; the functions take their table and queue from the environment, not `[store]`.
 fn config_text(bc: &bc_sim::Simulator, jira: &jira_sim::Simulator, bb: &bb_sim::Simulator) -> String {
-    let bc_host = bc.base_url().trim_end_matches(&format!("/{}", bc.account_id())).to_owned();
-    let (ws, repo) = bb.repository();
-    format!(
-        r#"[server]
-webhook_key = {{ secret = "webhook-key" }}
-allow_insecure_loopback_upstreams = true
-
-[basecamp]
-account_id = {account}
-base_url = {bc_host:?}
-launchpad_url = {launchpad:?}
-user_agent = "campbridge tests (tests@campbridge.invalid)"
-access_token = {{ secret = "basecamp-access-token" }}
-client_id = {client_id:?}
-client_secret = {{ secret = "basecamp-client-secret" }}
-refresh_token = {{ secret = "basecamp-refresh-token" }}
-
-[jira]
-site = {jira_url:?}
-email = {jira_email:?}
-api_token = {{ secret = "jira-api-token" }}
-webhook_secret = {{ secret = "jira-webhook-secret" }}
-
-[bitbucket]
-workspace = {ws:?}
-base_url = "{bb_url}/2.0"
-email = {bb_email:?}
-api_token = {{ secret = "bitbucket-api-token" }}
-webhook_secret = {{ secret = "bitbucket-webhook-secret" }}
-repos = ["{ws}/{repo}"]
-
-[[users]]
-name = "Annie Bryan"
-basecamp = {annie}
-jira = {jira_annie:?}
-
-[[users]]
-name = "Jared Davis"
-basecamp = {jared}
-jira = {jira_jared:?}
-
-[[routes]]
-id = "web"
-basecamp_project = {project}
-jira_project = "WEB"
-code = "WEB"
-todolists = ["Sprint *", "Bugs"]
-triage = {{ jira = {jira_mia:?} }}
-"#,
-        account = bc.account_id(),
-        launchpad = bc.launchpad_url(),
-        client_id = bc_sim::CLIENT_ID,
-        jira_url = jira.base_url(),
-        jira_email = jira_sim::BOT_EMAIL,
-        bb_url = bb.base_url().trim_end_matches('/').trim_end_matches("/2.0"),
-        bb_email = bb.credentials().0,
-        annie = bc_sim::ANNIE,
-        jira_annie = jira_sim::ANNIE,
-        jared = bc_sim::JARED,
-        jira_jared = jira_sim::JARED,
-        jira_mia = jira_sim::MIA,
-        project = bc_sim::PROJECT_ID,
-    )
+    let opts = campbridge::demo::StackOptions::new(std::env::temp_dir());
+    campbridge::demo::simulator_config(&opts, "kind = \"sqlite\"", bc, jira, bb)
 }
