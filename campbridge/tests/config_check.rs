@@ -38,3 +38,15 @@ fn a_bad_config_prints_line_numbered_errors_and_fails() {
     );
     assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
 }
+
+#[test]
+fn an_input_that_crashed_the_toml_parser_is_a_line_numbered_error() {
+    // toml_edit 0.23 panicked on this ("all items have spans"): `config check` exited 101 with a
+    // backtrace. It is also in the config fuzz target's seed corpus (fuzz/corpus/config/).
+    let path = temp_file("toml-crash", "={[]\n.");
+    let out = campbridge().args(["config", "check"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("campbridge.toml:1: invalid TOML"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
