@@ -532,6 +532,8 @@ pub async fn run_all(
         ("QUEUE_URL".into(), queue_url),
         ("TABLE_NAME".into(), name),
         ("SECRET_PREFIX".into(), SECRET_PREFIX.into()),
+        // The simulators live on 127.0.0.1: the functions' test opt-in for the config's loopback allowance.
+        (shared::config::LOOPBACK_OPT_IN_VAR.into(), "1".into()),
     ];
     let mut out = BTreeMap::new();
     for f in functions {

@@ -13,6 +13,13 @@ pub fn check(path: &Path) -> ExitCode {
             for route in &config.routes {
                 println!("  route {:<12} Basecamp project {} → {:?}", route.id, route.project, route.target);
             }
+            if config.server.allow_insecure_loopback_upstreams {
+                println!(
+                    "  note: [server] allow_insecure_loopback_upstreams = true is a test setting: serve, the operator \
+                     commands and the functions refuse this config unless started with {}=1",
+                    shared::config::LOOPBACK_OPT_IN_VAR
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -500,6 +500,7 @@ impl Stack {
 fn basecamp_client(stack: &Stack) -> anyhow::Result<shared::clients::basecamp::BasecampClient> {
     use shared::clients::basecamp::{BasecampClient, BasecampConfig};
     use shared::clients::http::{BaseUrl, HttpSettings};
+    use shared::outbound::{OutboundGuard, OutboundPolicy};
     let secrets: Arc<dyn SecretStore> = Arc::new(MemorySecrets::with([("access", bc_sim::ACCESS_TOKEN)]));
     Ok(BasecampClient::new(
         BasecampConfig {
@@ -509,7 +510,9 @@ fn basecamp_client(stack: &Stack) -> anyhow::Result<shared::clients::basecamp::B
             client_secret: SecretString::from(String::new()),
             access_token_secret: "access".to_owned(),
             refresh_token_secret: String::new(),
-            http: HttpSettings::new("campbridge demo (demo@campbridge.invalid)"),
+            // The demo's own client for the simulators on 127.0.0.1: the test allowance, by design.
+            http: HttpSettings::new("campbridge demo (demo@campbridge.invalid)")
+                .with_guard(OutboundGuard::new(OutboundPolicy::insecure_loopback_for_tests())),
             default_retry_after: Duration::from_secs(10),
         },
         secrets,

@@ -29,6 +29,10 @@ struct Cli {
     /// `<stack name>/`).
     #[arg(long, env = "CAMPBRIDGE_SECRET_PREFIX", default_value = ops::backend::DEFAULT_SECRET_PREFIX, global = true)]
     secret_prefix: String,
+    /// TESTS ONLY: accept a config with `[server] allow_insecure_loopback_upstreams = true` (upstreams on
+    /// 127.0.0.1, such as the simulators). Without this flag such a config is refused.
+    #[arg(long, env = LOOPBACK_OPT_IN, global = true)]
+    insecure_loopback_upstreams_for_tests: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,12 +44,17 @@ enum SecretsFrom {
     Aws,
 }
 
-/// How the operator commands find their secrets.
+/// How the commands find their secrets, and whether the process opted into the loopback test allowance.
 #[derive(Debug, Clone)]
 struct SecretArgs {
     from: SecretsFrom,
     prefix: String,
+    loopback_for_tests: bool,
 }
+
+/// The environment variable (and `--insecure-loopback-upstreams-for-tests`) a process sets to accept a
+/// config with the loopback test allowance; the functions read the same one.
+const LOOPBACK_OPT_IN: &str = shared::config::LOOPBACK_OPT_IN_VAR;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -289,12 +298,16 @@ fn init_logs(format: LogFormat, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let sa = SecretArgs { from: cli.secrets, prefix: cli.secret_prefix.clone() };
+    let sa = SecretArgs {
+        from: cli.secrets,
+        prefix: cli.secret_prefix.clone(),
+        loopback_for_tests: cli.insecure_loopback_upstreams_for_tests,
+    };
     match cli.command {
         Command::Config { command: ConfigCommand::Check { path } } => config_cmd::check(&path),
         Command::Serve { config, port, workers } => {
             init_logs(cli.log_format, "info");
-            run_async(serve(config, port, workers))
+            run_async(serve(config, port, workers, sa.loopback_for_tests))
         }
         Command::Demo { exit, dir } => {
             init_logs(cli.log_format, "warn");
@@ -339,12 +352,12 @@ fn main() -> ExitCode {
             run_ops(async move {
                 match command {
                     ConflictsCommand::List { config, all, json } => {
-                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let backend = Backend::open(&load_config(&config, &sa)?).await?;
                         let list = ops::conflicts::list(backend.stores.conflicts.as_ref(), all).await?;
                         emit(json, &list, ops::conflicts::render_list(&list))?;
                     }
                     ConflictsCommand::Show { id, config, json } => {
-                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let backend = Backend::open(&load_config(&config, &sa)?).await?;
                         let c = ops::conflicts::show(backend.stores.conflicts.as_ref(), &id).await?;
                         emit(json, &c, ops::conflicts::render_one(&c))?;
                     }
@@ -362,7 +375,7 @@ fn main() -> ExitCode {
         Command::Replay { delivery, config, run } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
-                let config = load_config(&config)?;
+                let config = load_config(&config, &sa)?;
                 let backend = Backend::open(&config).await?;
                 let ids = ops::replay::replay(backend.queue.as_ref(), &delivery).await?;
                 println!("Requeued {} message(s) for {delivery}.", ids.len());
@@ -374,7 +387,7 @@ fn main() -> ExitCode {
             run_ops(async move {
                 match command {
                     DeadLettersCommand::List { config, json } => {
-                        let backend = Backend::open(&load_config(&config)?).await?;
+                        let backend = Backend::open(&load_config(&config, &sa)?).await?;
                         let list = ops::replay::list(backend.queue.as_ref()).await?;
                         emit(json, &list, ops::replay::render_list(&list))?;
                         Ok(true)
@@ -383,7 +396,7 @@ fn main() -> ExitCode {
                         if ids.is_empty() && !all {
                             anyhow::bail!("name the message ids to redrive, or pass --all");
                         }
-                        let config = load_config(&config)?;
+                        let config = load_config(&config, &sa)?;
                         let backend = Backend::open(&config).await?;
                         let done = ops::replay::redrive(backend.queue.as_ref(), &ids).await?;
                         println!("Requeued {} dead letter(s).", done.len());
@@ -420,9 +433,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads and validates the config.
-fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))
+/// Loads and validates the config; one asking for the loopback test allowance only with the opt-in.
+fn load_config(path: &std::path::Path, sa: &SecretArgs) -> anyhow::Result<Config> {
+    let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.check_loopback_opt_in(sa.loopback_for_tests).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
 }
 
 /// Where secrets come from for `config`, as the global flags say.
@@ -436,7 +451,7 @@ fn secret_source(config: &Config, sa: &SecretArgs) -> SecretSource {
 
 /// Loads the config and opens the secret store for an operator command.
 async fn ops_setup(path: &std::path::Path, sa: &SecretArgs) -> anyhow::Result<(Config, Arc<dyn SecretStore>)> {
-    let config = load_config(path)?;
+    let config = load_config(path, sa)?;
     let secrets = secret_source(&config, sa).open(&config).await;
     Ok((config, secrets))
 }
@@ -507,8 +522,9 @@ async fn ctrl_c() {
     }
 }
 
-async fn serve(path: PathBuf, port: Option<u16>, workers: usize) -> anyhow::Result<()> {
+async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_tests: bool) -> anyhow::Result<()> {
     let config = Config::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.check_loopback_opt_in(loopback_for_tests).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets: Arc<dyn SecretStore> = Arc::new(EnvSecrets::from_env());
     let store = wiring::open_store(&config, clock.clone())?;

@@ -208,68 +208,161 @@ async fn a_bitbucket_repository_with_issues_is_scope_unavailable_and_points_to_j
 #[tokio::test]
 async fn base_urls_resolving_to_loopback_private_or_link_local_addresses_are_blocked() {
     use shared::doctor::check_base_url;
-    // IP literals: no DNS, and a blocked URL is never contacted.
+    use shared::outbound::{OutboundGuard, OutboundPolicy};
+    let production = OutboundGuard::new(OutboundPolicy::public_only());
+    let tests = OutboundGuard::new(OutboundPolicy::insecure_loopback_for_tests());
+    // IP literals need no DNS (and `localhost` none beyond the hosts file); a blocked URL is never contacted.
     for url in ["https://127.0.0.1:9/", "https://localhost:9/", "https://10.20.30.40/", "https://169.254.169.254/"] {
-        let err = check_base_url(&url::Url::parse(url).unwrap(), false).await.unwrap_err();
+        let err = check_base_url(&production, &url::Url::parse(url).unwrap()).await.unwrap_err();
         assert!(err.contains("resolves to"), "{url}: {err}");
     }
-    for url in ["https://10.20.30.40/", "https://169.254.169.254/", "https://[fe80::1]/"] {
+    for url in ["https://10.20.30.40/", "https://169.254.169.254/", "https://[fe80::1]/", "https://[fec0::1]/"] {
         assert!(
-            check_base_url(&url::Url::parse(url).unwrap(), true).await.is_err(),
+            check_base_url(&tests, &url::Url::parse(url).unwrap()).await.is_err(),
             "{url} even with loopback allowed"
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_blocks_loopback_upstreams_unless_the_config_allows_them() {
-    let stack = start("doctor-loopback", |_| {}).await;
-    // The same simulators, but with the loopback allowance off (and https, so the config parses).
-    let config = config_with(&stack, |t| {
-        t.replace("allow_insecure_loopback_upstreams = true", "allow_insecure_loopback_upstreams = false")
-            .replace("http://127.0.0.1", "https://127.0.0.1")
+/// A loopback listener counting the connections it accepts (and closing them).
+async fn counting_listener() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
     });
-    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
+    (addr, accepts)
+}
+
+/// The stack's config with its three upstreams renamed to `https://<name>:<port>` hosts.
+fn config_naming(stack: &Stack, basecamp: &str, jira: &str, bitbucket: &str) -> Config {
+    let bc_host = stack.basecamp.base_url().trim_end_matches(&format!("/{}", stack.basecamp.account_id())).to_owned();
+    let bb_root = stack.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
+    config_with(stack, |t| {
+        t.replace(&format!("base_url = {bc_host:?}"), &format!("base_url = \"https://{basecamp}\""))
+            .replace(&format!("site = {:?}", stack.jira.base_url()), &format!("site = \"https://{jira}\""))
+            .replace(&format!("base_url = \"{bb_root}/2.0\""), &format!("base_url = \"https://{bitbucket}/2.0\""))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_refuses_names_resolving_to_private_addresses_before_any_connection() {
+    use shared::outbound::{ConnectTripwire, OutboundGuard, OutboundPolicy, StaticResolver};
+    let stack = start("doctor-private", |_| {}).await;
+    let (listener, accepts) = counting_listener().await;
+    let port = listener.port();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let resolver = StaticResolver::new()
+        .answer("basecamp.ssrf.test", &[ip("169.254.169.254")])
+        .answer("jira.ssrf.test", &[ip("::ffff:10.1.2.3")])
+        .answer("bitbucket.ssrf.test", &[ip("64:ff9b::6440:9")]);
+    // Production's policy. Every connection a client of this guard starts is counted (and failed) by the
+    // tripwire; an answer the guard wrongly let through would go to the counting listener, nowhere else.
+    let resolver = Arc::new(resolver);
+    let tripwire = ConnectTripwire::new();
+    let guard = OutboundGuard::with_resolver(OutboundPolicy::public_only(), resolver.clone())
+        .divert_checked_answers_to(listener)
+        .with_tripwire(tripwire.clone());
+    let config = config_naming(
+        &stack,
+        &format!("basecamp.ssrf.test:{port}"),
+        &format!("jira.ssrf.test:{port}"),
+        &format!("bitbucket.ssrf.test:{port}"),
+    );
+    let before = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    // Receiver URLs known: the webhook checks would run too, if anything were contacted.
+    let report = ops::doctor::run_with(&config, stack.secrets(), &PublicUrls::base(&stack.server_url), &guard).await;
+    let text = ops::doctor::render(&report);
+    for (provider, class) in
+        [("basecamp", "link-local"), ("jira", "10.1.2.3, a private"), ("bitbucket", "private (carrier-grade NAT)")]
+    {
+        let bad = failed(&report, provider);
+        assert!(!bad.is_empty(), "{provider}: {text}");
+        assert!(bad.iter().all(|c| c.code == Some(SetupCode::BaseUrlBlocked)), "{text}");
+        assert!(bad[0].detail.contains(class), "{provider}: {text}");
+        assert!(report.checks.iter().filter(|c| c.provider == provider).all(|c| c.name == "base URL"), "{text}");
+    }
+    assert!(text.contains("registrations: not checked: a base URL failed the safety checks"), "{text}");
+    assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was connected to");
+    assert_eq!(tripwire.attempts(), 0, "no request was even started");
+    assert_eq!(resolver.lookups(), 3, "one lookup per named base URL, by its check");
+    let after = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
+    assert_eq!(before, after, "a blocked provider is never contacted");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_address_each_connection_resolves_to_so_a_rebinding_name_is_refused() {
+    use shared::outbound::{OutboundGuard, OutboundPolicy, StaticResolver};
+    let stack = start("doctor-rebind", |_| {}).await;
+    let (listener, accepts) = counting_listener().await;
+    let port = listener.port();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // The address check sees loopback (allowed in tests); the next lookup, for the request, a private address.
+    let resolver = Arc::new(
+        StaticResolver::new()
+            .answer("jira.rebind.test", &[ip("127.0.0.1")])
+            .answer("jira.rebind.test", &[ip("10.0.0.7")]),
+    );
+    let guard = OutboundGuard::with_resolver(OutboundPolicy::insecure_loopback_for_tests(), resolver.clone())
+        .divert_checked_answers_to(listener);
+    let bc_host = stack.basecamp.base_url().trim_end_matches(&format!("/{}", stack.basecamp.account_id())).to_owned();
+    let bb_root = stack.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
+    let config = config_naming(
+        &stack,
+        bc_host.trim_start_matches("http://"),
+        &format!("jira.rebind.test:{port}"),
+        bb_root.trim_start_matches("http://"),
+    );
+    // Only Jira is renamed: put the other two back on plain http (the simulators speak no TLS).
+    let mut config = config;
+    config.basecamp.as_mut().unwrap().base_url = stack.config.basecamp.as_ref().unwrap().base_url.clone();
+    config.bitbucket.as_mut().unwrap().base_url = stack.config.bitbucket.as_ref().unwrap().base_url.clone();
+    let jira_before = stack.jira.calls().total();
+    let report = ops::doctor::run_with(&config, stack.secrets(), &PublicUrls::default(), &guard).await;
+    let text = ops::doctor::render(&report);
+    let bad = failed(&report, "jira");
+    assert_eq!(bad.len(), 1, "{text}");
+    assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
+    assert!(bad[0].detail.contains("10.0.0.7, a private address"), "{text}");
+    assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 0, "the rebound answer was not connected to");
+    assert_eq!(resolver.lookups(), 2, "one lookup per check, none unchecked");
+    assert_eq!(stack.jira.calls().total(), jira_before);
+    assert!(failed(&report, "basecamp").is_empty() && failed(&report, "bitbucket").is_empty(), "{text}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_upstreams_need_the_test_allowance_in_the_config_and_pass_no_production_guard() {
+    let stack = start("doctor-loopback", |_| {}).await;
+    // Without the allowance the config itself is refused, with the line of each loopback URL.
+    let text = stack
+        .config_text
+        .replace("allow_insecure_loopback_upstreams = true", "allow_insecure_loopback_upstreams = false")
+        .replace("http://127.0.0.1", "https://127.0.0.1");
+    let errors = Config::parse(&text, "campbridge.toml").unwrap_err().to_string();
+    for key in ["[basecamp] base_url", "[basecamp] launchpad_url", "[jira] site", "[bitbucket] base_url"] {
+        assert!(errors.contains(&format!("{key} \"https://127.0.0.1")), "{key}: {errors}");
+    }
+    assert!(errors.contains("a loopback address"), "{errors}");
+    // With it, the operator commands refuse the config unless the process opted in.
+    let refused = stack.config.check_loopback_opt_in(false).unwrap_err();
+    assert!(refused.contains(shared::config::LOOPBACK_OPT_IN_VAR), "{refused}");
+    assert!(stack.config.check_loopback_opt_in(true).is_ok());
+    // And the production guard blocks the simulators whatever the config says.
+    let production = shared::outbound::OutboundGuard::new(shared::outbound::OutboundPolicy::public_only());
+    let report = ops::doctor::run_with(&stack.config, stack.secrets(), &PublicUrls::default(), &production).await;
     let text = ops::doctor::render(&report);
     for provider in ["basecamp", "jira", "bitbucket"] {
         let bad = failed(&report, provider);
         assert!(!bad.is_empty(), "{provider}: {text}");
         assert!(bad.iter().all(|c| c.code == Some(SetupCode::BaseUrlBlocked)), "{text}");
     }
-    // A private address is blocked whatever the allowance.
-    let config = config_with(&stack, |t| {
-        t.replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.9.8.7\"")
-    });
-    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
-    let bad = failed(&report, "jira");
-    assert_eq!(bad.len(), 1, "{}", ops::doctor::render(&report));
-    assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked));
-    assert!(bad[0].detail.contains("private"));
-    stack.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_blocks_private_and_link_local_upstreams_without_contacting_them() {
-    let stack = start("doctor-private", |_| {}).await;
-    let bc_host = stack.basecamp.base_url().trim_end_matches(&format!("/{}", stack.basecamp.account_id())).to_owned();
-    let bb_root = stack.bitbucket.base_url().trim_end_matches('/').trim_end_matches("/2.0").to_owned();
-    let config = config_with(&stack, |t| {
-        t.replace(&format!("base_url = {bc_host:?}"), "base_url = \"https://169.254.169.254\"")
-            .replace(&format!("site = {:?}", stack.jira.base_url()), "site = \"https://10.1.2.3\"")
-            .replace(&format!("base_url = \"{bb_root}/2.0\""), "base_url = \"https://100.64.0.9/2.0\"")
-    });
-    let before = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
-    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
-    let text = ops::doctor::render(&report);
-    for (provider, class) in [("basecamp", "link-local"), ("jira", "private"), ("bitbucket", "private")] {
-        let bad = failed(&report, provider);
-        assert_eq!(bad.len(), 1, "{provider}: {text}");
-        assert_eq!(bad[0].code, Some(SetupCode::BaseUrlBlocked), "{text}");
-        assert!(bad[0].detail.contains(class), "{provider}: {text}");
-        assert!(report.checks.iter().filter(|c| c.provider == provider).all(|c| c.name == "base URL"), "{text}");
-    }
-    let after = (stack.basecamp.calls().total(), stack.jira.calls().total(), stack.bitbucket.calls().total());
-    assert_eq!(before, after, "a blocked provider is never contacted");
     stack.stop().await.unwrap();
 }
 
@@ -287,7 +380,8 @@ async fn redirector(location: &'static str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_url_that_redirects_elsewhere_is_blocked() {
     let to_http = redirector("http://downgraded.invalid/rest/").await;
-    let err = shared::doctor::check_base_url(&url::Url::parse(&to_http).unwrap(), true).await.unwrap_err();
+    let tests = shared::outbound::OutboundGuard::new(shared::outbound::OutboundPolicy::insecure_loopback_for_tests());
+    let err = shared::doctor::check_base_url(&tests, &url::Url::parse(&to_http).unwrap()).await.unwrap_err();
     assert!(err.contains("redirects (302) to another origin"), "{err}");
     // https → http, checked on the answer itself (no TLS server on loopback in tests).
     let base = url::Url::parse("https://jira.example/").unwrap();

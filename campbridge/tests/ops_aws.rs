@@ -499,6 +499,8 @@ async fn the_campbridge_command_reads_status_conflicts_and_dead_letters_from_the
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_campbridge"))
             .args(args)
             .args(["--config", path.to_str().unwrap(), "--secret-prefix", &prefix])
+            // moto and the simulators live on 127.0.0.1: the test opt-in for the config's loopback allowance.
+            .env(shared::config::LOOPBACK_OPT_IN_VAR, "1")
             .output()
             .unwrap();
         (

@@ -18,6 +18,7 @@ pub mod config;
 pub mod doctor;
 pub mod domain;
 pub mod ingest;
+pub mod outbound;
 pub mod ports;
 pub mod richtext;
 pub mod setup;

@@ -16,6 +16,7 @@ use crate::clients::http::{BaseUrl, Credentials, HttpSettings};
 use crate::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
 use crate::config::{BitbucketAuth, Config};
 use crate::ingest::Receivers;
+use crate::outbound::OutboundGuard;
 use crate::ports::{AuditLog, Clock, ConflictLog, DeliveryLog, PairStore, SecretError, SecretStore};
 use crate::sync::{Engine, SyncSettings};
 
@@ -59,8 +60,18 @@ fn user_agent(config: &Config) -> String {
 }
 
 /// The Basecamp client for the account's API root. With `[basecamp.refresh]` it renews an expired access
-/// token and writes the new tokens back through `secrets`.
+/// token and writes the new tokens back through `secrets`. Its connections pass the outbound guard the
+/// config asks for ([`OutboundGuard::for_config`]), as every client's here do.
 pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<BasecampClient, SetupError> {
+    basecamp_client_with(config, secrets, &OutboundGuard::for_config(config)).await
+}
+
+/// [`basecamp_client`] behind a given guard (`doctor` checks and connects through one guard).
+pub async fn basecamp_client_with(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    guard: &OutboundGuard,
+) -> Result<BasecampClient, SetupError> {
     let bc = config.basecamp.as_ref().ok_or(SetupError::NotConfigured("[basecamp] is missing"))?;
     let (client_id, client_secret, refresh_name) = match &bc.refresh {
         Some(r) => (
@@ -80,7 +91,7 @@ pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> 
             client_secret,
             access_token_secret: bc.access_token.name().to_owned(),
             refresh_token_secret: refresh_name,
-            http: HttpSettings::new(bc.user_agent.clone()),
+            http: HttpSettings::new(bc.user_agent.clone()).with_guard(guard.clone()),
             default_retry_after: Duration::from_secs(10),
         },
         secrets,
@@ -89,11 +100,20 @@ pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> 
 
 /// The Jira client (API token over basic auth).
 pub async fn jira_client(config: &Config, secrets: &dyn SecretStore) -> Result<JiraClient, SetupError> {
+    jira_client_with(config, secrets, &OutboundGuard::for_config(config)).await
+}
+
+/// [`jira_client`] behind a given guard.
+pub async fn jira_client_with(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    guard: &OutboundGuard,
+) -> Result<JiraClient, SetupError> {
     let jira = config.jira.as_ref().ok_or(SetupError::NotConfigured("[jira] is missing"))?;
     let mut jc = ClientJiraConfig::new(
         BaseUrl::parse(jira.base_url.as_str())?,
         Credentials::Basic { user: jira.email.clone(), secret: secret(secrets, jira.api_token.name()).await? },
-        HttpSettings::new(user_agent(config)),
+        HttpSettings::new(user_agent(config)).with_guard(guard.clone()),
     );
     jc.browse_url = match &jira.site {
         Some(site) => Some(BaseUrl::parse(site.as_str())?),
@@ -108,6 +128,16 @@ pub async fn bitbucket_client(
     secrets: &dyn SecretStore,
     backoff: Backoff,
 ) -> Result<BitbucketClient, SetupError> {
+    bitbucket_client_with(config, secrets, backoff, &OutboundGuard::for_config(config)).await
+}
+
+/// [`bitbucket_client`] behind a given guard.
+pub async fn bitbucket_client_with(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    backoff: Backoff,
+    guard: &OutboundGuard,
+) -> Result<BitbucketClient, SetupError> {
     let bb = config.bitbucket.as_ref().ok_or(SetupError::NotConfigured("[bitbucket] is missing"))?;
     let auth = match &bb.auth {
         BitbucketAuth::ApiToken { email, token } => {
@@ -118,7 +148,7 @@ pub async fn bitbucket_client(
     Ok(BitbucketClient::new(ClientBitbucketConfig {
         base_url: BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?,
         auth,
-        http: HttpSettings::new(user_agent(config)),
+        http: HttpSettings::new(user_agent(config)).with_guard(guard.clone()),
         backoff,
     })?)
 }

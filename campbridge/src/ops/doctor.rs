@@ -1,6 +1,6 @@
 //! `campbridge doctor`: the preflight checklist, one line per check with a fix. Failures carry the setup
-//! codes of [`shared::doctor::SetupCode`]. A provider whose base URL fails the safety checks is not
-//! contacted at all.
+//! codes of [`shared::doctor::SetupCode`]. Every base URL is checked by the outbound guard before any
+//! request is made, and a provider whose base URL fails the safety checks is not contacted at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::clients::ClientError;
 use shared::config::{Config, StoreConfig};
-use shared::doctor::{SetupCode, check_base_url};
+use shared::doctor::{SetupCode, probe_redirect};
 use shared::domain::StatusStrategy;
+use shared::outbound::OutboundGuard;
 use shared::ports::{SecretStore, TrackerTarget};
 
 use super::webhooks::{self, Action};
-use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client, mark, secret};
+use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client_with, mark, secret};
 
 /// One line of the checklist.
 #[derive(Debug, Clone, Serialize)]
@@ -111,31 +112,87 @@ fn auth_fix(provider: &str) -> &'static str {
     }
 }
 
-/// Runs every check for the configured providers. A known receiver URL (`urls`, or `[server]
-/// public_url`) enables the webhook registration checks.
+/// Runs every check for the configured providers, behind the outbound guard `config` asks for. A known
+/// receiver URL (`urls`, or `[server] public_url`) enables the webhook registration checks.
 pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, urls: &PublicUrls) -> Report {
+    run_with(config, secrets, urls, &OutboundGuard::for_config(config)).await
+}
+
+/// [`run`] behind `guard`: every connection it makes, checks and clients alike, goes through it.
+///
+/// Order: first every base URL's address check (no request yet), then one redirect probe per URL that
+/// passed; only when every URL passed are webhooks checked, and a provider whose URL is blocked is not
+/// contacted at all.
+pub async fn run_with(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    urls: &PublicUrls,
+    guard: &OutboundGuard,
+) -> Report {
     let mut report = Report { checks: Vec::new() };
-    let allow = config.server.allow_insecure_loopback_upstreams;
+    let mut providers: Vec<(&'static str, Vec<&url::Url>)> = Vec::new();
+    if let Some(bc) = &config.basecamp {
+        providers.push(("basecamp", vec![bc.base_url.url(), bc.launchpad_url.url()]));
+    }
+    if let Some(jira) = &config.jira {
+        let mut list = vec![jira.base_url.url()];
+        if let Some(site) = &jira.site
+            && site.url() != jira.base_url.url()
+        {
+            list.push(site.url());
+        }
+        providers.push(("jira", list));
+    }
+    if let Some(bb) = &config.bitbucket {
+        providers.push(("bitbucket", vec![bb.base_url.url()]));
+    }
+    let mut addressed = Vec::new();
+    for (provider, list) in &providers {
+        if addresses_safe(&mut report, provider, list, guard).await {
+            addressed.push(*provider);
+        }
+    }
+    let mut safe = Vec::new();
+    for (provider, list) in &providers {
+        if addressed.contains(provider) && redirects_safe(&mut report, provider, list, guard).await {
+            safe.push(*provider);
+        }
+    }
+    let all_safe = safe.len() == providers.len();
     let unknown = urls.unknown(config);
-    let hooks = if unknown { None } else { webhooks::run(config, secrets.clone(), urls, Action::Check).await.ok() };
-    if config.basecamp.is_some() {
-        basecamp(config, secrets.clone(), allow, hooks.as_ref(), &mut report).await;
+    let hooks = if unknown || !all_safe {
+        None
+    } else {
+        webhooks::run_with(config, secrets.clone(), urls, Action::Check, guard).await.ok()
+    };
+    if safe.contains(&"basecamp") {
+        basecamp(config, secrets.clone(), guard, hooks.as_ref(), &mut report).await;
     }
-    if config.jira.is_some() {
-        jira(config, secrets.as_ref(), allow, &mut report).await;
+    if safe.contains(&"jira") {
+        jira(config, secrets.as_ref(), guard, &mut report).await;
     }
-    if config.bitbucket.is_some() {
-        bitbucket(config, secrets.as_ref(), allow, hooks.as_ref(), &mut report).await;
+    if safe.contains(&"bitbucket") {
+        bitbucket(config, secrets.as_ref(), guard, hooks.as_ref(), &mut report).await;
     }
     if unknown {
         report.skip("webhooks", "registrations", format!("{NO_PUBLIC_URL}, to check the registrations"));
+    } else if !all_safe {
+        report.skip("webhooks", "registrations", "not checked: a base URL failed the safety checks");
     }
     store(config, &mut report).await;
     report
 }
 
-/// Checks each URL; false (and a failed line) when one is blocked.
-async fn urls_safe(report: &mut Report, provider: &'static str, urls: &[&url::Url], allow: bool) -> bool {
+const BLOCKED_FIX: &str = "use the provider's public https API URL; campbridge does not call private, loopback, \
+                           link-local or reserved addresses, plain http, or URLs that redirect elsewhere";
+
+/// The guard's checks of each URL, without sending anything; false (and a failed line) when one is blocked.
+async fn addresses_safe(
+    report: &mut Report,
+    provider: &'static str,
+    urls: &[&url::Url],
+    guard: &OutboundGuard,
+) -> bool {
     let mut safe = true;
     let mut seen: Vec<&url::Url> = Vec::new();
     for url in urls {
@@ -143,7 +200,29 @@ async fn urls_safe(report: &mut Report, provider: &'static str, urls: &[&url::Ur
             continue;
         }
         seen.push(url);
-        match check_base_url(url, allow).await {
+        if let Err(why) = guard.check(url).await {
+            safe = false;
+            report.fail(provider, "base URL", Some(SetupCode::BaseUrlBlocked), why.to_string(), BLOCKED_FIX);
+        }
+    }
+    safe
+}
+
+/// One redirect probe per URL whose addresses passed; a passed line per URL, or a failed one.
+async fn redirects_safe(
+    report: &mut Report,
+    provider: &'static str,
+    urls: &[&url::Url],
+    guard: &OutboundGuard,
+) -> bool {
+    let mut safe = true;
+    let mut seen: Vec<&url::Url> = Vec::new();
+    for url in urls {
+        if seen.contains(url) {
+            continue;
+        }
+        seen.push(url);
+        match probe_redirect(guard, url).await {
             Ok(()) => report.pass(
                 provider,
                 "base URL",
@@ -151,14 +230,7 @@ async fn urls_safe(report: &mut Report, provider: &'static str, urls: &[&url::Ur
             ),
             Err(why) => {
                 safe = false;
-                report.fail(
-                    provider,
-                    "base URL",
-                    Some(SetupCode::BaseUrlBlocked),
-                    why,
-                    "use the provider's public https API URL; campbridge does not call private, loopback, \
-                     link-local or reserved addresses, plain http, or URLs that redirect elsewhere",
-                );
+                report.fail(provider, "base URL", Some(SetupCode::BaseUrlBlocked), why, BLOCKED_FIX);
             }
         }
     }
@@ -179,25 +251,17 @@ fn hook_lines(report: &mut Report, hooks: Option<&webhooks::HooksReport>, provid
 async fn basecamp(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
-    allow: bool,
+    guard: &OutboundGuard,
     hooks: Option<&webhooks::HooksReport>,
     report: &mut Report,
 ) {
     const P: &str = "basecamp";
     let Some(bc) = &config.basecamp else { return };
-    if !urls_safe(report, P, &[bc.base_url.url(), bc.launchpad_url.url()], allow).await {
-        return;
-    }
     let token = match secret(secrets.as_ref(), bc.access_token.name()).await {
         Ok(t) => t,
         Err(e) => return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P)),
     };
-    let http = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .user_agent(bc.user_agent.clone())
-        .build()
-    {
+    let http = match guard.client_builder().timeout(Duration::from_secs(15)).user_agent(bc.user_agent.clone()).build() {
         Ok(c) => c,
         Err(e) => return report.fail(P, "credentials", None, e.to_string(), "retry"),
     };
@@ -210,7 +274,7 @@ async fn basecamp(
     if reply.as_ref().is_ok_and(|r| r.status().as_u16() == 401) {
         // An access token lasts two weeks; with the refresh keys the client renews it by itself, as the
         // runtime would, and writes the new one back. Only a refresh that fails needs a person.
-        match renew(config, secrets.clone(), &token).await {
+        match renew(config, secrets.clone(), guard, &token).await {
             Ok(Some(fresh)) => {
                 renewed = Some(format!(
                     "renewed: the stored access token had expired, so it was refreshed and the new one written back \
@@ -286,7 +350,7 @@ async fn basecamp(
             );
         }
     }
-    let client = match super::basecamp_client(config, secrets).await {
+    let client = match super::basecamp_client_with(config, secrets, guard).await {
         Ok(c) => c,
         Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [basecamp] section"),
     };
@@ -345,13 +409,14 @@ async fn store(config: &Config, report: &mut Report) {
 async fn renew(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
+    guard: &OutboundGuard,
     expired: &SecretString,
 ) -> Result<Option<SecretString>, String> {
     let Some(bc) = &config.basecamp else { return Ok(None) };
     if bc.refresh.is_none() {
         return Ok(None);
     }
-    let client = super::basecamp_client(config, secrets.clone()).await.map_err(|e| e.to_string())?;
+    let client = super::basecamp_client_with(config, secrets.clone(), guard).await.map_err(|e| e.to_string())?;
     client.my_profile().await.map_err(|e| e.to_string())?;
     let fresh = secret(secrets.as_ref(), bc.access_token.name()).await.map_err(|e| e.to_string())?;
     if fresh.expose_secret() == expired.expose_secret() {
@@ -361,19 +426,10 @@ async fn renew(
     Ok(Some(fresh))
 }
 
-async fn jira(config: &Config, secrets: &dyn SecretStore, allow: bool, report: &mut Report) {
+async fn jira(config: &Config, secrets: &dyn SecretStore, guard: &OutboundGuard, report: &mut Report) {
     const P: &str = "jira";
     let Some(jira) = &config.jira else { return };
-    let mut urls = vec![jira.base_url.url()];
-    if let Some(site) = &jira.site
-        && site.url() != jira.base_url.url()
-    {
-        urls.push(site.url());
-    }
-    if !urls_safe(report, P, &urls, allow).await {
-        return;
-    }
-    let client = match super::jira_client(config, secrets).await {
+    let client = match super::jira_client_with(config, secrets, guard).await {
         Ok(c) => c,
         Err(e @ OpsError::SecretMissing(_)) => {
             return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));
@@ -387,8 +443,7 @@ async fn jira(config: &Config, secrets: &dyn SecretStore, allow: bool, report: &
         Err(e) => return report.client_error(P, "credentials", &e, "grant the account access to Jira"),
     }
     let Ok(token) = secret(secrets, jira.api_token.name()).await else { return };
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(15)).build();
+    let http = guard.client_builder().timeout(Duration::from_secs(15)).build();
     for route in &config.routes {
         let TrackerTarget::Jira { project, .. } = &route.target;
         let name = format!("project {project} (route {})", route.id);
@@ -478,16 +533,13 @@ async fn transitions(
 async fn bitbucket(
     config: &Config,
     secrets: &dyn SecretStore,
-    allow: bool,
+    guard: &OutboundGuard,
     hooks: Option<&webhooks::HooksReport>,
     report: &mut Report,
 ) {
     const P: &str = "bitbucket";
     let Some(bb) = &config.bitbucket else { return };
-    if !urls_safe(report, P, &[bb.base_url.url()], allow).await {
-        return;
-    }
-    let client = match bitbucket_client(config, secrets).await {
+    let client = match bitbucket_client_with(config, secrets, guard).await {
         Ok(c) => c,
         Err(e @ OpsError::SecretMissing(_)) => {
             return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));

@@ -21,6 +21,7 @@ use shared::clients::bitbucket::{Backoff, BitbucketClient};
 use shared::clients::jira::JiraClient;
 use shared::config::Config;
 use shared::ingest::Receivers;
+use shared::outbound::OutboundGuard;
 use shared::ports::SecretStore;
 use shared::setup::{self, SetupError};
 
@@ -63,20 +64,47 @@ pub async fn secret(secrets: &dyn SecretStore, name: &str) -> Result<SecretStrin
 }
 
 /// The Basecamp client for `config` (the account's API root), refreshing with the configured refresh
-/// token when there is one.
+/// token when there is one. Like every client here, its connections pass the outbound guard `config` asks for.
 pub async fn basecamp_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<BasecampClient, OpsError> {
-    Ok(setup::basecamp_client(config, secrets).await?)
+    basecamp_client_with(config, secrets, &OutboundGuard::for_config(config)).await
+}
+
+/// [`basecamp_client`] behind `guard`.
+pub async fn basecamp_client_with(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    guard: &OutboundGuard,
+) -> Result<BasecampClient, OpsError> {
+    Ok(setup::basecamp_client_with(config, secrets, guard).await?)
 }
 
 /// The Jira client for `config`.
 pub async fn jira_client(config: &Config, secrets: &dyn SecretStore) -> Result<JiraClient, OpsError> {
-    Ok(setup::jira_client(config, secrets).await?)
+    jira_client_with(config, secrets, &OutboundGuard::for_config(config)).await
+}
+
+/// [`jira_client`] behind `guard`.
+pub async fn jira_client_with(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    guard: &OutboundGuard,
+) -> Result<JiraClient, OpsError> {
+    Ok(setup::jira_client_with(config, secrets, guard).await?)
 }
 
 /// The Bitbucket client for `config`, with a short backoff (operator commands should answer quickly).
 pub async fn bitbucket_client(config: &Config, secrets: &dyn SecretStore) -> Result<BitbucketClient, OpsError> {
+    bitbucket_client_with(config, secrets, &OutboundGuard::for_config(config)).await
+}
+
+/// [`bitbucket_client`] behind `guard`.
+pub async fn bitbucket_client_with(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    guard: &OutboundGuard,
+) -> Result<BitbucketClient, OpsError> {
     let backoff = Backoff { initial: Duration::from_millis(500), max_delay: Duration::from_secs(2), max_retries: 1 };
-    Ok(setup::bitbucket_client(config, secrets, backoff).await?)
+    Ok(setup::bitbucket_client_with(config, secrets, backoff, guard).await?)
 }
 
 /// The receivers' route tokens (derived from the webhook key), for building Basecamp webhook URLs.

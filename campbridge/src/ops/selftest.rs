@@ -227,7 +227,7 @@ async fn cleanup(
     report: &mut Report,
 ) {
     let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(20)).build();
+        shared::outbound::OutboundGuard::for_config(config).client_builder().timeout(Duration::from_secs(20)).build();
     let mut notes = Vec::new();
     let mut ok = true;
     if let (Ok(http), Some(jira)) = (&http, &config.jira) {

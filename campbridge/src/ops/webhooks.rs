@@ -14,9 +14,10 @@ use shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
 use shared::clients::bitbucket::WebhookSpec;
 use shared::config::Config;
 use shared::doctor::SetupCode;
+use shared::outbound::OutboundGuard;
 use shared::ports::SecretStore;
 
-use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client, mark, receivers, secret};
+use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client_with, mark, receivers, secret};
 
 /// The Bitbucket events campbridge reads (pull requests, builds, pushes).
 pub const BITBUCKET_EVENTS: &[&str] = &[
@@ -112,17 +113,28 @@ pub async fn run(
     urls: &PublicUrls,
     action: Action,
 ) -> Result<HooksReport, OpsError> {
+    run_with(config, secrets, urls, action, &OutboundGuard::for_config(config)).await
+}
+
+/// [`run`] with the clients behind `guard`.
+pub async fn run_with(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    urls: &PublicUrls,
+    action: Action,
+    guard: &OutboundGuard,
+) -> Result<HooksReport, OpsError> {
     if urls.unknown(config) {
         return Err(OpsError::Usage(NO_PUBLIC_URL.to_owned()));
     }
     let mut report = HooksReport { base_url: urls.describe(config), hooks: Vec::new(), changes: 0 };
     if config.basecamp.is_some() {
         let base = base_for(urls.basecamp(config), "--basecamp-url")?;
-        basecamp(config, secrets.clone(), &base, action, &mut report).await?;
+        basecamp(config, secrets.clone(), &base, action, guard, &mut report).await?;
     }
     if config.bitbucket.is_some() {
         let base = base_for(urls.bitbucket(config), "--bitbucket-url")?;
-        bitbucket(config, secrets.as_ref(), &base, action, &mut report).await?;
+        bitbucket(config, secrets.as_ref(), &base, action, guard, &mut report).await?;
     }
     if let Some(jira) = &config.jira {
         let base = base_for(urls.jira(config), "--jira-url")?;
@@ -166,9 +178,10 @@ async fn basecamp(
     secrets: Arc<dyn SecretStore>,
     base: &str,
     action: Action,
+    guard: &OutboundGuard,
     report: &mut HooksReport,
 ) -> Result<(), OpsError> {
-    let client = super::basecamp_client(config, secrets.clone()).await?;
+    let client = super::basecamp_client_with(config, secrets.clone(), guard).await?;
     let receivers = receivers(config, secrets.as_ref()).await?;
     let types: Vec<String> = SYNC_WEBHOOK_TYPES.iter().map(|t| (*t).to_owned()).collect();
     for route in &config.routes {
@@ -264,10 +277,11 @@ async fn bitbucket(
     secrets: &dyn SecretStore,
     base: &str,
     action: Action,
+    guard: &OutboundGuard,
     report: &mut HooksReport,
 ) -> Result<(), OpsError> {
     let Some(bb) = &config.bitbucket else { return Ok(()) };
-    let client = bitbucket_client(config, secrets).await?;
+    let client = bitbucket_client_with(config, secrets, guard).await?;
     let url = format!("{base}/bitbucket");
     for repo in &bb.repos {
         let mut hook = Hook {

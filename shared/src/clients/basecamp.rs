@@ -52,7 +52,7 @@ pub struct BasecampConfig {
 
 /// A Basecamp client for one account. Requests share one cached access token.
 pub struct BasecampClient {
-    http: reqwest::Client,
+    http: http::Http,
     config: BasecampConfig,
     secrets: Arc<dyn SecretStore>,
     access: tokio::sync::Mutex<Option<SecretString>>,
@@ -408,7 +408,7 @@ impl BasecampClient {
                     .into(),
             ));
         }
-        Ok(Self { http: http::build_client(&config.http)?, config, secrets, access: tokio::sync::Mutex::new(None) })
+        Ok(Self { http: http::Http::new(&config.http)?, config, secrets, access: tokio::sync::Mutex::new(None) })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -440,7 +440,7 @@ impl BasecampClient {
             ("client_id", self.config.client_id.as_str()),
             ("client_secret", self.config.client_secret.expose_secret()),
         ];
-        let reply = http::send(self.http.post(self.config.token_url.clone()).form(&form)).await?;
+        let reply = self.http.send(self.http.post(self.config.token_url.clone()).form(&form)).await?;
         if !reply.status.is_success() {
             let status = reply.status.as_u16();
             return Err(match status {
@@ -490,7 +490,7 @@ impl BasecampClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
                 .body(serde_json::to_vec(body).map_err(|e| ClientError::Unexpected(e.into()))?);
         }
-        http::send(rb).await
+        self.http.send(rb).await
     }
 
     /// One request with the stored token; on 401 one refresh and one retry.

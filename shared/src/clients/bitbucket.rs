@@ -60,7 +60,7 @@ pub struct BitbucketConfig {
 /// A Bitbucket Cloud client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BitbucketClient {
-    http: reqwest::Client,
+    http: http::Http,
     config: BitbucketConfig,
 }
 
@@ -274,7 +274,7 @@ struct ErrorDetail {
 
 impl BitbucketClient {
     pub fn new(config: BitbucketConfig) -> Result<Self, ClientError> {
-        Ok(Self { http: http::build_client(&config.http)?, config })
+        Ok(Self { http: http::Http::new(&config.http)?, config })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -296,7 +296,7 @@ impl BitbucketClient {
             if let Some(body) = body {
                 rb = rb.json(body);
             }
-            let reply = http::send(rb).await?;
+            let reply = self.http.send(rb).await?;
             if reply.status.as_u16() == 429 {
                 let delay = backoff.delay(attempt);
                 if attempt >= backoff.max_retries {

@@ -1,18 +1,24 @@
-//! Plumbing the three clients share: one reqwest client per API (rustls, timeouts, no redirects),
-//! base-URL handling with a same-origin check for server-given links, credentials that never print,
-//! and the pieces of response handling every client needs (bodies read once, JSON only when the
-//! server says JSON, `Retry-After`, `Link` headers).
+//! Plumbing the three clients share: one guarded reqwest client per API (rustls, timeouts, no redirects,
+//! no proxy, every connection checked by the [`OutboundGuard`]), base-URL handling with a same-origin
+//! check for server-given links, credentials that never print, and the pieces of response handling every
+//! client needs (bodies read once and size-limited, JSON only when the server says JSON, `Retry-After`,
+//! `Link` headers).
 
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LINK, RETRY_AFTER};
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
 use super::ClientError;
+use crate::outbound::{OutboundGuard, OutboundPolicy};
+
+/// The largest response body a client reads (Jira's search pages are the largest answers, well below
+/// this). A larger one is refused without being read to the end.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Transport settings shared by every client.
 #[derive(Debug, Clone)]
@@ -22,6 +28,10 @@ pub struct HttpSettings {
     /// Whole-request timeout. Lambda invocations are short; a hung upstream must not eat them.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Where connections may go. Public addresses over https by default.
+    pub guard: OutboundGuard,
+    /// Response bodies above this are refused ([`MAX_RESPONSE_BYTES`] by default).
+    pub max_response_bytes: usize,
 }
 
 impl HttpSettings {
@@ -30,21 +40,78 @@ impl HttpSettings {
             user_agent: user_agent.into(),
             timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
+            guard: OutboundGuard::new(OutboundPolicy::public_only()),
+            max_response_bytes: MAX_RESPONSE_BYTES,
         }
+    }
+
+    /// **Tests**: the settings for servers on 127.0.0.1 (fixture servers, the simulators).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn for_loopback_tests(user_agent: impl Into<String>) -> Self {
+        Self::new(user_agent).with_guard(OutboundGuard::new(OutboundPolicy::insecure_loopback_for_tests()))
+    }
+
+    /// The same settings with another guard.
+    pub fn with_guard(mut self, guard: OutboundGuard) -> Self {
+        self.guard = guard;
+        self
     }
 }
 
-/// Builds the reqwest client. Redirects are not followed: none of these APIs needs them and a
-/// redirect must never carry our credentials to another host.
-pub(crate) fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .user_agent(settings.user_agent.clone())
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {}", e.without_url())))
+/// A client's HTTP side: the guarded reqwest client, and the only way its requests are sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    guard: OutboundGuard,
+    max_response_bytes: usize,
+}
+
+impl Http {
+    /// Builds the guarded client. Redirects are not followed: none of these APIs needs them and a
+    /// redirect must never carry our credentials to another host.
+    pub fn new(settings: &HttpSettings) -> Result<Self, ClientError> {
+        let client = settings
+            .guard
+            .client_builder()
+            .user_agent(settings.user_agent.clone())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {}", e.without_url())))?;
+        Ok(Self { client, guard: settings.guard.clone(), max_response_bytes: settings.max_response_bytes })
+    }
+
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    pub fn post(&self, url: Url) -> RequestBuilder {
+        self.client.post(url)
+    }
+
+    /// Sends a request and reads the whole body (at most `max_response_bytes`). The URL's scheme and an
+    /// IP-literal host are checked first (named hosts are checked as they resolve). Connection failures
+    /// and timeouts are transient; their message leaves out the URL.
+    pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, ClientError> {
+        let (client, request) = rb.build_split();
+        let request = request.map_err(|e| ClientError::Config(format!("invalid request: {}", e.without_url())))?;
+        self.guard.check_url(request.url()).map_err(|e| ClientError::Blocked(e.to_string()))?;
+        let mut response = client.execute(request).await.map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let too_large = || ClientError::Decode(format!("response body over {} bytes refused", self.max_response_bytes));
+        if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body })
+    }
 }
 
 /// An API root such as `https://3.basecampapi.com/195539477/`. Always ends with `/`, so relative
@@ -154,17 +221,10 @@ impl Reply {
     }
 }
 
-/// Sends a request and reads the whole body. Connection failures and timeouts are transient; their
-/// message leaves out the URL.
-pub(crate) async fn send(rb: RequestBuilder) -> Result<Reply, ClientError> {
-    let response = rb.send().await.map_err(transport_error)?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(transport_error)?.to_vec();
-    Ok(Reply { status, headers, body })
-}
-
 pub(crate) fn transport_error(e: reqwest::Error) -> ClientError {
+    if let Some(refused) = OutboundGuard::refusal(&e) {
+        return ClientError::Blocked(refused.to_string());
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -68,7 +68,7 @@ impl JiraConfig {
 /// A Jira Cloud REST v3 client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JiraClient {
-    http: reqwest::Client,
+    http: http::Http,
     config: JiraConfig,
 }
 
@@ -248,7 +248,7 @@ struct ErrorBody {
 
 impl JiraClient {
     pub fn new(config: JiraConfig) -> Result<Self, ClientError> {
-        Ok(Self { http: http::build_client(&config.http)?, config })
+        Ok(Self { http: http::Http::new(&config.http)?, config })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -261,7 +261,7 @@ impl JiraClient {
         if let Some(body) = body {
             rb = rb.json(body);
         }
-        let reply = http::send(rb).await?;
+        let reply = self.http.send(rb).await?;
         if reply.status.is_success() { Ok(reply) } else { Err(error_from(&reply, self.config.default_retry_after)) }
     }
 

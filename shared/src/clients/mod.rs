@@ -65,6 +65,10 @@ pub enum ClientError {
     /// The response did not have the shape we expect.
     #[error("unexpected response: {0}")]
     Decode(String),
+    /// The outbound guard refused the destination (a private, loopback, link-local or reserved address,
+    /// or plain http): nothing was sent. Not retryable as it stands; the base URL or DNS must change.
+    #[error("PROVIDER_BASE_URL_BLOCKED: {0}")]
+    Blocked(String),
     /// The client was configured wrongly (bad base URL, …).
     #[error("client configuration: {0}")]
     Config(String),
@@ -92,7 +96,7 @@ impl From<ClientError> for ApiError {
             | ClientError::NoTransition(_)
             | ClientError::IssuesRemoved
             | ClientError::Gone(_)) => ApiError::Invalid(e.to_string()),
-            e @ (ClientError::Decode(_) | ClientError::Config(_)) => {
+            e @ (ClientError::Decode(_) | ClientError::Config(_) | ClientError::Blocked(_)) => {
                 ApiError::Unexpected(anyhow::anyhow!(e.to_string()))
             }
             ClientError::Unexpected(e) => ApiError::Unexpected(e),

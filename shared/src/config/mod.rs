@@ -251,9 +251,34 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// The environment variable a process sets (to `1` or `true`) to accept a config with `[server]
+/// allow_insecure_loopback_upstreams = true`: the tests and the demo's simulators on 127.0.0.1. The SAM
+/// template never sets it. See docs/decisions/0008-outbound-guard.md.
+pub const LOOPBACK_OPT_IN_VAR: &str = "CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FOR_TESTS";
+
 const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes"];
 
 impl Config {
+    /// Refuses a config that asks for the loopback test allowance unless the process opted in
+    /// ([`LOOPBACK_OPT_IN_VAR`], or `campbridge --insecure-loopback-upstreams-for-tests`), so one line in a
+    /// production config cannot switch it on silently. With the opt-in it warns once in the log.
+    pub fn check_loopback_opt_in(&self, opted_in: bool) -> Result<(), String> {
+        if !self.server.allow_insecure_loopback_upstreams {
+            return Ok(());
+        }
+        if !opted_in {
+            return Err(format!(
+                "[server] allow_insecure_loopback_upstreams = true is a test setting (upstreams on 127.0.0.1, such as \
+                 the simulators) and is refused here; remove it, or for tests start with {LOOPBACK_OPT_IN_VAR}=1"
+            ));
+        }
+        tracing::warn!(
+            "TEST SETTING: upstream calls to loopback addresses are allowed ([server] \
+             allow_insecure_loopback_upstreams with {LOOPBACK_OPT_IN_VAR}); never use this in production"
+        );
+        Ok(())
+    }
+
     /// Reads and validates a config file. Problems are reported against the path as given.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
         let path = path.as_ref();

@@ -14,6 +14,7 @@ use super::{
     ServerConfig, StoreConfig,
 };
 use crate::domain::{AccountId, JiraAccountId, RepoRef, UnknownWord};
+use crate::outbound::{AddressClass, classify};
 
 pub(super) const BASECAMP_BASE_URL: &str = "https://3.basecampapi.com";
 /// Basecamp's OAuth server (tokens are refreshed at `{launchpad_url}/authorization/token`).
@@ -114,7 +115,10 @@ fn loopback_addr(ctx: &mut Ctx, sec: &Section<'_>, listen: &Spanned<String>) -> 
     Some(addr)
 }
 
-/// An https URL, or `http://` on loopback when `[server] allow_insecure_loopback_upstreams = true`.
+/// An https URL, or `http://` on loopback when `[server] allow_insecure_loopback_upstreams = true`. A host
+/// written as an IP address (in any spelling the URL parser accepts: `0xa9fea9fe`, `[::ffff:10.0.0.1]`, …)
+/// must pass the outbound guard's address rules here, with its line; a named host is checked by the guard
+/// each time it resolves.
 pub(super) fn base_url(ctx: &mut Ctx, sec: &Section<'_>, key: &str, text: &Spanned<String>) -> Option<BaseUrl> {
     let raw = text.value.trim();
     let say = |problem: &str| sec.scope.say(format!("{key} {raw:?} {problem}"));
@@ -133,12 +137,45 @@ pub(super) fn base_url(ctx: &mut Ctx, sec: &Section<'_>, key: &str, text: &Spann
         ctx.error(&text.span, say("must not have a query or fragment"));
         return None;
     }
-    let loopback = match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
+    let literal = match url.host() {
+        Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
     };
+    let loopback = match url.host() {
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        _ => literal.and_then(classify) == Some(AddressClass::Loopback),
+    };
+    if loopback && literal.is_none() && url.scheme() == "https" && !ctx.allow_insecure_loopback {
+        ctx.error(
+            &text.span,
+            say("names loopback: campbridge never calls loopback addresses (only for tests: [server] \
+                 allow_insecure_loopback_upstreams = true)"),
+        );
+        return None;
+    }
+    // http on loopback is reported below, with the way to allow it.
+    if let Some(ip) = literal
+        && let Some(class) = classify(ip)
+        && !(class == AddressClass::Loopback && (ctx.allow_insecure_loopback || url.scheme() == "http"))
+    {
+        let hint = if class == AddressClass::Loopback {
+            " (loopback only for tests: [server] allow_insecure_loopback_upstreams = true)"
+        } else {
+            ""
+        };
+        ctx.error(
+            &text.span,
+            say(&format!(
+                "is {ip}, a {class} address: campbridge never calls private, loopback, link-local or reserved \
+                 addresses{hint}"
+            )),
+        );
+        return None;
+    }
     match url.scheme() {
         "https" if url.host().is_some() => Some(BaseUrl(url)),
         "http" if loopback && ctx.allow_insecure_loopback => Some(BaseUrl(url)),

@@ -566,3 +566,64 @@ fn completing_on_merge_under_dev_owned_status_is_refused_with_the_reason() {
     let allowed = format!("{MINIMAL}status_strategy = \"pm-owned\"\ncomplete_on_merge = true\n");
     assert!(problems(&allowed).is_empty());
 }
+
+#[test]
+fn upstream_urls_naming_non_public_addresses_are_refused_with_their_line() {
+    for (url, class) in [
+        ("https://169.254.169.254/", "link-local"),
+        ("https://169.254.169.254./", "link-local"),
+        ("https://0xa9fea9fe/", "link-local"),
+        ("https://0251.0376.0251.0376/", "link-local"),
+        ("https://2852039166/", "link-local"),
+        ("https://127.0.0.1/", "loopback"),
+        ("https://0x7f.1/", "loopback"),
+        ("https://127.1/", "loopback"),
+        ("https://2130706433/", "loopback"),
+        ("https://0177.0.0.1/", "loopback"),
+        ("https://localhost/", "loopback"),
+        ("https://api.localhost/", "loopback"),
+        ("https://10.1.2.3/", "private"),
+        ("https://172.16.0.1/", "private"),
+        ("https://192.168.0.1/", "private"),
+        ("https://100.64.0.1/", "carrier-grade NAT"),
+        ("https://0.0.0.0/", "unspecified"),
+        ("https://192.0.2.1/", "documentation"),
+        ("https://198.18.0.1/", "benchmarking"),
+        ("https://224.0.0.1/", "multicast"),
+        ("https://255.255.255.255/", "reserved"),
+        ("https://[::1]/", "loopback"),
+        ("https://[::]/", "unspecified"),
+        ("https://[fe80::1]/", "link-local"),
+        ("https://[fec0::1]/", "site-local"),
+        ("https://[fd00::1]/", "unique-local"),
+        ("https://[::127.0.0.1]/", "IPv4-compatible"),
+        ("https://[::ffff:127.0.0.1]/", "loopback"),
+        ("https://[::ffff:a9fe:a9fe]/", "link-local"),
+        ("https://[64:ff9b::10.0.0.1]/", "private"),
+        ("https://[64:ff9b:1::1]/", "local-use NAT64"),
+        ("https://[2002:7f00:1::1]/", "6to4"),
+        ("https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "Teredo"),
+        ("https://[2001:db8::1]/", "documentation"),
+        ("https://[ff02::1]/", "multicast"),
+    ] {
+        let text = MINIMAL.replace("https://team.atlassian.net", url);
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{url}: {p:?}");
+        assert!(p[0].starts_with(&format!("campbridge.toml:10: [jira] site {url:?}")), "{url}: {p:?}");
+        assert!(p[0].contains(class), "{url} should be {class}: {p:?}");
+    }
+    // Public addresses pass, written as addresses or names.
+    for url in ["https://93.184.215.14/", "https://[2606:4700::1111]/", "https://[64:ff9b::5db8:d70e]/"] {
+        parse_ok(&MINIMAL.replace("https://team.atlassian.net", url));
+    }
+    // The test allowance lets loopback in, and nothing else.
+    let allowed = |url: &str| {
+        MINIMAL
+            .replace("https://team.atlassian.net", url)
+            .replace("[server]\n", "[server]\nallow_insecure_loopback_upstreams = true\n")
+    };
+    parse_ok(&allowed("https://127.0.0.1:9001"));
+    parse_ok(&allowed("https://localhost:9001"));
+    assert!(problems(&allowed("https://169.254.169.254/"))[0].contains("link-local"));
+    assert!(problems(&allowed("https://[::ffff:10.0.0.1]/"))[0].contains("private"));
+}

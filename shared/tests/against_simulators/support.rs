@@ -45,7 +45,7 @@ impl Basecamp {
             client_secret: SecretString::from(bc_sim::CLIENT_SECRET),
             access_token_secret: ACCESS_SECRET.to_owned(),
             refresh_token_secret: REFRESH_SECRET.to_owned(),
-            http: HttpSettings::new(USER_AGENT),
+            http: HttpSettings::for_loopback_tests(USER_AGENT),
             default_retry_after: Duration::from_secs(10),
         };
         let client = BasecampClient::new(config, secrets.clone()).unwrap();
@@ -77,7 +77,8 @@ pub async fn jira_with(opts: jira_sim::Options) -> (jira_sim::Simulator, JiraCli
     let sim = jira_sim::Simulator::start(opts).await.unwrap();
     let (email, token) = sim.credentials();
     let auth = Credentials::Basic { user: email, secret: SecretString::from(token) };
-    let config = JiraConfig::new(BaseUrl::parse(&sim.base_url()).unwrap(), auth, HttpSettings::new(USER_AGENT));
+    let config =
+        JiraConfig::new(BaseUrl::parse(&sim.base_url()).unwrap(), auth, HttpSettings::for_loopback_tests(USER_AGENT));
     (sim, JiraClient::new(config).unwrap())
 }
 
@@ -109,7 +110,7 @@ pub async fn bitbucket_with(opts: bb_sim::Options) -> (bb_sim::Simulator, Bitbuc
     let client = BitbucketClient::new(BitbucketConfig {
         base_url: BaseUrl::parse(&format!("{}/2.0/", sim.base_url())).unwrap(),
         auth: Credentials::Basic { user: email, secret: SecretString::from(token) },
-        http: HttpSettings::new(USER_AGENT),
+        http: HttpSettings::for_loopback_tests(USER_AGENT),
         backoff: Backoff { initial: Duration::from_millis(5), max_delay: Duration::from_millis(20), max_retries: 3 },
     })
     .unwrap();

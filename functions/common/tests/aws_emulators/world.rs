@@ -238,6 +238,8 @@ impl World {
             ("QUEUE_URL", self.queue_url.clone()),
             ("TABLE_NAME", self.table.clone()),
             ("SECRET_PREFIX", self.secret_prefix.clone()),
+            // The simulators live on 127.0.0.1: the functions' test opt-in for the config's loopback allowance.
+            (shared::config::LOOPBACK_OPT_IN_VAR, "1".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
     }

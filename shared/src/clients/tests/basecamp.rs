@@ -62,7 +62,7 @@ pub fn client(base: &str, token_url: &str, secrets: Arc<MemorySecrets>) -> Basec
         client_secret: SecretString::from(CLIENT_SECRET),
         access_token_secret: "basecamp/access".into(),
         refresh_token_secret: "basecamp/refresh".into(),
-        http: HttpSettings::new("campbridge-tests (ops@example.test)"),
+        http: HttpSettings::for_loopback_tests("campbridge-tests (ops@example.test)"),
         default_retry_after: Duration::from_secs(10),
     };
     BasecampClient::new(config, secrets).unwrap()
@@ -394,11 +394,11 @@ fn a_user_agent_without_a_contact_is_refused_and_debug_hides_secrets() {
         client_secret: SecretString::from(CLIENT_SECRET),
         access_token_secret: "a".into(),
         refresh_token_secret: "r".into(),
-        http: HttpSettings::new("campbridge"),
+        http: HttpSettings::for_loopback_tests("campbridge"),
         default_retry_after: Duration::from_secs(1),
     };
     assert!(matches!(BasecampClient::new(config.clone(), secrets.clone()), Err(ClientError::Config(_))));
-    config.http = HttpSettings::new("campbridge (ops@example.test)");
+    config.http = HttpSettings::for_loopback_tests("campbridge (ops@example.test)");
     let c = BasecampClient::new(config, secrets).unwrap();
     assert!(!format!("{c:?}").contains(CLIENT_SECRET));
 }

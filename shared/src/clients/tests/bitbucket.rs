@@ -21,7 +21,7 @@ pub fn client(base: &str) -> BitbucketClient {
     BitbucketClient::new(BitbucketConfig {
         base_url: BaseUrl::parse(base).unwrap(),
         auth: Credentials::Basic { user: "bot@example.test".into(), secret: SecretString::from(TOKEN) },
-        http: HttpSettings::new("campbridge-tests"),
+        http: HttpSettings::for_loopback_tests("campbridge-tests"),
         backoff: Backoff { initial: Duration::from_millis(2), max_delay: Duration::from_millis(10), max_retries: 2 },
     })
     .unwrap()
@@ -248,7 +248,7 @@ async fn an_access_token_goes_out_as_bearer_and_never_prints() {
     let c = BitbucketClient::new(BitbucketConfig {
         base_url: BaseUrl::parse(&server.url("/2.0/")).unwrap(),
         auth: Credentials::Bearer(SecretString::from(TOKEN)),
-        http: HttpSettings::new("campbridge-tests"),
+        http: HttpSettings::for_loopback_tests("campbridge-tests"),
         backoff: Backoff::default(),
     })
     .unwrap();

@@ -20,7 +20,8 @@ const TOKEN: &str = "jira-api-token-do-not-print";
 /// A client for any Jira base URL (the scripted server here, a simulator elsewhere).
 pub fn client(base: &str) -> JiraClient {
     let auth = Credentials::Basic { user: "bot@example.test".into(), secret: SecretString::from(TOKEN) };
-    let mut config = JiraConfig::new(BaseUrl::parse(base).unwrap(), auth, HttpSettings::new("campbridge-tests"));
+    let mut config =
+        JiraConfig::new(BaseUrl::parse(base).unwrap(), auth, HttpSettings::for_loopback_tests("campbridge-tests"));
     config.default_retry_after = Duration::from_millis(1500);
     JiraClient::new(config).unwrap()
 }
@@ -443,7 +444,7 @@ async fn a_gateway_base_url_keeps_its_path_and_sends_a_bearer_token() {
     let config = JiraConfig::new(
         BaseUrl::parse(&server.url("/ex/jira/abc-cloud")).unwrap(),
         Credentials::Bearer(SecretString::from(TOKEN)),
-        HttpSettings::new("campbridge-tests"),
+        HttpSettings::for_loopback_tests("campbridge-tests"),
     );
     let c = JiraClient::new(config).unwrap();
     assert_eq!(c.myself().await.unwrap().display_name.as_deref(), Some("Bot"));
