@@ -50,6 +50,8 @@ pub struct StackOptions {
     /// `[server] reconcile_every`: the server's reconcile interval (a pass also runs at start, and
     /// [`Stack::reconcile`] asks for one).
     pub reconcile_every: &'static str,
+    /// The server's timeouts and connection limit.
+    pub limits: server::Limits,
 }
 
 impl StackOptions {
@@ -66,6 +68,7 @@ impl StackOptions {
             workers: 2,
             lease_secs: 60,
             reconcile_every: "5m",
+            limits: server::Limits::default(),
         }
     }
 }
@@ -297,7 +300,8 @@ impl Stack {
         self.reconcile = handle;
         let passes = self.stats.reconcile_passes.load(Relaxed);
         let workers = self.opts.workers;
-        let run = server::run(listener, wired.app, wired.engine, workers, self.stats.clone(), reconciling, stop);
+        let (stats, limits) = (self.stats.clone(), self.opts.limits);
+        let run = server::run_with(listener, wired.app, wired.engine, workers, stats, reconciling, limits, stop);
         self.server = Some(tokio::spawn(run));
         self.shutdown = Some(tx);
         if reconciles {

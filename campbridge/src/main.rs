@@ -31,7 +31,7 @@ struct Cli {
     secret_prefix: String,
     /// TESTS ONLY: accept a config with `[server] allow_insecure_loopback_upstreams = true` (upstreams on
     /// 127.0.0.1, such as the simulators). Without this flag such a config is refused.
-    #[arg(long, env = LOOPBACK_OPT_IN, global = true)]
+    #[arg(long, env = LOOPBACK_OPT_IN, global = true, value_parser = clap::builder::BoolishValueParser::new())]
     insecure_loopback_upstreams_for_tests: bool,
     #[command(subcommand)]
     command: Command,
@@ -516,12 +516,6 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("error: cannot listen for Ctrl-C: {e}");
-    }
-}
-
 async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_tests: bool) -> anyhow::Result<()> {
     let config = Config::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     config.check_loopback_opt_in(loopback_for_tests).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -546,7 +540,8 @@ async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_te
         None => println!("not reconciling: [server] reconcile_every is off"),
     }
     let reconcile = wired.reconcile.map(|(reconciling, _handle)| reconciling);
-    server::run(listener, wired.app, wired.engine, workers, Arc::new(Stats::default()), reconcile, ctrl_c()).await
+    let stats = Arc::new(Stats::default());
+    server::run(listener, wired.app, wired.engine, workers, stats, reconcile, server::shutdown_signal()).await
 }
 
 async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
@@ -567,7 +562,7 @@ async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
     println!("  Jira simulator:     {}  (control API: {})", stack.jira.base_url(), stack.jira.control_url());
     println!("  Bitbucket simulator: {}  (control API: {})", stack.bitbucket.base_url(), stack.bitbucket.control_url());
     println!("Press Ctrl-C to stop.");
-    ctrl_c().await;
+    server::shutdown_signal().await;
     stack.stop().await
 }
 

@@ -1,24 +1,35 @@
 //! Local mode's HTTP side and workers: the receivers (`POST /basecamp/{token}`, `/jira`, `/bitbucket`,
 //! `GET /healthz`) over the same `shared::ingest` code the Lambda functions use, mapper workers
 //! running `shared::sync` over the durable queue, and the reconciler on an interval (what the reconciler
-//! function does on its schedule in AWS mode). Graceful shutdown stops accepting requests, then lets
-//! the workers finish the batch in hand and the reconciler the pass in hand.
+//! function does on its schedule in AWS mode). Graceful shutdown (Ctrl-C or SIGTERM) stops accepting
+//! requests, lets the requests in flight finish, then lets the workers finish the batch in hand and the
+//! reconciler the pass in hand.
+//!
+//! The listener holds against slow and greedy clients ([`Limits`]): a request's headers must arrive within
+//! `header_read_timeout` (an idle keep-alive connection is closed after as long), its body within
+//! `body_read_timeout` (else 408), and at most `max_connections` connections are served at once — one more
+//! is answered `503` with `Retry-After` and closed. Store work runs on blocking threads (the SQLite
+//! adapter), so a database locked by another process delays the requests that need it, never `/healthz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use shared::ingest::{Accepted, IngestError, Receivers};
 use shared::ports::{Clock, JobQueue};
 use shared::sync::{Engine, Outcome, ReconcileReport, Reconciler, run_queue_once};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tracing::{error, info};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
 
 /// What the request handlers share.
 #[derive(Clone)]
@@ -30,19 +41,83 @@ pub struct App {
     pub wake: Arc<Notify>,
 }
 
+/// How much the listener gives any one client. The defaults suit webhook senders, which post a few KB
+/// and wait at most 10 s (Bitbucket) for the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's line and headers must arrive within this; an idle keep-alive connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this after its headers, else `408`.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; one more is answered `503` with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// The `Retry-After` sent with that `503`.
+    pub retry_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The handlers' state: the app and the limits its bodies are read under.
+#[derive(Clone)]
+struct Served {
+    app: App,
+    limits: Limits,
+}
+
+/// The receivers' routes with the default [`Limits`].
 pub fn router(app: App) -> Router {
+    router_with(app, Limits::default())
+}
+
+/// The receivers' routes, reading bodies under `limits`.
+pub fn router_with(app: App, limits: Limits) -> Router {
     Router::new()
         .route("/basecamp/{token}", post(basecamp))
         .route("/jira", post(jira))
         .route("/bitbucket", post(bitbucket))
         .route("/healthz", get(|| async { "ok" }))
-        // Slightly above the receivers' own limit, so they answer 413 with their reason.
-        .layer(DefaultBodyLimit::max(shared::webhook::MAX_BODY_BYTES + 1024))
-        .with_state(app)
+        .with_state(Served { app, limits })
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect()
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Response {
+    info!(status = status.as_u16(), reason, "webhook rejected");
+    (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+/// The webhook body, after checking its media type (every source posts `application/json`: Basecamp and
+/// Bitbucket exactly that, Jira with `; charset=utf-8`) and reading it within the body timeout. The
+/// read stops just above the receivers' own limit, so they answer 413 with their reason.
+async fn webhook_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+    }
+    let read = axum::body::to_bytes(body, shared::webhook::MAX_BODY_BYTES + 1024);
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body larger than {} bytes", shared::webhook::MAX_BODY_BYTES),
+        )),
+        Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time")),
+    }
 }
 
 fn respond(result: Result<Accepted, IngestError>, app: &App) -> Response {
@@ -65,19 +140,140 @@ fn respond(result: Result<Accepted, IngestError>, app: &App) -> Response {
     }
 }
 
-async fn basecamp(State(app): State<App>, Path(token): Path<String>, body: Bytes) -> Response {
-    let result = app.receivers.basecamp(app.queue.as_ref(), &token, &body, app.clock.now()).await;
-    respond(result, &app)
+async fn basecamp(State(s): State<Served>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match webhook_body(&headers, body, &s.limits).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let result = s.app.receivers.basecamp(s.app.queue.as_ref(), &token, &body, s.app.clock.now()).await;
+    respond(result, &s.app)
 }
 
-async fn jira(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = app.receivers.jira(app.queue.as_ref(), &header_pairs(&headers)[..], &body, app.clock.now()).await;
-    respond(result, &app)
+async fn jira(State(s): State<Served>, headers: HeaderMap, body: Body) -> Response {
+    let body = match webhook_body(&headers, body, &s.limits).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let result =
+        s.app.receivers.jira(s.app.queue.as_ref(), &header_pairs(&headers)[..], &body, s.app.clock.now()).await;
+    respond(result, &s.app)
 }
 
-async fn bitbucket(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = app.receivers.bitbucket(app.queue.as_ref(), &header_pairs(&headers)[..], &body, app.clock.now()).await;
-    respond(result, &app)
+async fn bitbucket(State(s): State<Served>, headers: HeaderMap, body: Body) -> Response {
+    let body = match webhook_body(&headers, body, &s.limits).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let result =
+        s.app.receivers.bitbucket(s.app.queue.as_ref(), &header_pairs(&headers)[..], &body, s.app.clock.now()).await;
+    respond(result, &s.app)
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown` resolves, then stops accepting and waits
+/// for the requests in flight (each connection closes after its current request).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let service = TowerToHyperService::new(router.clone());
+                let mut drain = drain_rx.clone();
+                connections.spawn(async move {
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    let mut draining = false;
+                    loop {
+                        tokio::select! {
+                            served = connection.as_mut() => {
+                                if let Err(e) = served {
+                                    info!(%peer, error = %e, "connection ended");
+                                }
+                                break;
+                            }
+                            _ = drain.changed(), if !draining => {
+                                draining = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                warn!(%peer, max = limits.max_connections, "connection limit reached; answering 503");
+                connections.spawn(too_busy(stream, limits.retry_after));
+            }
+        }
+    }
+    drop(listener);
+    drain_tx.send_replace(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Answers a connection over the limit with `503` and `Retry-After`, after reading what its request sent
+/// within a second (closing on unread data would reset the connection before the client reads the answer).
+async fn too_busy(mut stream: tokio::net::TcpStream, retry_after: Duration) {
+    let mut buf = [0u8; 4096];
+    let _request = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    let body = r#"{"error":"too many connections; retry later"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        retry_after.as_secs().max(1),
+        body.len()
+    );
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), write).await {
+        info!(error = %e, "could not answer 503");
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, what systemd and container runtimes send to stop a service.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => if let Err(e) = r { error!(error = %e, "cannot listen for Ctrl-C") },
+                    _ = term.recv() => info!("SIGTERM received"),
+                }
+                return;
+            }
+            Err(e) => error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gracefully"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        error!(error = %e, "cannot listen for Ctrl-C");
+    }
 }
 
 /// Counters the demo and `status` print.
@@ -202,9 +398,9 @@ async fn reconcile_loop(
     }
 }
 
-/// Runs the receivers on `listener`, `workers` mapper workers and the reconciler (when given) until
-/// `shutdown` resolves; then stops accepting, and waits for the workers to finish the batch in hand and
-/// the reconciler the pass in hand.
+/// Runs the receivers on `listener` (under the default [`Limits`]), `workers` mapper workers and the
+/// reconciler (when given) until `shutdown` resolves; then stops accepting, lets the requests in flight
+/// finish, and waits for the workers to finish the batch in hand and the reconciler the pass in hand.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: App,
@@ -212,6 +408,21 @@ pub async fn run(
     workers: usize,
     stats: Arc<Stats>,
     reconcile: Option<Reconciling>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(listener, app, engine, workers, stats, reconcile, Limits::default(), shutdown).await
+}
+
+/// [`run`] under `limits`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    app: App,
+    engine: Engine,
+    workers: usize,
+    stats: Arc<Stats>,
+    reconcile: Option<Reconciling>,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -231,7 +442,7 @@ pub async fn run(
     }
     let addr: SocketAddr = listener.local_addr()?;
     info!(%addr, "listening");
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await?;
+    serve_http(listener, router_with(app, limits), limits, shutdown).await?;
     info!("stopping workers after their current batch (and the reconciler after its pass)");
     stop_tx.send_replace(true);
     for h in handles {

@@ -407,11 +407,14 @@ mod testing {
 
     use super::{NameResolver, OutboundGuard};
 
+    /// A name's answers, and how many have been given.
+    type Answers = (usize, Vec<Vec<IpAddr>>);
+
     /// Names → answers, in turn: a name given several answers gets the next one on each lookup (the
     /// last one repeats), which is how a rebinding DNS server behaves. Unknown names do not resolve.
     #[derive(Debug, Default)]
     pub struct StaticResolver {
-        answers: Mutex<HashMap<String, (usize, Vec<Vec<IpAddr>>)>>,
+        answers: Mutex<HashMap<String, Answers>>,
         lookups: AtomicUsize,
     }
 

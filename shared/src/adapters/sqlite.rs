@@ -7,10 +7,11 @@
 //! multi-statement operation runs in an `IMMEDIATE` transaction, so a second process on the same file
 //! (`campbridge status` next to `campbridge serve`) waits on `busy_timeout` instead of interleaving.
 //!
-//! The ports are async but rusqlite is synchronous. Each call takes a `std::sync::Mutex` around the one
-//! connection and runs its statements inline rather than on a blocking thread: the embedded store serves
-//! one process, every operation is a handful of indexed statements (sub-millisecond), and the lock is
-//! never held across an `.await`. A deployment that outgrows that uses the DynamoDB/SQS adapters.
+//! The ports are async but rusqlite is synchronous. Each port call runs on one of tokio's blocking threads
+//! (`spawn_blocking`) and takes a `std::sync::Mutex` around the one connection there: an operation is a
+//! handful of indexed statements (sub-millisecond) until another process holds the file's write lock,
+//! and then it waits up to [`BUSY_TIMEOUT`] — on a blocking thread, so the server's async workers (and
+//! `/healthz`) keep answering. A deployment that outgrows one connection uses the DynamoDB/SQS adapters.
 //!
 //! Times are stored as integer microseconds since the Unix epoch (UTC), records as JSON in a `body`
 //! column beside the indexed columns queries filter on. The schema version lives in `PRAGMA user_version`
@@ -188,11 +189,23 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
             tracing::warn!(journal_mode = %mode, "SQLite could not switch to WAL; readers may block writers");
         }
-        // NORMAL is durable in WAL mode except for the last transactions before a power loss; every
-        // write here is either idempotent or re-derived from the sources by the reconciler.
-        conn.pragma_update(None, "synchronous", "NORMAL").context("failed to set synchronous")?;
+        // FULL: every commit is on disk (the WAL fsynced) before the call returns, so a webhook answered
+        // 202 survives a crash or a power loss, given a disk that honours fsync. NORMAL would lose the
+        // last commits before a power loss: deliveries the sender will never send again.
+        conn.pragma_update(None, "synchronous", "FULL").context("failed to set synchronous")?;
         migrate(&mut conn)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: DEFAULT_MAX_RECEIVES })
+    }
+
+    /// Runs `f` on one of tokio's blocking threads, with a clone of the store (the connection is shared).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a SQLite operation did not finish: {e}")))?
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
@@ -287,9 +300,8 @@ fn item_owner(conn: &Connection, item_key: &str) -> Result<Option<(String, i64)>
 
 /// `insert` of a pair that already carries an item claims the reverse lookup in the same transaction; if
 /// that item belongs to another pair, nothing is written and the result is `AlreadyExists` with that pair.
-#[async_trait]
-impl PairStore for SqliteStore {
-    async fn insert(&self, pair: &Pair) -> Result<Inserted<Pair>, StoreError> {
+impl SqliteStore {
+    fn insert_pair(&self, pair: &Pair) -> Result<Inserted<Pair>, StoreError> {
         let body = to_json(pair, "pair")?;
         let version = to_i64(pair.version, "pair version")?;
         let item_key = pair.item.as_ref().map(DevItemRef::index_key);
@@ -328,7 +340,7 @@ impl PairStore for SqliteStore {
         Ok(Inserted::Inserted)
     }
 
-    async fn replace(&self, pair: &Pair) -> Result<Replaced<Pair>, StoreError> {
+    fn replace_pair(&self, pair: &Pair) -> Result<Replaced<Pair>, StoreError> {
         let mut next = pair.clone();
         next.version = pair.version + 1;
         let body = to_json(&next, "pair")?;
@@ -381,12 +393,12 @@ impl PairStore for SqliteStore {
         Ok(Replaced::Replaced(next.version))
     }
 
-    async fn get(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
+    fn get_pair(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
         let conn = self.conn()?;
         pair_at(&conn, &key.route, key.todo.0)
     }
 
-    async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
+    fn find_pair_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
         let conn = self.conn()?;
         match item_owner(&conn, &item.index_key())? {
             Some((route, todo)) => pair_at(&conn, &RouteId(route), todo),
@@ -394,7 +406,7 @@ impl PairStore for SqliteStore {
         }
     }
 
-    async fn list(
+    fn list_pairs(
         &self,
         route: Option<&RouteId>,
         state: Option<PairState>,
@@ -422,9 +434,13 @@ impl PairStore for SqliteStore {
     }
 }
 
-#[async_trait]
-impl DeliveryLog for SqliteStore {
-    async fn claim(&self, id: &DeliveryId, now: DateTime<Utc>, lease: Duration) -> Result<DeliveryClaim, StoreError> {
+impl SqliteStore {
+    fn claim_delivery(
+        &self,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<DeliveryClaim, StoreError> {
         let until = micros(later(now, lease)?);
         let now = micros(now);
         let mut conn = self.conn()?;
@@ -459,7 +475,7 @@ impl DeliveryLog for SqliteStore {
         Ok(outcome)
     }
 
-    async fn complete(&self, id: &DeliveryId, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {
+    fn complete_delivery(&self, id: &DeliveryId, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {
         let expires_at = micros(later(now, retention)?);
         let now = micros(now);
         let mut conn = self.conn()?;
@@ -478,7 +494,7 @@ impl DeliveryLog for SqliteStore {
         Ok(())
     }
 
-    async fn release(&self, id: &DeliveryId) -> Result<(), StoreError> {
+    fn release_delivery(&self, id: &DeliveryId) -> Result<(), StoreError> {
         self.conn()?
             .execute("DELETE FROM deliveries WHERE id = ?1 AND status = ?2", params![id.as_str(), IN_PROGRESS])
             .context("failed to release a delivery")?;
@@ -492,9 +508,8 @@ enum Pick {
     DeadLetter { seq: i64 },
 }
 
-#[async_trait]
-impl JobQueue for SqliteStore {
-    async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
+impl SqliteStore {
+    fn send_job(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         let now = self.clock.now();
         let horizon = micros(earlier(now, DEDUP_WINDOW));
         let now = micros(now);
@@ -525,7 +540,7 @@ impl JobQueue for SqliteStore {
         Ok(Sent::Enqueued)
     }
 
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
+    fn receive_jobs(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         let now_t = self.clock.now();
         let invisible_until = micros(later(now_t, visibility)?);
         let now = micros(now_t);
@@ -593,14 +608,14 @@ impl JobQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+    fn delete_job(&self, receipt: &str) -> Result<(), StoreError> {
         self.conn()?
             .execute("DELETE FROM jobs WHERE receipt = ?1", params![receipt])
             .context("failed to delete a job")?;
         Ok(())
     }
 
-    async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
+    fn change_job_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
         let visible_at = micros(later(self.clock.now(), delay)?);
         self.conn()?
             .execute("UPDATE jobs SET visible_at = ?2 WHERE receipt = ?1", params![receipt, visible_at])
@@ -608,13 +623,13 @@ impl JobQueue for SqliteStore {
         Ok(())
     }
 
-    async fn depth(&self) -> Result<u64, StoreError> {
+    fn queue_depth(&self) -> Result<u64, StoreError> {
         let n: i64 =
             self.conn()?.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).context("failed to count jobs")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    fn list_dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -643,7 +658,7 @@ impl JobQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn redrive(&self, message_id: &str) -> Result<bool, StoreError> {
+    fn redrive_dead_letter(&self, message_id: &str) -> Result<bool, StoreError> {
         let now = micros(self.clock.now());
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
@@ -664,9 +679,8 @@ impl JobQueue for SqliteStore {
     }
 }
 
-#[async_trait]
-impl AuditLog for SqliteStore {
-    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+impl SqliteStore {
+    fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let body = to_json(entry, "audit entry")?;
         self.conn()?
             .execute(
@@ -677,7 +691,7 @@ impl AuditLog for SqliteStore {
         Ok(())
     }
 
-    async fn recent(&self, subject: Option<&str>, limit_to: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    fn recent_audit(&self, subject: Option<&str>, limit_to: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -696,9 +710,8 @@ impl AuditLog for SqliteStore {
     }
 }
 
-#[async_trait]
-impl CursorStore for SqliteStore {
-    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+impl SqliteStore {
+    fn read_cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> = self
             .conn()?
             .query_row("SELECT at FROM cursors WHERE name = ?1", params![name], |r| r.get(0))
@@ -707,7 +720,7 @@ impl CursorStore for SqliteStore {
         at.map(from_micros).transpose()
     }
 
-    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn advance_cursor(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
         // One statement: insert, or move forward only when later (the condition DynamoDB's put carries).
         let changed = self
             .conn()?
@@ -721,9 +734,8 @@ impl CursorStore for SqliteStore {
     }
 }
 
-#[async_trait]
-impl ConflictLog for SqliteStore {
-    async fn record(&self, conflict: &Conflict) -> Result<Inserted<Conflict>, StoreError> {
+impl SqliteStore {
+    fn record_conflict(&self, conflict: &Conflict) -> Result<Inserted<Conflict>, StoreError> {
         let body = to_json(conflict, "conflict")?;
         let open = conflict.resolution == Resolution::Open;
         let mut conn = self.conn()?;
@@ -746,7 +758,7 @@ impl ConflictLog for SqliteStore {
         Ok(outcome)
     }
 
-    async fn list(&self, open_only: bool, limit_to: usize) -> Result<Vec<Conflict>, StoreError> {
+    fn list_conflicts(&self, open_only: bool, limit_to: usize) -> Result<Vec<Conflict>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -764,7 +776,7 @@ impl ConflictLog for SqliteStore {
         Ok(out)
     }
 
-    async fn resolve(&self, id: &str, resolution: Resolution) -> Result<bool, StoreError> {
+    fn resolve_conflict(&self, id: &str, resolution: Resolution) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
         let body: Option<String> = tx
@@ -784,6 +796,138 @@ impl ConflictLog for SqliteStore {
         .context("failed to resolve a conflict")?;
         tx.commit().context("failed to commit a resolution")?;
         Ok(true)
+    }
+}
+
+// The ports run each operation above on a blocking thread ([`SqliteStore::blocking`]): a statement can
+// wait up to `BUSY_TIMEOUT` for another process's lock, and that wait must not hold an async worker.
+
+#[async_trait]
+impl PairStore for SqliteStore {
+    async fn insert(&self, pair: &Pair) -> Result<Inserted<Pair>, StoreError> {
+        let pair = pair.clone();
+        self.blocking(move |s| s.insert_pair(&pair)).await
+    }
+
+    async fn replace(&self, pair: &Pair) -> Result<Replaced<Pair>, StoreError> {
+        let pair = pair.clone();
+        self.blocking(move |s| s.replace_pair(&pair)).await
+    }
+
+    async fn get(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
+        let key = key.clone();
+        self.blocking(move |s| s.get_pair(&key)).await
+    }
+
+    async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
+        let item = item.clone();
+        self.blocking(move |s| s.find_pair_by_item(&item)).await
+    }
+
+    async fn list(
+        &self,
+        route: Option<&RouteId>,
+        state: Option<PairState>,
+        limit_to: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let route = route.cloned();
+        self.blocking(move |s| s.list_pairs(route.as_ref(), state, limit_to)).await
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteStore {
+    async fn claim(&self, id: &DeliveryId, now: DateTime<Utc>, lease: Duration) -> Result<DeliveryClaim, StoreError> {
+        let id = id.clone();
+        self.blocking(move |s| s.claim_delivery(&id, now, lease)).await
+    }
+
+    async fn complete(&self, id: &DeliveryId, now: DateTime<Utc>, retention: Duration) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |s| s.complete_delivery(&id, now, retention)).await
+    }
+
+    async fn release(&self, id: &DeliveryId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.blocking(move |s| s.release_delivery(&id)).await
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
+        let (group, dedup_id, body) = (group.to_owned(), dedup_id.to_owned(), body.to_owned());
+        self.blocking(move |s| s.send_job(&group, &dedup_id, &body)).await
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
+        self.blocking(move |s| s.receive_jobs(max, visibility)).await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        let receipt = receipt.to_owned();
+        self.blocking(move |s| s.delete_job(&receipt)).await
+    }
+
+    async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
+        let receipt = receipt.to_owned();
+        self.blocking(move |s| s.change_job_visibility(&receipt, delay)).await
+    }
+
+    async fn depth(&self) -> Result<u64, StoreError> {
+        self.blocking(|s| s.queue_depth()).await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.blocking(|s| s.list_dead_letters()).await
+    }
+
+    async fn redrive(&self, message_id: &str) -> Result<bool, StoreError> {
+        let message_id = message_id.to_owned();
+        self.blocking(move |s| s.redrive_dead_letter(&message_id)).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.blocking(move |s| s.record_audit(&entry)).await
+    }
+
+    async fn recent(&self, subject: Option<&str>, limit_to: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let subject = subject.map(str::to_owned);
+        self.blocking(move |s| s.recent_audit(subject.as_deref(), limit_to)).await
+    }
+}
+
+#[async_trait]
+impl CursorStore for SqliteStore {
+    async fn cursor(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.read_cursor(&name)).await
+    }
+
+    async fn advance(&self, name: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.advance_cursor(&name, to)).await
+    }
+}
+
+#[async_trait]
+impl ConflictLog for SqliteStore {
+    async fn record(&self, conflict: &Conflict) -> Result<Inserted<Conflict>, StoreError> {
+        let conflict = conflict.clone();
+        self.blocking(move |s| s.record_conflict(&conflict)).await
+    }
+
+    async fn list(&self, open_only: bool, limit_to: usize) -> Result<Vec<Conflict>, StoreError> {
+        self.blocking(move |s| s.list_conflicts(open_only, limit_to)).await
+    }
+
+    async fn resolve(&self, id: &str, resolution: Resolution) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.resolve_conflict(&id, resolution)).await
     }
 }
 
@@ -900,6 +1044,16 @@ mod tests {
         assert_eq!(claim, DeliveryClaim::Completed);
         assert_eq!(store.depth().await.unwrap(), 1);
         assert_eq!(store.send("bc-todo-1", "basecamp:7", "{}").await.unwrap(), Sent::Duplicate);
+    }
+
+    #[test]
+    fn a_file_database_syncs_every_commit_to_disk() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(dir.db(), Arc::new(SystemClock)).unwrap();
+        let conn = store.conn().unwrap();
+        // 2 = FULL: a commit returns only after the WAL is fsynced (what a 202 promises).
+        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(synchronous, 2);
     }
 
     #[test]
