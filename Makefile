@@ -20,15 +20,17 @@ run: ## Local mode: serve ./campbridge.toml if present, else the demo against th
 demo: ## The demo story once, then exit
 	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
-test: check-fmt clippy unit test-aws lint-infra ## Format check, clippy -D warnings, every test (emulators included)
+test: check-fmt clippy unit fuzz-smoke test-aws lint-infra ## Format check, clippy -D warnings, every test (emulators included), a short fuzz run
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 check-fmt:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
@@ -42,6 +44,20 @@ unit:
 	else \
 		$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
 	fi
+
+# ---- fuzzing ------------------------------------------------------------------------------------------------
+.PHONY: fuzz fuzz-smoke
+
+FUZZ_SECONDS ?= 60
+
+# libFuzzer on the stable toolchain (scripts/fuzz.sh): the webhook parsers and verifiers, the config reader
+# and richtext, seeded from tests/fixtures and fuzz/corpus. Its own build in fuzz/target.
+fuzz: ## Every fuzz target for FUZZ_SECONDS (default 60) each; a crash fails and leaves its input in fuzz/artifacts/
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The short run in make test: every seed, then 10 s of mutations per target, on a quicker build.
+fuzz-smoke:
+	FUZZ_PROFILE=smoke scripts/fuzz.sh 10
 
 # ---- AWS mode --------------------------------------------------------------------------------------------
 .PHONY: tools-aws test-aws lint-infra build deploy

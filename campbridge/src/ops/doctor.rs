@@ -87,6 +87,9 @@ impl Report {
             ClientError::Forbidden(m) => {
                 self.fail(provider, name, Some(SetupCode::ScopeUnavailable), format!("forbidden: {m}"), scope_fix)
             }
+            ClientError::Blocked(m) => {
+                self.fail(provider, name, Some(SetupCode::BaseUrlBlocked), m.clone(), BLOCKED_FIX)
+            }
             ClientError::IssuesRemoved => self.fail(
                 provider,
                 name,

@@ -87,5 +87,9 @@ mod tests {
         assert!(refused.contains("is a test setting"), "{refused}");
         assert!(read(Some("0")).is_err());
         assert!(read(Some("1")).is_ok());
+        // The deployed functions never get the opt-in.
+        let template = include_str!("../../../infra/template.yaml");
+        assert!(!template.contains(LOOPBACK_OPT_IN_VAR));
+        assert!(!template.contains("allow_insecure_loopback_upstreams"));
     }
 }
