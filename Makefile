@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS := --locked
 
-.PHONY: help test lint fmt check-fmt clippy unit run demo
+.PHONY: help test lint fmt check-fmt clippy unit run demo check-vendor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -20,7 +20,7 @@ run: ## Local mode: serve ./campbridge.toml if present, else the demo against th
 demo: ## The demo story once, then exit
 	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
-test: check-fmt clippy unit fuzz-smoke test-aws lint-infra ## Format check, clippy -D warnings, every test (emulators included), a short fuzz run
+test: check-fmt check-vendor clippy unit fuzz-smoke test-aws lint-infra ## Format check, vendor artifacts, clippy -D warnings, every test (emulators included), a short fuzz run
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -31,6 +31,10 @@ fmt: ## Format the code
 check-fmt:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+
+# The vendor artifacts the simulators are held to (Atlassian's ADF schema) are the vendor's own bytes.
+check-vendor: ## Prove the committed vendor artifacts (the ADF schema) are byte-identical to the pinned packages
+	scripts/vendor.sh check
 
 clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings

@@ -1,9 +1,16 @@
 //! Rich text between Basecamp's HTML and Jira's Atlassian Document Format (ADF).
 //!
-//! Both directions go through one small document model (paragraphs, headings, nested bullet and
-//! ordered lists, code blocks, block quotes, rules; text with link/strong/em/strike/code marks and
-//! hard breaks). Mentions on either side become the person's name as text (`@Jane Cole`): a
-//! Basecamp mention cannot name a Jira account and a Jira mention cannot ping a Basecamp person.
+//! Both directions go through one small document model: what both sides can hold. Basecamp keeps only
+//! `div`, `h1`, `br`, `strong`, `em`, `strike`, `a`, `pre`, `ol`, `ul`, `li` and `blockquote`; Atlassian's
+//! ADF schema forbids some nestings Basecamp allows. So the model has paragraphs, one heading level,
+//! nested bullet and ordered lists, code blocks and block quotes; text with link/strong/em/strike marks
+//! and hard breaks — and [`normalize_blocks`] flattens what ADF cannot nest: a quote inside a quote or a
+//! list item gives up its quote, a heading inside a quote or list item becomes a bold paragraph. Rules and
+//! inline code have no Basecamp tag and are dropped (a rule still separates paragraphs); other ADF nodes
+//! keep their text. Every document either side produces is therefore valid ADF and Basecamp-only HTML,
+//! and a round trip reaches a fixed point at once. Mentions on either side become the person's name as
+//! text (`@Jane Cole`): a Basecamp mention cannot name a Jira account and a Jira mention cannot ping a
+//! Basecamp person.
 //!
 //! The HTML that [`adf_to_html`] emits is *canonical*: parsing it back gives the same document, so
 //! [`canonical_html`] is idempotent and the engine can compare descriptions as strings. Whitespace
@@ -66,12 +73,12 @@ pub fn text_to_html(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Block {
     Paragraph(Vec<Inline>),
-    Heading(u8, Vec<Inline>),
+    /// Basecamp has one heading level (`h1`); every ADF level reads as it.
+    Heading(Vec<Inline>),
     Bullet(Vec<Vec<Block>>),
     Ordered(Vec<Vec<Block>>),
     Code(String),
     Quote(Vec<Block>),
-    Rule,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,19 +94,6 @@ struct Marks {
     strong: bool,
     em: bool,
     strike: bool,
-    code: bool,
-}
-
-impl Marks {
-    /// ADF's `code` mark combines only with `link`.
-    fn normalized(mut self) -> Self {
-        if self.code {
-            self.strong = false;
-            self.em = false;
-            self.strike = false;
-        }
-        self
-    }
 }
 
 fn is_html_space(c: char) -> bool {
@@ -139,13 +133,6 @@ fn merge_adjacent(run: Vec<Inline>) -> Vec<Inline> {
 /// Applies HTML's rendering rules to an inline run: whitespace runs collapse to one space (also across
 /// mark boundaries), no space at the start or end of a line, no empty text, equal neighbours merged.
 fn normalize_inlines(run: Vec<Inline>) -> Vec<Inline> {
-    let run: Vec<Inline> = run
-        .into_iter()
-        .map(|i| match i {
-            Inline::Text(t, m) => Inline::Text(t, m.normalized()),
-            Inline::Break => Inline::Break,
-        })
-        .collect();
     let run: Vec<Inline> = merge_adjacent(run)
         .into_iter()
         .map(|i| match i {
@@ -201,6 +188,53 @@ fn normalize_inlines(run: Vec<Inline>) -> Vec<Inline> {
     merge_adjacent(backward)
 }
 
+/// Where a block sits, for what ADF lets it hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Top,
+    Quote,
+    Item,
+}
+
+/// Flattens what ADF cannot nest (see the module docs): quotes inside quotes or list items are spliced
+/// into their parent, headings inside them become bold paragraphs, empty quotes disappear, and every list
+/// item starts the way [`normalize_item`] says. Idempotent.
+fn normalize_blocks(blocks: Vec<Block>, place: Place) -> Vec<Block> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        match block {
+            Block::Heading(run) if place != Place::Top => out.push(Block::Paragraph(emphasized(run))),
+            Block::Quote(inner) if place != Place::Top => out.extend(normalize_blocks(inner, place)),
+            Block::Quote(inner) => {
+                let inner = normalize_blocks(inner, Place::Quote);
+                if !inner.is_empty() {
+                    out.push(Block::Quote(inner));
+                }
+            }
+            Block::Bullet(items) => out.push(Block::Bullet(normalize_items(items))),
+            Block::Ordered(items) => out.push(Block::Ordered(normalize_items(items))),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn normalize_items(items: Vec<Vec<Block>>) -> Vec<Vec<Block>> {
+    items.into_iter().map(|item| normalize_item(normalize_blocks(item, Place::Item))).collect()
+}
+
+/// A heading's text where no heading may stand: bold, so it still stands out.
+fn emphasized(run: Vec<Inline>) -> Vec<Inline> {
+    let run = run
+        .into_iter()
+        .map(|i| match i {
+            Inline::Text(t, m) => Inline::Text(t, Marks { strong: true, ..m }),
+            Inline::Break => Inline::Break,
+        })
+        .collect();
+    normalize_inlines(run)
+}
+
 /// A list item always starts with a paragraph in ADF; one that starts with a nested list gets an
 /// empty one (rendered as nothing in HTML).
 fn normalize_item(mut blocks: Vec<Block>) -> Vec<Block> {
@@ -218,7 +252,7 @@ fn parse_html(html: &str) -> Vec<Block> {
     let fragment = Html::parse_fragment(html);
     let mut builder = BlockBuilder::default();
     walk_children(fragment.root_element(), &mut builder, &Marks::default());
-    builder.finish()
+    normalize_blocks(builder.finish(), Place::Top)
 }
 
 #[derive(Default)]
@@ -302,7 +336,6 @@ fn walk_element(el: ElementRef<'_>, b: &mut BlockBuilder, marks: &Marks) {
         "strong" | "b" => walk_children(el, b, &Marks { strong: true, ..marks.clone() }),
         "em" | "i" => walk_children(el, b, &Marks { em: true, ..marks.clone() }),
         "strike" | "s" | "del" => walk_children(el, b, &Marks { strike: true, ..marks.clone() }),
-        "code" | "tt" | "kbd" | "samp" => walk_children(el, b, &Marks { code: true, ..marks.clone() }),
         "a" => match el.value().attr("href").filter(|h| !h.is_empty()) {
             Some(href) => walk_children(el, b, &Marks { link: Some(href.to_owned()), ..marks.clone() }),
             None => walk_children(el, b, marks),
@@ -311,19 +344,18 @@ fn walk_element(el: ElementRef<'_>, b: &mut BlockBuilder, marks: &Marks) {
         "script" | "style" | "template" | "head" | "title" | "img" => {}
         _ if b.inline_only => {
             if name == "pre" {
-                b.run.push(Inline::Text(pre_text(el), Marks { code: true, ..marks.clone() }));
+                b.run.push(Inline::Text(pre_text(el), marks.clone()));
             } else {
                 walk_children(el, b, marks)
             }
         }
         "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
-            let level = name[1..].parse::<u8>().unwrap_or(1);
             let mut inner = BlockBuilder::inline_only();
             walk_children(el, &mut inner, marks);
             let run = inner.finish_inline();
             b.flush();
             if !run.is_empty() {
-                b.blocks.push(Block::Heading(level, run));
+                b.blocks.push(Block::Heading(run));
             }
         }
         "ul" | "ol" => {
@@ -343,7 +375,8 @@ fn walk_element(el: ElementRef<'_>, b: &mut BlockBuilder, marks: &Marks) {
                 b.blocks.push(Block::Quote(blocks));
             }
         }
-        "hr" => b.push_block(Block::Rule),
+        // No Basecamp tag: a rule only separates what is around it.
+        "hr" => b.flush(),
         _ if TRANSPARENT_BLOCKS.contains(&name) => {
             b.flush();
             walk_children(el, b, marks);
@@ -372,16 +405,7 @@ fn list_items(list: ElementRef<'_>, marks: &Marks) -> Vec<Vec<Block>> {
             }
             _ => continue,
         }
-        // ADF list items cannot hold headings: keep their text as a paragraph.
-        let blocks = inner
-            .finish()
-            .into_iter()
-            .map(|blk| match blk {
-                Block::Heading(_, run) => Block::Paragraph(run),
-                other => other,
-            })
-            .collect();
-        items.push(normalize_item(blocks));
+        items.push(normalize_item(inner.finish()));
     }
     items
 }
@@ -452,13 +476,14 @@ fn node_content(v: &Value) -> &[Value] {
 }
 
 fn parse_adf(adf: &Value) -> Vec<Block> {
-    match adf {
+    let blocks = match adf {
         Value::Object(_) if node_type(adf) == "doc" => parse_blocks(node_content(adf)),
         Value::Object(_) => parse_blocks(std::slice::from_ref(adf)),
         Value::Array(items) => parse_blocks(items),
-        Value::String(s) => parse_html(&text_to_html(s)),
+        Value::String(s) => return parse_html(&text_to_html(s)),
         _ => Vec::new(),
-    }
+    };
+    normalize_blocks(blocks, Place::Top)
 }
 
 const INLINE_TYPES: &[&str] = &["text", "hardBreak", "mention", "emoji", "inlineCard", "status", "date"];
@@ -478,15 +503,10 @@ fn parse_blocks(nodes: &[Value]) -> Vec<Block> {
                 b.flush();
             }
             "heading" => {
-                let level = node
-                    .get("attrs")
-                    .and_then(|a| a.get("level"))
-                    .and_then(Value::as_u64)
-                    .map_or(1, |l| l.clamp(1, 6) as u8);
                 let run = normalize_inlines(parse_inlines(node_content(node)));
                 b.flush();
                 if !run.is_empty() {
-                    b.blocks.push(Block::Heading(level, run));
+                    b.blocks.push(Block::Heading(run));
                 }
             }
             "bulletList" | "orderedList" => {
@@ -498,13 +518,6 @@ fn parse_blocks(nodes: &[Value]) -> Vec<Block> {
                         } else {
                             parse_blocks(std::slice::from_ref(item))
                         };
-                        let blocks = blocks
-                            .into_iter()
-                            .map(|blk| match blk {
-                                Block::Heading(_, run) => Block::Paragraph(run),
-                                other => other,
-                            })
-                            .collect();
                         normalize_item(blocks)
                     })
                     .collect();
@@ -525,7 +538,8 @@ fn parse_blocks(nodes: &[Value]) -> Vec<Block> {
                     b.blocks.push(Block::Quote(blocks));
                 }
             }
-            "rule" => b.push_block(Block::Rule),
+            // No Basecamp tag: a rule only separates what is around it.
+            "rule" => b.flush(),
             // Panels, expands, tables, media…: keep whatever text they hold, block by block.
             _ => {
                 b.flush();
@@ -551,7 +565,6 @@ fn parse_marks(node: &Value, base: &Marks) -> Marks {
             "strong" => marks.strong = true,
             "em" => marks.em = true,
             "strike" => marks.strike = true,
-            "code" => marks.code = true,
             "link" => {
                 marks.link = mark
                     .get("attrs")
@@ -620,9 +633,7 @@ fn block_to_adf(block: &Block) -> Value {
     };
     match block {
         Block::Paragraph(run) => json!({"type": "paragraph", "content": inlines_to_adf(run)}),
-        Block::Heading(level, run) => {
-            json!({"type": "heading", "attrs": {"level": level}, "content": inlines_to_adf(run)})
-        }
+        Block::Heading(run) => json!({"type": "heading", "attrs": {"level": 1}, "content": inlines_to_adf(run)}),
         Block::Bullet(list) => json!({"type": "bulletList", "content": items(list)}),
         Block::Ordered(list) => json!({"type": "orderedList", "content": items(list)}),
         Block::Code(text) if text.is_empty() => json!({"type": "codeBlock", "content": []}),
@@ -630,7 +641,6 @@ fn block_to_adf(block: &Block) -> Value {
         Block::Quote(blocks) => {
             json!({"type": "blockquote", "content": blocks.iter().map(block_to_adf).collect::<Vec<_>>()})
         }
-        Block::Rule => json!({"type": "rule"}),
     }
 }
 
@@ -643,9 +653,7 @@ fn inlines_to_adf(run: &[Inline]) -> Vec<Value> {
                 if let Some(href) = &marks.link {
                     list.push(json!({"type": "link", "attrs": {"href": href}}));
                 }
-                for (on, name) in
-                    [(marks.strong, "strong"), (marks.em, "em"), (marks.strike, "strike"), (marks.code, "code")]
-                {
+                for (on, name) in [(marks.strong, "strong"), (marks.em, "em"), (marks.strike, "strike")] {
                     if on {
                         list.push(json!({"type": name}));
                     }
@@ -695,10 +703,10 @@ fn render_block(block: &Block, out: &mut String, bare: bool) {
             render_inlines(run, out);
             out.push_str("</div>");
         }
-        Block::Heading(level, run) => {
-            out.push_str(&format!("<h{level}>"));
+        Block::Heading(run) => {
+            out.push_str("<h1>");
             render_inlines(run, out);
-            out.push_str(&format!("</h{level}>"));
+            out.push_str("</h1>");
         }
         Block::Bullet(items) | Block::Ordered(items) => {
             let tag = if matches!(block, Block::Bullet(_)) { "ul" } else { "ol" };
@@ -726,7 +734,6 @@ fn render_block(block: &Block, out: &mut String, bare: bool) {
             render_blocks(blocks, out);
             out.push_str("</blockquote>");
         }
-        Block::Rule => out.push_str("<hr>"),
     }
 }
 
@@ -744,7 +751,6 @@ fn render_inlines(run: &[Inline], out: &mut String) {
                     (marks.strong, "<strong>", "</strong>"),
                     (marks.em, "<em>", "</em>"),
                     (marks.strike, "<strike>", "</strike>"),
-                    (marks.code, "<code>", "</code>"),
                 ] {
                     if on {
                         out.push_str(open);
@@ -773,7 +779,7 @@ fn blocks_to_text(blocks: &[Block]) -> String {
         let pad = " ".repeat(indent);
         for block in blocks {
             match block {
-                Block::Paragraph(run) | Block::Heading(_, run) => {
+                Block::Paragraph(run) | Block::Heading(run) => {
                     lines.extend(inline_text(run).split('\n').map(|l| format!("{pad}{l}")))
                 }
                 Block::Bullet(items) | Block::Ordered(items) => {
@@ -795,7 +801,6 @@ fn blocks_to_text(blocks: &[Block]) -> String {
                 }
                 Block::Code(text) => lines.extend(text.split('\n').map(|l| format!("{pad}{l}"))),
                 Block::Quote(inner) => walk(inner, indent, lines),
-                Block::Rule => lines.push(format!("{pad}---")),
             }
         }
     }
@@ -851,9 +856,32 @@ mod tests {
         ]});
         assert_eq!(
             adf_to_html(&adf),
-            "<h2>Title</h2><div><strong>bold</strong> and <a href=\"https://3.basecamp.com/x\">a link</a><br>\
-             <code>code</code></div><ul><li>item</li></ul><pre>fn main() {}</pre>"
+            "<h1>Title</h1><div><strong>bold</strong> and <a href=\"https://3.basecamp.com/x\">a link</a><br>\
+             code</div><ul><li>item</li></ul><pre>fn main() {}</pre>"
         );
+    }
+
+    #[test]
+    fn what_adf_cannot_nest_is_flattened_into_valid_adf() {
+        let cases = [
+            (
+                "<blockquote><div>a</div><blockquote><div>b</div></blockquote></blockquote>",
+                "<blockquote><div>a</div><div>b</div></blockquote>",
+            ),
+            (
+                "<blockquote><h1>Head</h1><div>text</div></blockquote>",
+                "<blockquote><div><strong>Head</strong></div><div>text</div></blockquote>",
+            ),
+            ("<ul><li>a<blockquote>quoted</blockquote></li></ul>", "<ul><li>a<div>quoted</div></li></ul>"),
+            ("<ol><li><h1>Step</h1></li></ol>", "<ol><li><strong>Step</strong></li></ol>"),
+            ("<div>a</div><hr><div>b</div><blockquote><hr></blockquote>", "<div>a</div><div>b</div>"),
+            ("<div>x <code>y</code></div><h3>z</h3>", "<div>x y</div><h1>z</h1>"),
+        ];
+        for (html, canonical) in cases {
+            assert_eq!(canonical_html(html), canonical, "{html}");
+            let adf = html_to_adf(html);
+            assert_eq!(campbridge_simulators::jira::adf::validate(&adf), Ok(()), "{html} → {adf}");
+        }
     }
 
     #[test]
@@ -1010,6 +1038,83 @@ mod tests {
                     .prop_map(|c| json!({"type": "panel", "attrs": {"panelType": "info"}, "content": c})),
             ]
         })
+    }
+
+    /// Basecamp's rich-text tag set: what Basecamp keeps of any HTML it is given.
+    const BASECAMP_TAGS: &[&str] =
+        &["div", "h1", "br", "strong", "em", "strike", "a", "pre", "ol", "ul", "li", "blockquote"];
+
+    /// Arbitrary HTML from Basecamp's tag set, every tag nesting any other, with text (including
+    /// whitespace-only and entity-laden text) anywhere.
+    fn basecamp_html() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            4 => text_strategy().prop_map(|t| escape_text(&t)),
+            1 => Just("<br>".to_owned()),
+            1 => Just(String::new()),
+        ];
+        leaf.prop_recursive(5, 48, 4, |inner| {
+            (
+                prop::sample::select(BASECAMP_TAGS.iter().filter(|t| **t != "br").copied().collect::<Vec<_>>()),
+                prop::collection::vec(inner, 0..4),
+            )
+                .prop_map(|(tag, kids)| {
+                    let body = kids.concat();
+                    match tag {
+                        "a" => format!("<a href=\"https://x.test/?q=1&amp;r={}\">{body}</a>", body.len()),
+                        "ol" | "ul" => {
+                            let items: String = kids_as_items(&body);
+                            format!("<{tag}>{items}</{tag}>")
+                        }
+                        _ => format!("<{tag}>{body}</{tag}>"),
+                    }
+                })
+        })
+    }
+
+    /// List bodies: sometimes `<li>`s, sometimes whatever was generated (browsers and Basecamp get both).
+    fn kids_as_items(body: &str) -> String {
+        if body.len() % 3 == 0 { body.to_owned() } else { format!("<li>{body}</li><li>{body}</li>") }
+    }
+
+    /// The tags in `html` (opening and closing).
+    fn tags_in(html: &str) -> Vec<String> {
+        let mut tags = Vec::new();
+        let mut rest = html;
+        while let Some(start) = rest.find('<') {
+            let after = &rest[start + 1..];
+            let name: String =
+                after.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            tags.push(name.to_ascii_lowercase());
+            rest = after;
+        }
+        tags
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn adf_from_any_basecamp_html_is_valid_against_atlassians_schema(html in basecamp_html()) {
+            let adf = html_to_adf(&html);
+            let verdict = campbridge_simulators::jira::adf::validate(&adf);
+            prop_assert!(verdict.is_ok(), "input: {}\nadf: {}\n{:?}", html, adf, verdict);
+        }
+
+        #[test]
+        fn basecamp_html_reaches_a_fixed_point_through_adf(html in basecamp_html()) {
+            let adf = html_to_adf(&html);
+            let back = html_to_adf(&adf_to_html(&adf));
+            prop_assert_eq!(&adf, &back, "input: {}", html);
+        }
+
+        #[test]
+        fn jira_adf_becomes_only_basecamps_tags(blocks in prop::collection::vec(adf_block(), 0..5)) {
+            let adf = json!({"type": "doc", "version": 1, "content": blocks});
+            let html = adf_to_html(&adf);
+            for tag in tags_in(&html) {
+                prop_assert!(BASECAMP_TAGS.contains(&tag.as_str()), "<{}> in {} from {}", tag, html, adf);
+            }
+        }
     }
 
     proptest! {

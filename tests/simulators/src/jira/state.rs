@@ -33,6 +33,28 @@ impl JiraError {
 /// The exact v3 answer to a plain-string rich-text value.
 pub const ADF_REQUIRED: &str = "Operation value must be an Atlassian Document (see the Atlassian Document Format)";
 
+/// Jira's answer to a rich-text value over [`adf::MAX_RICH_TEXT`].
+pub const TOO_LONG: &str = "The entered text is too long. It exceeds the allowed limit of 32,767 characters.";
+
+/// Checks a v3 rich-text value for `field` the way Jira does: a document (a string is refused with
+/// [`ADF_REQUIRED`]), valid against Atlassian's ADF schema (else `INVALID_INPUT`), within the length limit.
+pub fn check_rich_text(field: &str, value: &Value) -> Result<(), JiraError> {
+    if !adf::is_doc(value) {
+        return Err(JiraError::field(field, ADF_REQUIRED));
+    }
+    if let Err(why) = adf::validate(value) {
+        tracing::info!(field, why, "refused a document the ADF schema does not accept");
+        return Err(JiraError::field(field, "INVALID_INPUT"));
+    }
+    if adf::stored_length(value) > adf::MAX_RICH_TEXT {
+        return Err(JiraError::field(field, TOO_LONG));
+    }
+    Ok(())
+}
+
+/// Longest label, summary and remote-link `globalId` Jira takes.
+pub const MAX_SHORT_TEXT: usize = 255;
+
 /// Statuses: (id, name, category key, category id, colour).
 pub const STATUSES: [(&str, &str, &str, u8, &str); 3] = [
     ("10100", "To Do", "new", 2, "blue-gray"),
@@ -306,8 +328,11 @@ impl State {
 
     fn label(value: &Value) -> Result<String, JiraError> {
         let label = value.as_str().ok_or_else(|| JiraError::field("labels", "labels must be strings"))?;
-        if label.contains(' ') {
+        if label.contains(char::is_whitespace) {
             return Err(JiraError::field("labels", &format!("The label '{label}' contains spaces which is invalid.")));
+        }
+        if label.is_empty() || label.chars().count() > MAX_SHORT_TEXT {
+            return Err(JiraError::field("labels", "A label must be between 1 and 255 characters."));
         }
         Ok(label.to_owned())
     }
@@ -321,8 +346,14 @@ impl State {
                 if summary.is_empty() {
                     return Err(JiraError::field("summary", "You must specify a summary of the issue."));
                 }
-                if summary.chars().count() > 255 {
-                    return Err(JiraError::field("summary", "Summary must be less than 255 characters."));
+                if summary.chars().count() > MAX_SHORT_TEXT {
+                    return Err(JiraError::field("summary", "Summary can't exceed 255 characters."));
+                }
+                if summary.contains(['\n', '\r']) {
+                    return Err(JiraError::field(
+                        "summary",
+                        "The summary is invalid because it contains newline characters.",
+                    ));
                 }
                 let issue = self.issue_mut(id)?;
                 if issue.summary != summary {
@@ -338,8 +369,8 @@ impl State {
                 }
             }
             "description" => {
-                if !value.is_null() && !adf::is_doc(value) {
-                    return Err(JiraError::field("description", ADF_REQUIRED));
+                if !value.is_null() {
+                    check_rich_text("description", value)?;
                 }
                 let issue = self.issue_mut(id)?;
                 let new = if value.is_null() { None } else { Some(value.clone()) };
@@ -784,12 +815,10 @@ impl State {
 
     /// Adds an ADF comment; fires `comment_created` and `jira:issue_updated` (`issue_commented`).
     pub fn add_comment(&mut self, id: u64, body: &Value, actor: &str) -> Result<(u64, Vec<Event>), JiraError> {
-        if body.is_string() {
-            return Err(JiraError::field("comment", ADF_REQUIRED));
-        }
-        if !adf::is_doc(body) || adf::to_text(body).trim().is_empty() {
+        if body.is_null() || (adf::is_doc(body) && adf::to_text(body).trim().is_empty()) {
             return Err(JiraError::field("comment", "Comment body can not be empty!"));
         }
+        check_rich_text("comment", body)?;
         let comment_id = self.fresh_id();
         let now = self.tick();
         let issue = self.issue_mut(id)?;
@@ -821,12 +850,7 @@ impl State {
         body: &Value,
         actor: &str,
     ) -> Result<Vec<Event>, JiraError> {
-        if body.is_string() {
-            return Err(JiraError::field("comment", ADF_REQUIRED));
-        }
-        if !adf::is_doc(body) {
-            return Err(JiraError::field("comment", "Comment body can not be empty!"));
-        }
+        check_rich_text("comment", body)?;
         let now = self.tick();
         let issue = self.issue_mut(id)?;
         let comment = issue
@@ -858,6 +882,9 @@ impl State {
             return Err(JiraError::field("url", "'url' is required."));
         }
         let global_id = body.get("globalId").and_then(Value::as_str).map(str::to_owned);
+        if global_id.as_ref().is_some_and(|g| g.chars().count() > MAX_SHORT_TEXT) {
+            return Err(JiraError::field("globalId", "The global ID must be 255 characters or fewer."));
+        }
         let mut stored = Map::new();
         for key in ["globalId", "application", "relationship", "object"] {
             stored.insert(key.to_owned(), body.get(key).cloned().unwrap_or(Value::Null));
