@@ -67,6 +67,135 @@ pub fn text_to_html(text: &str) -> String {
     canonical_html(&html)
 }
 
+/// How long a document is for a tracker's rich-text limit: its ADF as JSON, in UTF-16 code units (Jira
+/// checks 32,767 characters per rich-text field; counting the markup as well as the text never
+/// undercounts, whatever Jira measures).
+pub fn adf_length(adf: &Value) -> usize {
+    serde_json::to_string(adf).map_or(usize::MAX, |s| s.encode_utf16().count())
+}
+
+/// `html` (canonical), then `footer`, with an ADF no longer than `limit` ([`adf_length`]). A body that
+/// does not fit is cut on a character boundary and ends with "… continued in Basecamp" linking to
+/// `continued_url`, so nothing is silently lost and the write is never refused for its length.
+pub fn fit_html(html: &str, footer: &str, limit: usize, continued_url: &str) -> String {
+    let body = parse_html(html);
+    let footer = parse_html(footer);
+    let with_footer = |mut blocks: Vec<Block>| {
+        blocks.extend(footer.iter().cloned());
+        blocks
+    };
+    let whole = with_footer(body.clone());
+    if adf_length(&doc_to_adf(&whole)) <= limit {
+        let mut out = String::new();
+        render_blocks(&whole, &mut out);
+        return out;
+    }
+    let continued = Block::Paragraph(vec![
+        Inline::Text("… ".to_owned(), Marks::default()),
+        Inline::Text(
+            "continued in Basecamp".to_owned(),
+            Marks { link: (!continued_url.is_empty()).then(|| continued_url.to_owned()), ..Marks::default() },
+        ),
+    ]);
+    let cut = |keep: usize| {
+        let mut budget = keep;
+        let mut blocks = normalize_blocks(truncate_blocks(&body, &mut budget), Place::Top);
+        blocks.push(continued.clone());
+        with_footer(blocks)
+    };
+    // The most text that fits: the length grows with the text kept, so a binary search finds it.
+    let (mut lo, mut hi) = (0usize, text_chars(&body));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if adf_length(&doc_to_adf(&cut(mid))) <= limit { lo = mid } else { hi = mid - 1 }
+    }
+    let mut out = String::new();
+    render_blocks(&cut(lo), &mut out);
+    out
+}
+
+/// Characters of text in `blocks` (a break counts as one).
+fn text_chars(blocks: &[Block]) -> usize {
+    let run_chars = |run: &[Inline]| -> usize {
+        run.iter()
+            .map(|i| match i {
+                Inline::Text(t, _) => t.chars().count(),
+                Inline::Break => 1,
+            })
+            .sum()
+    };
+    blocks
+        .iter()
+        .map(|b| match b {
+            Block::Paragraph(run) | Block::Heading(run) => run_chars(run),
+            Block::Code(text) => text.chars().count(),
+            Block::Bullet(items) | Block::Ordered(items) => items.iter().map(|i| text_chars(i)).sum(),
+            Block::Quote(inner) => text_chars(inner),
+        })
+        .sum()
+}
+
+/// The first `budget` characters of text of `blocks`, in document order; what is left of `budget` after.
+fn truncate_blocks(blocks: &[Block], budget: &mut usize) -> Vec<Block> {
+    fn run(run: &[Inline], budget: &mut usize) -> Vec<Inline> {
+        let mut out = Vec::new();
+        for item in run {
+            if *budget == 0 {
+                break;
+            }
+            match item {
+                Inline::Break => {
+                    *budget -= 1;
+                    out.push(Inline::Break);
+                }
+                Inline::Text(t, m) => {
+                    let kept: String = t.chars().take(*budget).collect();
+                    *budget -= kept.chars().count();
+                    out.push(Inline::Text(kept, m.clone()));
+                }
+            }
+        }
+        normalize_inlines(out)
+    }
+    let mut out = Vec::new();
+    for block in blocks {
+        if *budget == 0 {
+            break;
+        }
+        match block {
+            Block::Paragraph(r) => out.push(Block::Paragraph(run(r, budget))),
+            Block::Heading(r) => out.push(Block::Heading(run(r, budget))),
+            Block::Code(text) => {
+                let kept: String = text.chars().take(*budget).collect();
+                *budget -= kept.chars().count();
+                out.push(Block::Code(kept));
+            }
+            Block::Bullet(items) | Block::Ordered(items) => {
+                let mut kept = Vec::new();
+                for item in items {
+                    if *budget == 0 {
+                        break;
+                    }
+                    kept.push(normalize_item(truncate_blocks(item, budget)));
+                }
+                if !kept.is_empty() {
+                    out.push(if matches!(block, Block::Bullet(_)) {
+                        Block::Bullet(kept)
+                    } else {
+                        Block::Ordered(kept)
+                    });
+                }
+            }
+            Block::Quote(inner) => out.push(Block::Quote(truncate_blocks(inner, budget))),
+        }
+    }
+    out.retain(|b| match b {
+        Block::Paragraph(r) | Block::Heading(r) => !r.is_empty(),
+        _ => true,
+    });
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // The document model.
 
@@ -858,6 +987,33 @@ mod tests {
             adf_to_html(&adf),
             "<h1>Title</h1><div><strong>bold</strong> and <a href=\"https://3.basecamp.com/x\">a link</a><br>\
              code</div><ul><li>item</li></ul><pre>fn main() {}</pre>"
+        );
+    }
+
+    #[test]
+    fn a_long_body_is_cut_to_the_limit_with_a_link_to_the_rest() {
+        let para = "word ".repeat(2_000);
+        let html = format!("<div>{para}</div><ul><li>{para}</li><li>{para}</li></ul><pre>{para}</pre>");
+        let footer = "<div>— Annie via <a href=\"https://bc.test/c/1\">Basecamp</a></div>";
+        let fitted = fit_html(&html, footer, 32_767, "https://bc.test/c/1");
+        let adf = html_to_adf(&fitted);
+        assert!(adf_length(&adf) <= 32_767, "{}", adf_length(&adf));
+        assert!(adf_length(&adf) > 30_000, "as much as fits is kept: {}", adf_length(&adf));
+        assert!(
+            fitted.ends_with(&format!(
+                "… <a href=\"https://bc.test/c/1\">continued in Basecamp</a></div>{}",
+                canonical_html(footer)
+            )),
+            "{}",
+            &fitted[fitted.len() - 300..]
+        );
+        assert_eq!(campbridge_simulators::jira::adf::validate(&adf), Ok(()));
+        assert_eq!(canonical_html(&fitted), fitted, "the cut is canonical, so it compares equal after a round trip");
+        let short = "<div>short</div>";
+        assert_eq!(
+            fit_html(short, "", 32_767, "https://bc.test/t/1"),
+            canonical_html(short),
+            "what fits is left alone"
         );
     }
 

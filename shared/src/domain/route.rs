@@ -536,7 +536,13 @@ impl Route {
         }
         Fields {
             title: todo.title.trim().to_owned(),
-            description: crate::richtext::canonical_html(&self.description.render(todo)),
+            // Cut to the tracker's limit with a link to the to-do, so a long description is never refused.
+            description: crate::richtext::fit_html(
+                &self.description.render(todo),
+                "",
+                self.target.rich_text_limit(),
+                &todo.app_url,
+            ),
             done: todo.completed,
             assignee: self.synced_assignee(todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned()),
             due: todo.due_on,

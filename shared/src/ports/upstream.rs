@@ -112,6 +112,16 @@ pub enum TrackerTarget {
     Jira { project: JiraProjectKey, issue_type: String },
 }
 
+impl TrackerTarget {
+    /// The longest rich-text value (description, comment) the tracker takes, as
+    /// [`crate::richtext::adf_length`] measures it: Jira's 32,767 characters per rich-text field.
+    pub fn rich_text_limit(&self) -> usize {
+        match self {
+            Self::Jira { .. } => 32_767,
+        }
+    }
+}
+
 /// The changes the engine asks of a dev item. `None` leaves a field alone; label and component
 /// changes are differential so labels the team added by hand survive.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -52,7 +52,7 @@ pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> Comm
         return CommentPlan::Skip("no prefix: stays in Basecamp");
     };
     let d = digest(&text);
-    let html = render(body, &comment.author_name, &comment.app_url);
+    let html = render(body, &comment.author_name, &comment.app_url, route.target.rich_text_limit());
     match existing {
         Some(link) if link.digest == d => CommentPlan::Skip("unchanged since mirrored"),
         Some(link) if link.tracker.is_some() => CommentPlan::Update { link: link.clone(), html, digest: d },
@@ -101,15 +101,16 @@ pub fn decide_tracker_comment(route: &Route, pair: &Pair, comment: &TrackerComme
     }
 }
 
-/// The tracker comment: the text without the prefix, then who wrote it, linking back to the comment.
-fn render(body: &str, author: &str, url: &str) -> String {
+/// The tracker comment: the text without the prefix, then who wrote it, linking back to the comment; a
+/// body over the tracker's limit is cut, ending "… continued in Basecamp" (a link to the comment).
+fn render(body: &str, author: &str, url: &str, limit: usize) -> String {
     let by = if author.is_empty() { "someone".to_owned() } else { escape_html(author) };
     let via = if url.is_empty() {
         "via Basecamp".to_owned()
     } else {
         format!("via <a href=\"{}\">Basecamp</a>", escape_html(url))
     };
-    format!("{}<p>— {by} {via}</p>", text_to_html(body))
+    crate::richtext::fit_html(&text_to_html(body), &format!("<p>— {by} {via}</p>"), limit, url)
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

@@ -1,0 +1,114 @@
+//! End to end against the strict Jira and Bitbucket simulators (issue 12): what the real services refuse,
+//! the sync must never send, and what they do lazily (index lag, rate limits), it must outlast. Every test
+//! runs the real path: simulator webhook → receiver → SQLite queue → mapper → simulator API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on setup failure by design
+
+use campbridge::demo::{self, Stack, StackOptions};
+use campbridge_simulators::{basecamp as bc, jira};
+use serde_json::Value;
+use shared::ports::JobQueue;
+
+async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
+    demo::start_in_temp("campbridge-fidelity", name, edit).await.expect("stack starts")
+}
+
+fn todo_write(title: &str) -> bc::TodoWrite {
+    bc::TodoWrite { content: Some(title.into()), assignee_ids: Some(Vec::new()), ..Default::default() }
+}
+
+/// `n` characters of prose in Basecamp's rich text: paragraphs of words, a list, a quote.
+fn long_html(n: usize) -> String {
+    let para = "The checkout page times out when the basket holds more than forty items. ";
+    let mut html = String::new();
+    while html.len() < n {
+        html.push_str(&format!("<div>{}</div><ul><li>{para}</li></ul><blockquote>{para}</blockquote>", para.repeat(8)));
+    }
+    html
+}
+
+async fn no_dead_letters(stack: &Stack) {
+    let dead = stack.store.dead_letters().await.unwrap();
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_over_jiras_limit_is_cut_with_a_link_to_the_todo_and_the_issue_is_made() {
+    let stack = start("long-description", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut write = todo_write("Checkout times out with big baskets");
+    write.description = Some(long_html(45_000));
+    let todo = stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+
+    let description = &issue["fields"]["description"];
+    assert!(jira::adf::stored_length(description) <= jira::adf::MAX_RICH_TEXT);
+    assert_eq!(jira::adf::validate(description), Ok(()));
+    let html = shared::richtext::adf_to_html(description);
+    assert!(html.contains("The checkout page times out"), "the start is kept");
+    assert!(
+        html.contains(&format!("/todos/{todo}\">continued in Basecamp</a>")),
+        "a visible link to the rest: …{}",
+        &html[html.len().saturating_sub(300)..]
+    );
+    assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue"), 1, "one create, accepted");
+    no_dead_letters(&stack).await;
+
+    // An edit to the long description is cut the same way, and its echo writes nothing more.
+    let edit = bc::TodoEdit { description: Some(long_html(50_000).replace("forty", "fifty")), ..Default::default() };
+    stack.basecamp.edit_todo(todo, edit, bc::ANNIE).await.unwrap();
+    stack
+        .wait_for("the new description", 20, || async {
+            let issue = stack.issue_of(todo).await?;
+            shared::richtext::adf_to_text(&issue["fields"]["description"]).contains("fifty items").then_some(())
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let edits = stack.jira.calls().count("PUT", "/rest/api/3/issue/{key}");
+    assert_eq!(edits, 1, "the edit was written once");
+    stack.reconcile().await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(stack.jira.calls().count("PUT", "/rest/api/3/issue/{key}"), edits, "the cut is stable: no rewrite");
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_comment_over_jiras_limit_is_mirrored_cut_with_a_link_to_the_comment() {
+    let stack = start("long-comment", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Slow search"), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+
+    let text = "Profiling shows the index is rebuilt on every keystroke. ".repeat(800);
+    let comment = stack.basecamp.comment(todo, &format!("<div>DEV: {text}</div>"), bc::ANNIE).await.unwrap();
+    stack
+        .wait_for("the mirrored comment", 20, || async {
+            let comments = stack.jira_comments(&key).await.ok()?;
+            (!comments.is_empty()).then_some(())
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/rest/api/3/issue/{key}/comment", stack.jira.base_url()))
+        .basic_auth(jira::BOT_EMAIL, Some(jira::API_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = &page["comments"][0]["body"];
+    assert!(jira::adf::stored_length(body) <= jira::adf::MAX_RICH_TEXT);
+    let html = shared::richtext::adf_to_html(body);
+    assert!(html.starts_with("<div>Profiling shows"), "{}", &html[..80]);
+    assert!(html.contains("continued in Basecamp</a>"), "…{}", &html[html.len() - 400..]);
+    assert!(html.contains(&format!("{comment}")), "the link points at the comment");
+    assert!(html.contains("— Annie Bryan via <a href="), "attributed: …{}", &html[html.len() - 200..]);
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
