@@ -112,3 +112,55 @@ async fn a_dev_comment_over_jiras_limit_is_mirrored_cut_with_a_link_to_the_comme
     no_dead_letters(&stack).await;
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_priority_marker_puts_the_routes_default_priority_back_never_null() {
+    let stack = start("priority", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix the card form !P1"), bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    assert_eq!(issue["fields"]["priority"]["name"], "Highest");
+    stack.settle().await.unwrap();
+
+    let edit = bc::TodoEdit { content: Some("Fix the card form".into()), ..Default::default() };
+    stack.basecamp.edit_todo(todo, edit, bc::ANNIE).await.unwrap();
+    stack
+        .wait_for("the summary without the marker", 20, || async {
+            let issue = stack.issue_of(todo).await?;
+            (issue["fields"]["summary"] == "[BC][WEB] Fix the card form").then_some(issue)
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let issue = stack.issue_of(todo).await.unwrap();
+    assert_eq!(issue["fields"]["priority"]["name"], "Medium", "the route's default (medium unless configured)");
+    let labels = issue["fields"]["labels"].as_array().unwrap();
+    assert!(!labels.iter().any(|l| l == "escalated"), "the escalation went with the marker: {labels:?}");
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_cut_to_the_bare_prefix_never_becomes_the_todos_title_and_is_written_back() {
+    let stack = start("bare-prefix", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Fix login redirect"), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+
+    // Title ownership is `both` here: any other tracker rename would cross over to Basecamp.
+    stack.jira.edit_issue(&key, serde_json::json!({"fields": {"summary": "[BC][WEB] "}}), jira::JARED).await.unwrap();
+    stack
+        .wait_for("the summary written back", 20, || async {
+            let issue = stack.issue_of(todo).await?;
+            (issue["fields"]["summary"] == "[BC][WEB] Fix login redirect").then_some(())
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["title"], "Fix login redirect");
+    let audit = shared::ports::AuditLog::recent(&stack.store, None, 20).await.unwrap();
+    assert!(audit.iter().any(|e| e.detail.contains("bare template")), "explained in the audit: {audit:#?}");
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}

@@ -600,6 +600,9 @@ pub fn create_body(project: &str, issue_type: &str, draft: &NewDevItem) -> Value
     if !draft.components.is_empty() {
         fields["components"] = json!(draft.components.iter().map(|c| json!({"name": c})).collect::<Vec<_>>());
     }
+    for (id, value) in &draft.fields {
+        fields[id.as_str()] = value.clone();
+    }
     json!({
         "fields": fields,
         "properties": [{"key": MARKER_PROPERTY, "value": marker_value(&draft.marker)}],
@@ -629,7 +632,7 @@ pub fn edit_body(patch: &DevItemPatch) -> Option<Value> {
         fields.insert("duedate".into(), d.map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string())));
     }
     if let Some(p) = &patch.priority {
-        fields.insert("priority".into(), p.map_or(Value::Null, |p| json!({"name": p.jira_name()})));
+        fields.insert("priority".into(), json!({"name": p.jira_name()}));
     }
     let mut update = serde_json::Map::new();
     let labels: Vec<Value> = patch

@@ -9,7 +9,7 @@ use super::reader::{Ctx, Scope, Section, Span, Spanned, suggest};
 use super::sections::{email, jira_account};
 use crate::domain::{
     ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraAccountId, JiraProjectKey, ListMapping, Owner, Ownership,
-    PersonId, ProjectId, Route, RouteId, StatusStrategy, TitleTemplate, User, UserTable,
+    PersonId, Priority, ProjectId, Route, RouteId, StatusStrategy, TitleTemplate, User, UserTable,
 };
 use crate::ports::TrackerTarget;
 
@@ -35,7 +35,13 @@ const ROUTE_KEYS: &[&str] = &[
     "status_strategy",
     "conflict_policy",
     "ownership",
+    "default_priority",
+    "create_fields",
 ];
+
+/// Fields campbridge sets on every create itself; `create_fields` may not name them.
+const SET_BY_CAMPBRIDGE: &[&str] =
+    &["project", "issuetype", "summary", "description", "labels", "assignee", "priority", "duedate", "components"];
 
 /// Fields whose direction is fixed: Basecamp → tracker (docs/decisions/0002-field-ownership.md).
 const BASECAMP_ONLY_FIELDS: &[&str] = &["description", "due_date", "priority", "labels", "components"];
@@ -232,6 +238,8 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         None => (!sec.has("conflict_policy")).then_some(ConflictPolicy::LastWriterWins),
     };
     let ownership = ownership(ctx, sec);
+    let default_priority = default_priority(ctx, sec);
+    let create_fields = create_fields(ctx, sec);
     let complete_on_merge = match sec.bool(ctx, "complete_on_merge") {
         Some(flag) if flag.value && status == Some(StatusStrategy::DevOwned) => {
             ctx.error(
@@ -266,8 +274,102 @@ fn route(ctx: &mut Ctx, sec: &Section<'_>, users: &Users, seen_ids: &mut HashMap
         pm_comment_prefix,
         build_signals: build_signals?,
         complete_on_merge,
+        default_priority: default_priority?,
+        create_fields: create_fields?,
         webhook_token: None,
     })
+}
+
+/// `default_priority`: a priority of Jira's default scheme (default `medium`).
+fn default_priority(ctx: &mut Ctx, sec: &Section<'_>) -> Option<Priority> {
+    let Some(word) = sec.str(ctx, "default_priority") else {
+        return (!sec.has("default_priority")).then_some(Priority::Medium);
+    };
+    let found = [Priority::Highest, Priority::High, Priority::Medium, Priority::Low, Priority::Lowest]
+        .into_iter()
+        .find(|p| p.jira_name().eq_ignore_ascii_case(word.value.trim()));
+    if found.is_none() {
+        ctx.error(
+            &word.span,
+            sec.scope.say(format!(
+                "default_priority {:?} is not a priority (expected highest, high, medium, low, lowest)",
+                word.value
+            )),
+        );
+    }
+    found
+}
+
+/// `create_fields`: `field id = value` pairs added to every create request, as JSON (an inline table is an
+/// object, `{ value = "Team A" }` for a select list; an array of those for a multi-select). For fields the
+/// create screen requires and campbridge does not set (`campbridge doctor` lists them).
+fn create_fields(ctx: &mut Ctx, sec: &Section<'_>) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    if !sec.has("create_fields") {
+        return Some(out);
+    }
+    let inner = sec.table(ctx, "create_fields", sec.scope.child("create_fields"))?;
+    let mut ok = true;
+    for (key, item) in inner.table.iter() {
+        let span = inner.table.key(key).and_then(|k| k.span()).or_else(|| inner.span.clone());
+        let well_formed = key.starts_with(|c: char| c.is_ascii_lowercase())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            ctx.error(&span, inner.scope.say(format!("{key:?} is not a Jira field id (like customfield_10050)")));
+            ok = false;
+            continue;
+        }
+        if SET_BY_CAMPBRIDGE.contains(&key) {
+            ctx.error(
+                &span,
+                inner.scope.say(format!(
+                    "{key} is set by campbridge itself (from the to-do and the route); only other fields go here"
+                )),
+            );
+            ok = false;
+            continue;
+        }
+        match toml_json(item) {
+            Some(value) => {
+                out.insert(key.to_owned(), value);
+            }
+            None => {
+                ctx.error(
+                    &span,
+                    inner.scope.say(format!(
+                        "{key} must be a string, number, boolean, array or table (Jira field values are JSON)"
+                    )),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// A TOML value as JSON; `None` for what JSON cannot hold (dates and times).
+fn toml_json(item: &Item) -> Option<serde_json::Value> {
+    use toml_edit::Value as T;
+    fn value(v: &T) -> Option<serde_json::Value> {
+        Some(match v {
+            T::String(s) => serde_json::Value::from(s.value().as_str()),
+            T::Integer(i) => serde_json::Value::from(*i.value()),
+            T::Float(f) => serde_json::Number::from_f64(*f.value()).map(serde_json::Value::Number)?,
+            T::Boolean(b) => serde_json::Value::from(*b.value()),
+            T::Datetime(_) => return None,
+            T::Array(a) => serde_json::Value::Array(a.iter().map(value).collect::<Option<Vec<_>>>()?),
+            T::InlineTable(t) => serde_json::Value::Object(
+                t.iter().map(|(k, v)| Some((k.to_owned(), value(v)?))).collect::<Option<_>>()?,
+            ),
+        })
+    }
+    match item {
+        Item::Value(v) => value(v),
+        Item::Table(t) => Some(serde_json::Value::Object(
+            t.iter().map(|(k, i)| Some((k.to_owned(), toml_json(i)?))).collect::<Option<_>>()?,
+        )),
+        _ => None,
+    }
 }
 
 fn title_template(ctx: &mut Ctx, sec: &Section<'_>, code: Option<&str>) -> Option<TitleTemplate> {

@@ -627,3 +627,39 @@ fn upstream_urls_naming_non_public_addresses_are_refused_with_their_line() {
     assert!(problems(&allowed("https://169.254.169.254/"))[0].contains("link-local"));
     assert!(problems(&allowed("https://[::ffff:10.0.0.1]/"))[0].contains("private"));
 }
+
+#[test]
+fn a_route_sets_its_default_priority_and_values_for_required_create_fields() {
+    let text = format!(
+        "{MINIMAL}default_priority = \"Low\"\n\n[routes.create_fields]\ncustomfield_10050 = {{ value = \"Team A\" }}\n\
+         environment = \"production\"\ncustomfield_10060 = [{{ id = \"3\" }}]\n"
+    );
+    let config = parse_ok(&text);
+    let route = &config.routes[0];
+    assert_eq!(route.default_priority, crate::domain::Priority::Low);
+    assert_eq!(route.create_fields["customfield_10050"], serde_json::json!({"value": "Team A"}));
+    assert_eq!(route.create_fields["environment"], serde_json::json!("production"));
+    assert_eq!(route.create_fields["customfield_10060"], serde_json::json!([{"id": "3"}]));
+    assert_eq!(parse_ok(MINIMAL).routes[0].default_priority, crate::domain::Priority::Medium, "medium by default");
+}
+
+#[test]
+fn create_fields_that_campbridge_sets_or_that_json_cannot_hold_are_refused_with_their_lines() {
+    let text = format!(
+        "{MINIMAL}default_priority = \"urgent\"\n\n[routes.create_fields]\nsummary = \"x\"\nCustom-Field = 1\n\
+         customfield_1 = 2026-01-01\n"
+    );
+    let found = problems(&text);
+    let expect = [
+        (line_of(&text, "default_priority"), "default_priority \"urgent\" is not a priority"),
+        (line_of(&text, "summary ="), "summary is set by campbridge itself"),
+        (line_of(&text, "Custom-Field"), "\"Custom-Field\" is not a Jira field id"),
+        (line_of(&text, "customfield_1 ="), "customfield_1 must be a string, number, boolean, array or table"),
+    ];
+    for (line, message) in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("campbridge.toml:{line}:")) && p.contains(message)),
+            "{line}: {message} in {found:#?}"
+        );
+    }
+}

@@ -167,6 +167,9 @@ pub struct NewDevItem {
     pub labels: BTreeSet<String>,
     pub components: BTreeSet<String>,
     pub due: Option<NaiveDate>,
+    /// Values for other create fields (a route's `create_fields`), sent as written.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
     /// The invisible-but-searchable marker that lets a retry find this item instead of creating
     /// another (see [`SyncMarker`]).
     pub marker: SyncMarker,

@@ -185,8 +185,12 @@ impl TitleTemplate {
         format!("{}{}{}", self.prefix, title, self.suffix)
     }
 
-    /// The title inside a summary. A summary someone rewrote without the template is taken whole.
+    /// The title inside a summary. A summary someone rewrote without the template is taken whole; the
+    /// bare template (`[BC][WEB]`, Jira trims the space after it) holds no title: `""`.
     pub fn extract<'a>(&self, summary: &'a str) -> &'a str {
+        if summary.trim() == format!("{}{}", self.prefix, self.suffix).trim() {
+            return "";
+        }
         summary
             .strip_prefix(self.prefix.as_str())
             .and_then(|rest| rest.strip_suffix(self.suffix.as_str()))
@@ -417,6 +421,11 @@ pub struct Route {
     /// Default `PM:`.
     pub pm_comment_prefix: Option<String>,
     pub build_signals: BuildSignals,
+    /// The priority of items whose to-do title has no priority marker (and after a marker is removed).
+    pub default_priority: Priority,
+    /// Extra values for the create request's `fields` (for fields the project's create screen requires
+    /// and campbridge does not set), sent as written.
+    pub create_fields: std::collections::BTreeMap<String, serde_json::Value>,
     /// Complete the to-do when a pull request naming it merges (needs a status strategy in which
     /// Basecamp's completion counts: `pm-owned` or `bidirectional`).
     pub complete_on_merge: bool,
@@ -546,7 +555,7 @@ impl Route {
             done: todo.completed,
             assignee: self.synced_assignee(todo.assignees.iter().find_map(|p| users.jira_for(*p)).cloned()),
             due: todo.due_on,
-            priority: marker.map(|m| m.priority),
+            priority: Some(marker.map_or(self.default_priority, |m| m.priority)),
             labels,
             components,
         }

@@ -130,7 +130,8 @@ pub struct DevItemPatch {
     pub description: Option<String>,
     pub assignee: Option<Option<JiraAccountId>>,
     pub due: Option<Option<NaiveDate>>,
-    pub priority: Option<Option<Priority>>,
+    /// Jira has no "no priority": a priority is always a value (never `null`, which Jira refuses).
+    pub priority: Option<Priority>,
     pub labels_add: BTreeSet<String>,
     pub labels_remove: BTreeSet<String>,
     pub components_add: BTreeSet<String>,

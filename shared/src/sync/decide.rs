@@ -7,7 +7,9 @@
 //! - with `both`, a change on one side crosses over; a change on both sides to different values is a
 //!   conflict, settled by the route's policy and always logged;
 //! - a value is only written after it was freshly read: when the deciding value lives on the side that
-//!   was not read, or a `both` field needs the other side for conflict detection, the plan asks to fetch.
+//!   was not read, or a `both` field needs the other side for conflict detection, the plan asks to fetch;
+//! - a tracker summary cut down to the bare template (`[BC][WEB]`) holds no title: whoever owns the title,
+//!   it never becomes the to-do's title; the to-do's title is written back to the summary.
 
 use chrono::{DateTime, Utc};
 
@@ -107,6 +109,10 @@ pub fn decide(input: &DecideInput<'_>) -> Plan {
     }
     for &(field, b_changed, t_changed) in &moved {
         let owner = route.owner(field);
+        // A summary cut down to the bare template holds no title: Basecamp's title is written back.
+        if field == Field::Title && t_changed && t_now.title.is_empty() && !todo.is_fetched() {
+            return Plan::Fetch(Side::Basecamp);
+        }
         let need_basecamp = match owner {
             // A tracker-side change to a Basecamp-owned field is put back from a fresh to-do.
             Owner::Basecamp => t_changed,
@@ -142,7 +148,16 @@ pub fn decide(input: &DecideInput<'_>) -> Plan {
     let mut next_t = t_now.clone();
 
     for (field, b_changed, t_changed) in moved {
+        let bare_title = field == Field::Title && t_now.title.is_empty();
         let target = match route.owner(field) {
+            _ if bare_title => {
+                apply.notes.push(
+                    "the tracker's summary was cut down to the bare template, which holds no title: the to-do's \
+                     title was written back"
+                        .to_owned(),
+                );
+                Side::Basecamp
+            }
             Owner::Basecamp => {
                 if t_changed && !b_now.same(&t_now, field) {
                     apply.notes.push(format!("{field} is owned by Basecamp: the tracker's change was put back"));
@@ -226,6 +241,7 @@ pub fn new_item(route: &Route, users: &UserTable, todo: &Todo) -> NewDevItem {
         labels: fields.labels,
         components: fields.components,
         due: fields.due,
+        fields: route.create_fields.clone(),
         marker: SyncMarker { route: route.id.clone(), todo: todo.id },
     }
 }
@@ -265,7 +281,8 @@ pub(super) fn write_tracker(patch: &mut DevItemPatch, route: &Route, field: Fiel
         // Unassigned means "with triage" on the tracker.
         Field::Assignee => patch.assignee = Some(to.assignee.clone().or_else(|| route.triage.clone())),
         Field::DueDate => patch.due = Some(to.due),
-        Field::Priority => patch.priority = Some(to.priority),
+        // A removed marker means the route's default priority: Jira has no "no priority" (null is refused).
+        Field::Priority => patch.priority = Some(to.priority.unwrap_or(route.default_priority)),
         Field::Labels => {
             patch.labels_add = to.labels.difference(&now.labels).cloned().collect();
             patch.labels_remove = now.labels.difference(&to.labels).cloned().collect();

@@ -373,7 +373,7 @@ impl TrackerApi for FakeTracker {
             i.due = v;
         }
         if let Some(v) = patch.priority {
-            i.priority = v;
+            i.priority = Some(v);
         }
         i.labels.extend(patch.labels_add.iter().cloned());
         i.labels.retain(|l| !patch.labels_remove.contains(l));

@@ -85,6 +85,8 @@ pub fn route() -> Route {
         pm_comment_prefix: Some("PM:".into()),
         build_signals: crate::domain::BuildSignals::FailedOnly,
         complete_on_merge: false,
+        default_priority: crate::domain::Priority::Medium,
+        create_fields: Default::default(),
         webhook_token: None,
     }
 }

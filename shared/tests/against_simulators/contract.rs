@@ -28,6 +28,7 @@ pub fn draft(todo: i64) -> NewDevItem {
         labels: BTreeSet::from(["basecamp".to_owned()]),
         components: BTreeSet::from(["Frontend".to_owned()]),
         due: chrono::NaiveDate::from_ymd_opt(2026, 9, 1),
+        fields: Default::default(),
         marker: SyncMarker { route: RouteId::parse("web").unwrap(), todo: TodoId(todo) },
     }
 }

@@ -272,6 +272,7 @@ pub fn draft() -> NewDevItem {
         labels: BTreeSet::from(["basecamp".to_owned()]),
         components: BTreeSet::from(["Web".to_owned()]),
         due: chrono::NaiveDate::from_ymd_opt(2026, 9, 1),
+        fields: Default::default(),
         marker: marker(),
     }
 }
