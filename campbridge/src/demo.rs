@@ -47,6 +47,9 @@ pub struct StackOptions {
     pub workers: usize,
     /// Seconds a PENDING claim is leased for.
     pub lease_secs: u64,
+    /// How long the engine lets Jira's search catch up before trusting a marker search: twice the Jira
+    /// simulator's index lag (`jira.search_lag_ms`), as a deployment sets it above Jira's.
+    pub search_settle_ms: Option<u64>,
     /// `[server] reconcile_every`: the server's reconcile interval (a pass also runs at start, and
     /// [`Stack::reconcile`] asks for one).
     pub reconcile_every: &'static str,
@@ -67,6 +70,7 @@ impl StackOptions {
             jira: jira_sim::Config::default(),
             workers: 2,
             lease_secs: 60,
+            search_settle_ms: None,
             reconcile_every: "5m",
             limits: server::Limits::default(),
         }
@@ -289,6 +293,8 @@ impl Stack {
         }
         let mut settings = (*wired.engine.settings).clone();
         settings.lease = Duration::from_secs(self.opts.lease_secs);
+        settings.search_settle =
+            Duration::from_millis(self.opts.search_settle_ms.unwrap_or(2 * self.opts.jira.search_lag_ms));
         wired.engine.settings = Arc::new(settings);
         let (tx, rx) = oneshot::channel::<()>();
         let stop = async {

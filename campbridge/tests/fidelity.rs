@@ -164,3 +164,34 @@ async fn a_summary_cut_to_the_bare_prefix_never_becomes_the_todos_title_and_is_w
     no_dead_letters(&stack).await;
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_create_is_recovered_once_even_while_jiras_search_lags() {
+    // Jira commits the issue and the answer is lost; the index takes 6 s to show it (longer than the job's
+    // 5 s retry), and the engine trusts a marker search only 7 s after the claim's lease.
+    let mut stack = start("lagging-takeover", |o| {
+        o.jira.lose_create_responses = 1;
+        o.jira.search_lag_ms = 6_000;
+        o.search_settle_ms = Some(7_000);
+        o.lease_secs = 1;
+    })
+    .await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Survive a lagging index"), bc::ANNIE).await.unwrap();
+    stack
+        .wait_for("Jira to create the issue", 20, || async {
+            (stack.jira.calls().count("POST", "/rest/api/3/issue") == 1).then_some(())
+        })
+        .await
+        .unwrap();
+    // The worker never learned the key: the pair is still PENDING. Another worker takes the job over.
+    stack.restart("local-2").await.unwrap();
+    let issue = stack.wait_for("the pair to be linked", 40, || stack.issue_of(todo)).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue"), 1, "found by its marker, not created again");
+    assert_eq!(issue["key"], "WEB-1");
+    let audit = shared::ports::AuditLog::recent(&stack.store, None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "recovered"), "{audit:?}");
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}

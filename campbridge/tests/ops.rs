@@ -159,6 +159,7 @@ async fn a_missing_jira_project_and_a_workflow_without_the_needed_transitions_ar
     // One issue in WEB to read the workflow from: from To Do, the strict workflow cannot reach Done.
     let todo = create_todos(&stack, "Sprint 1", "Workflow probe", 1).await[0];
     stack.wait_issue(todo).await.unwrap();
+    stack.jira.refresh_index().await;
     let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
     let text = ops::doctor::render(&report);
     let bad = failed(&report, "jira");

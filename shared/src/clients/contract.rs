@@ -49,15 +49,18 @@ pub async fn jira_status_moves_by_category(
     Ok(())
 }
 
-/// A created item carries its marker label and is found again by its marker (what a retry after a
-/// crash relies on).
+/// A created item carries its marker label and is found again by its marker once the search index has
+/// caught up (`index_lag`: Jira's search lags behind writes) — what a retry after a crash relies on, and
+/// why the engine searches only [`crate::sync::SyncSettings::search_settle`] after a claim's lease.
 pub async fn jira_created_item_is_found_by_marker(
     client: &JiraClient,
     target: &TrackerTarget,
     draft: &NewDevItem,
+    index_lag: std::time::Duration,
 ) -> anyhow::Result<DevItem> {
     let created = client.create_item(target, draft).await?;
     ensure!(created.labels.contains(&draft.marker.label()), "the created item lacks the marker label");
+    tokio::time::sleep(index_lag).await;
     let found = client.find_by_marker(target, &draft.marker).await?.context("the marker search found nothing")?;
     ensure!(found.item == created.item, "the marker search found {} instead of {}", found.item, created.item);
     Ok(created)

@@ -695,10 +695,19 @@ impl TrackerApi for JiraClient {
     async fn create_item(&self, target: &TrackerTarget, draft: &NewDevItem) -> Result<DevItem, ApiError> {
         let TrackerTarget::Jira { project, issue_type } = target;
         let created = self.create_issue(&create_body(project.as_str(), issue_type, draft)).await?;
-        let issue = self
-            .get_issue(&created.id, ITEM_FIELDS)
-            .await?
-            .ok_or_else(|| ClientError::Decode(format!("created issue {} is not readable", created.key)))?;
+        // The issue exists from here on: a failed read is not a refusal of the create (the engine then
+        // finds the issue by its marker instead of creating another).
+        let issue = match self.get_issue(&created.id, ITEM_FIELDS).await {
+            Ok(Some(issue)) => issue,
+            Ok(None) => {
+                return Err(ClientError::Transient(format!("created issue {} is not readable yet", created.key)).into());
+            }
+            Err(e) => {
+                return Err(
+                    ClientError::Transient(format!("created issue {} but reading it failed: {e}", created.key)).into()
+                );
+            }
+        };
         Ok(self.to_dev_item(&issue)?)
     }
 

@@ -30,6 +30,10 @@ pub struct SyncSettings {
     pub lease: Duration,
     /// How long completed deliveries are remembered (webhook retries arrive within ~30 minutes).
     pub delivery_retention: Duration,
+    /// How long the tracker's search may lag behind a create (Jira's index: "recent updates might not be
+    /// immediately visible"). A claim whose create may have happened is searched for its marker only this
+    /// long after its lease ended, so an item made just before is found, not made again.
+    pub search_settle: Duration,
 }
 
 impl SyncSettings {
@@ -40,6 +44,7 @@ impl SyncSettings {
             worker: worker.to_owned(),
             lease: Duration::from_secs(60),
             delivery_retention: Duration::from_secs(2 * 60 * 60),
+            search_settle: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +75,10 @@ pub enum SyncError {
         #[source]
         source: ApiError,
     },
+    /// A create may have happened under an earlier claim and the tracker's search may not show it yet:
+    /// look for it once the index has caught up.
+    #[error("waiting {wait:?} for the tracker's search to show what the earlier claim on {subject} may have created")]
+    Settling { subject: String, wait: Duration },
     #[error("route {0:?} is not configured")]
     UnknownRoute(RouteId),
     #[error(transparent)]
@@ -91,6 +100,7 @@ impl SyncError {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::Busy(_) => Some(Duration::from_secs(2)),
             Self::Held { wait, .. } => Some((*wait).clamp(Duration::from_secs(1), HELD_RETRY)),
+            Self::Settling { wait, .. } => Some((*wait).max(Duration::from_secs(1))),
             Self::Upstream { source, .. } if source.is_retryable() => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -369,13 +379,26 @@ impl Engine {
                 if !mine && !p.lease_expired(now) {
                     return Err(SyncError::Busy(format!("pair {} is being created by another worker", p.key())));
                 }
+                // A claim that still has a lease may have created the item before the lease ended (a crash,
+                // or an answer lost after Jira committed); the marker search shows it only once the index
+                // has caught up, so it is trusted only then. A claim without a lease created nothing.
+                let may_have_created = p.lease.is_some();
+                if let Some(lease) = &p.lease {
+                    let settle = chrono::Duration::from_std(self.settings.search_settle)
+                        .unwrap_or(chrono::Duration::seconds(30));
+                    let settled = lease.until + settle;
+                    if now < settled {
+                        let wait = (settled - now).to_std().unwrap_or(self.settings.search_settle);
+                        return Err(SyncError::Settling { subject: p.key().to_string(), wait });
+                    }
+                }
                 let mut taken = p.clone();
                 taken.lease = Some(crate::domain::Lease { owner: worker.to_owned(), until });
                 taken.updated_at = now;
                 match self.pairs.replace(&taken).await? {
                     Replaced::Replaced(v) => {
                         taken.version = v;
-                        (taken, true)
+                        (taken, may_have_created)
                     }
                     Replaced::Stale(_) => return Ok(None),
                 }
@@ -395,7 +418,13 @@ impl Engine {
         let recovered = found.is_some();
         let item = match found {
             Some(item) => item,
-            None => self.create_with_fallback(route, &mut draft, &subject, delivery).await?,
+            None => match self.create_with_fallback(route, &mut draft, &subject, delivery).await {
+                Ok(item) => item,
+                Err(e) => {
+                    self.release_claim(&mut pair, &e).await;
+                    return Err(e);
+                }
+            },
         };
 
         pair.state = PairState::Linked;
@@ -430,6 +459,32 @@ impl Engine {
         .await?;
         self.finish_links(route, &mut pair, todo, &item).await?;
         Ok(Some(Outcome::Created { item: item.item, recovered }))
+    }
+
+    /// After a failed create: a refusal (4xx, 429) created nothing, so the claim drops its lease and the next
+    /// attempt creates at once. Any other failure (5xx, a lost answer) may have created the item: the claim
+    /// keeps its lease, and the next attempt searches for the item once the lease has ended and the index
+    /// has caught up. Best effort: a claim left as it was only costs that wait.
+    async fn release_claim(&self, pair: &mut Pair, error: &SyncError) {
+        let created_nothing = match error {
+            SyncError::RateLimited { .. } => true,
+            SyncError::Upstream { source, .. } => matches!(
+                source,
+                ApiError::AuthRequired(_)
+                    | ApiError::Forbidden(_)
+                    | ApiError::FieldRejected { .. }
+                    | ApiError::Invalid(_)
+                    | ApiError::RateLimited { .. }
+            ),
+            _ => false,
+        };
+        if !created_nothing || pair.lease.is_none() {
+            return;
+        }
+        pair.lease = None;
+        if let Err(e) = self.save_or_restart(pair).await {
+            warn!(pair = %pair.key(), error = %e, "could not release the create claim");
+        }
     }
 
     /// Creates the item; when the tracker refuses the assignee, falls back to triage, then to unassigned.

@@ -18,6 +18,10 @@ pub fn target() -> TrackerTarget {
     TrackerTarget::Jira { project: JiraProjectKey::parse("WEB").unwrap(), issue_type: "Task".into() }
 }
 
+/// Just past the Jira simulator's search-index lag.
+const LAG: std::time::Duration =
+    std::time::Duration::from_millis(campbridge_simulators::jira::DEFAULT_SEARCH_LAG_MS + 100);
+
 /// A draft like the engine's, for the to-do `todo`.
 pub fn draft(todo: i64) -> NewDevItem {
     NewDevItem {
@@ -63,7 +67,7 @@ async fn a_title_change_keeps_the_other_fields_on_the_simulator() {
 #[tokio::test]
 async fn a_status_moves_by_category_on_the_simulator() {
     let (_sim, client) = support::jira().await;
-    let created = contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(1)).await.unwrap();
+    let created = contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(1), LAG).await.unwrap();
     for category in [StatusCategory::Indeterminate, StatusCategory::Done, StatusCategory::New, StatusCategory::Done] {
         contract::jira_status_moves_by_category(&client, &created.item, category)
             .await
@@ -75,10 +79,10 @@ async fn a_status_moves_by_category_on_the_simulator() {
 async fn a_created_item_is_found_by_its_marker_on_the_simulator() {
     let (_sim, client) = support::jira().await;
     let first =
-        contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(1_069_480_015)).await.unwrap();
+        contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(1_069_480_015), LAG).await.unwrap();
     assert_eq!(first.item.display_name(), "WEB-1");
     // Another to-do's item does not shadow the first one's marker.
-    let second = contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(42)).await.unwrap();
+    let second = contract::jira_created_item_is_found_by_marker(&client, &target(), &draft(42), LAG).await.unwrap();
     assert_ne!(first.item, second.item);
 }
 

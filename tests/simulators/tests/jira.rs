@@ -188,6 +188,7 @@ async fn jql_search_pages_by_cursor_and_the_old_search_is_gone() {
     for n in 0..5 {
         create(&c, &format!("issue {n}")).await;
     }
+    sim.refresh_index().await;
     let mut token: Option<String> = None;
     let mut seen = Vec::new();
     loop {

@@ -2,6 +2,7 @@
 //! the real APIs answer at each step. The simulators run the same scenarios against their own state.
 
 use serde_json::json;
+use std::time::Duration;
 
 use super::server::{Reply, TestServer, fixture_json};
 use super::{basecamp, bitbucket, jira};
@@ -54,7 +55,9 @@ async fn a_created_item_is_found_by_its_marker_on_the_fixture_server() {
     server.on("GET", "/rest/api/3/issue/10000", Reply::value(200, &issue));
     server.on("POST", "/rest/api/3/search/jql", Reply::value(200, &json!({"issues": [issue], "isLast": true})));
     let c = jira::client(&server.url("/"));
-    let item = contract::jira_created_item_is_found_by_marker(&c, &jira::target(), &jira::draft()).await.unwrap();
+    let item = contract::jira_created_item_is_found_by_marker(&c, &jira::target(), &jira::draft(), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(item.item.display_name(), "ED-24");
 }
 

@@ -53,6 +53,7 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .route("/_control/config", get(get_config).put(put_config))
         .route("/_control/webhooks", get(list_hooks).post(post_hook))
         .route("/_control/webhooks/{id}", axum::routing::delete(delete_hook))
+        .route("/_control/index/refresh", post(refresh_index))
         .route("/_control/issues", post(post_issue))
         .route("/_control/issues/{key}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/_control/issues/{key}/transition", post(post_transition))
@@ -215,6 +216,11 @@ async fn list_hooks(State(sim): Sim) -> Json<Vec<AdminHook>> {
 async fn post_hook(State(sim): Sim, Json(hook): Json<AdminHook>) -> Response {
     let id = register(&sim, hook).await;
     (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+async fn refresh_index(State(sim): Sim) -> StatusCode {
+    sim.state.lock().await.refresh_index(true);
+    StatusCode::NO_CONTENT
 }
 
 async fn delete_hook(State(sim): Sim, Path(id): Path<u64>) -> StatusCode {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use state::{AdminHook, Config, User};
+pub use state::{AdminHook, Config, DEFAULT_SEARCH_LAG_MS, User};
 
 use crate::common::webhooks::DeliveryObserver;
 use crate::common::{
@@ -85,8 +85,10 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Renders and queues webhook deliveries for `events`.
+    /// Every write goes through here: the issues it touched head for the search index.
     pub fn emit(&self, state: &mut State, events: Vec<state::Event>) {
         for event in events {
+            state.reindex(event.issue_id);
             webhooks::emit(self, state, &event);
         }
     }
@@ -230,6 +232,11 @@ impl Simulator {
     /// Sends deliveries held by a reorder fault, newest first.
     pub fn release_held(&self) {
         self.inner.dispatcher.release_held();
+    }
+
+    /// Makes every write so far visible to `/search/jql` now, as if the index lag had passed.
+    pub async fn refresh_index(&self) {
+        self.inner.state.lock().await.refresh_index(true);
     }
 
     /// Replaces the behaviour switches.

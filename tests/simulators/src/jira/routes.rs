@@ -13,7 +13,7 @@ use axum::routing::{any, get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
-use super::state::{JiraError, State as JiraState};
+use super::state::{Issue, JiraError, State as JiraState};
 use super::{Inner, control, jql, render};
 use crate::common::faults::Style;
 use crate::common::json::{fixture, obj};
@@ -440,15 +440,18 @@ async fn search(
         })?,
     };
     let max = max.unwrap_or(50).clamp(1, 5000);
-    let state = sim.state.lock().await;
+    let mut state = sim.state.lock().await;
+    // Matching and ordering use the index, which lags behind writes; the fields returned are read fresh.
+    state.refresh_index(false);
     let now = chrono::Utc::now();
     let mut hits = Vec::new();
-    for issue in state.issues.values() {
-        if query.matches(issue, now).map_err(|e| JiraError::messages(StatusCode::BAD_REQUEST, &e))? {
-            hits.push(issue);
+    for indexed in state.index.values() {
+        if query.matches(indexed, now).map_err(|e| JiraError::messages(StatusCode::BAD_REQUEST, &e))? {
+            hits.push(indexed);
         }
     }
     query.sort(&mut hits);
+    let hits: Vec<&Issue> = hits.iter().filter_map(|i| state.issues.get(&i.id)).collect();
     let page: Vec<Value> = hits
         .iter()
         .skip(offset)

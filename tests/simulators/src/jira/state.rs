@@ -91,9 +91,12 @@ pub const RESOLUTIONS: [(&str, &str); 4] =
     [("10000", "Done"), ("10001", "Won't Do"), ("10002", "Duplicate"), ("10003", "Cannot Reproduce")];
 
 /// Runtime-switchable behaviour.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// How long a write takes to reach `/search/jql` (Jira's index lags: "recent updates might not be
+    /// immediately visible"); until then searches see the issue as it was, or not at all. On by default.
+    pub search_lag_ms: u64,
     /// The Done transition has a screen requiring `fields.resolution`.
     pub require_resolution: bool,
     /// To Do → Done is not allowed directly (must pass In Progress).
@@ -105,6 +108,22 @@ pub struct Config {
     /// The next N issue creations are stored and then answered 500, as when the connection breaks
     /// after Jira committed the write (the client cannot know the issue exists).
     pub lose_create_responses: u32,
+}
+
+/// The search-index lag every simulator starts with: about what Jira Cloud shows on a quiet site.
+pub const DEFAULT_SEARCH_LAG_MS: u64 = 1_000;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            search_lag_ms: DEFAULT_SEARCH_LAG_MS,
+            require_resolution: false,
+            strict_workflow: false,
+            unassignable: BTreeSet::new(),
+            unassignable_forbidden: false,
+            lose_create_responses: 0,
+        }
+    }
 }
 
 /// A user.
@@ -220,6 +239,10 @@ pub struct State {
     pub issues: BTreeMap<u64, Issue>,
     pub hooks: BTreeMap<u64, AdminHook>,
     pub config: Config,
+    /// What `/search/jql` sees: each issue as of its last write that reached the index.
+    pub index: BTreeMap<u64, Issue>,
+    /// Writes on their way to the index: (visible from, issue id, the issue then; `None` = deleted).
+    pending: Vec<(std::time::Instant, u64, Option<Issue>)>,
     next_issue_id: u64,
     next_id: u64,
     last_ts: DateTime<Utc>,
@@ -243,6 +266,8 @@ impl State {
             issues: BTreeMap::new(),
             hooks: BTreeMap::new(),
             config: Config::default(),
+            index: BTreeMap::new(),
+            pending: Vec::new(),
             next_issue_id: 10_000,
             next_id: 10_000,
             last_ts: DateTime::<Utc>::MIN_UTC,
@@ -904,7 +929,30 @@ impl State {
 
     /// Removes an issue; the caller renders the `jira:issue_deleted` payload first.
     pub fn delete_issue(&mut self, id: u64) -> Option<Issue> {
-        self.issues.remove(&id)
+        let gone = self.issues.remove(&id);
+        self.reindex(id);
+        gone
+    }
+
+    /// Queues the issue's current state (or its deletion) for the search index, visible after the lag.
+    pub fn reindex(&mut self, id: u64) {
+        let at = std::time::Instant::now() + std::time::Duration::from_millis(self.config.search_lag_ms);
+        let snapshot = self.issues.get(&id).cloned();
+        self.pending.push((at, id, snapshot));
+    }
+
+    /// Moves every queued write whose time has come (all of them with `everything`) into the index.
+    pub fn refresh_index(&mut self, everything: bool) {
+        let now = std::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|(at, _, _)| everything || *at <= now);
+        self.pending = later;
+        for (_, id, snapshot) in due {
+            match snapshot {
+                Some(issue) => self.index.insert(id, issue),
+                None => self.index.remove(&id),
+            };
+        }
     }
 }
 
