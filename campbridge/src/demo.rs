@@ -213,6 +213,8 @@ fn demo_secrets(bitbucket: &bb_sim::Simulator) -> MemorySecrets {
         ("jira-api-token", jira_sim::API_TOKEN),
         ("jira-webhook-secret", JIRA_WEBHOOK_SECRET),
         ("bitbucket-api-token", bitbucket.credentials().1.as_str()),
+        // For configs that switch [bitbucket] to a repository access token.
+        ("bitbucket-access-token", bb_sim::ACCESS_TOKEN),
         ("bitbucket-webhook-secret", BITBUCKET_WEBHOOK_SECRET),
     ])
 }

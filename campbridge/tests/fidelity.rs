@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on setup failure by design
 
 use campbridge::demo::{self, Stack, StackOptions};
-use campbridge_simulators::{basecamp as bc, jira};
+use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
 use serde_json::Value;
 use shared::ports::JobQueue;
 
@@ -193,5 +193,68 @@ async fn a_crash_after_the_create_is_recovered_once_even_while_jiras_search_lags
     let audit = shared::ports::AuditLog::recent(&stack.store, None, 50).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "recovered"), "{audit:?}");
     no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_status_without_refname_finds_its_branch_through_the_commits_pull_requests() {
+    let stack = start("no-refname", |_| {}).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Checkout times out"), bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    // The branch names nothing; the pull request's title names the issue.
+    let pr = stack
+        .bitbucket
+        .open_pullrequest(&format!("Fix the checkout timeout ({key})"), "", "feature/checkout-timeout", "jared")
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let head = stack.bitbucket.head_of(pr).await.unwrap();
+    // As Jenkins posts it: `refname` null (tests/fixtures/bitbucket/cloud-api-commit-build-status-get.json).
+    let status = bb::BuildStatus {
+        commit: head.clone(),
+        key: "jenkins".into(),
+        state: "FAILED".into(),
+        name: "Jenkins".into(),
+        url: "https://ci.example.invalid/job/7".into(),
+        refname: None,
+        ..Default::default()
+    };
+    stack.bitbucket.post_build_status(status, "jared").await.unwrap();
+    let comment = stack
+        .wait_for("the build signal", 20, || async {
+            let comments = stack.basecamp_comments(todo).await.ok()?;
+            comments.into_iter().find(|c| c.contains("Build failed"))
+        })
+        .await
+        .unwrap();
+    assert!(comment.contains("Jenkins on feature/checkout-timeout"), "{comment}");
+    assert!(comment.contains(&head[..7]), "{comment}");
+    assert_eq!(
+        stack.bitbucket.calls().count("GET", "/2.0/repositories/{workspace}/{repo}/commit/{hash}/pullrequests"),
+        1
+    );
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_a_repository_access_token_with_a_repository_call_not_as_a_user() {
+    use campbridge::ops::{self, PublicUrls};
+    let stack = start("access-token", |_| {}).await;
+    let email = format!("email = {:?}\n", stack.bitbucket.credentials().0);
+    let text = stack.config_text.replace(
+        &format!("{email}api_token = {{ secret = \"bitbucket-api-token\" }}"),
+        "access_token = { secret = \"bitbucket-access-token\" }",
+    );
+    assert!(text.contains("access_token = { secret = \"bitbucket-access-token\" }"), "{text}");
+    let config = shared::config::Config::parse(&text, "campbridge.toml").unwrap();
+    let report = ops::doctor::run(&config, stack.secrets(), &PublicUrls::default()).await;
+    let rendered = ops::doctor::render(&report);
+    let line = report.checks.iter().find(|c| c.provider == "bitbucket" && c.name == "credentials").unwrap();
+    assert_eq!(line.ok, Some(true), "{rendered}");
+    assert!(line.detail.contains("access token works on"), "{rendered}");
+    assert_eq!(stack.bitbucket.calls().count("GET", "/2.0/user"), 0, "never asked as a user: {rendered}");
     stack.stop().await.unwrap();
 }

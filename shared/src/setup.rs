@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use crate::clients::ClientError;
 use crate::clients::basecamp::{BasecampClient, BasecampConfig as ClientBasecampConfig};
-use crate::clients::bitbucket::{Backoff, BitbucketClient, BitbucketConfig as ClientBitbucketConfig};
+use crate::clients::bitbucket::{BitbucketClient, BitbucketConfig as ClientBitbucketConfig, RATE_LIMIT_DELAY};
 use crate::clients::http::{BaseUrl, Credentials, HttpSettings};
 use crate::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
 use crate::config::{BitbucketAuth, Config};
@@ -122,20 +122,15 @@ pub async fn jira_client_with(
     Ok(JiraClient::new(jc)?)
 }
 
-/// The Bitbucket client, backing off on 429 as `backoff` says.
-pub async fn bitbucket_client(
-    config: &Config,
-    secrets: &dyn SecretStore,
-    backoff: Backoff,
-) -> Result<BitbucketClient, SetupError> {
-    bitbucket_client_with(config, secrets, backoff, &OutboundGuard::for_config(config)).await
+/// The Bitbucket client (a 429 is a delay of [`RATE_LIMIT_DELAY`], never a sleep).
+pub async fn bitbucket_client(config: &Config, secrets: &dyn SecretStore) -> Result<BitbucketClient, SetupError> {
+    bitbucket_client_with(config, secrets, &OutboundGuard::for_config(config)).await
 }
 
 /// [`bitbucket_client`] behind a given guard.
 pub async fn bitbucket_client_with(
     config: &Config,
     secrets: &dyn SecretStore,
-    backoff: Backoff,
     guard: &OutboundGuard,
 ) -> Result<BitbucketClient, SetupError> {
     let bb = config.bitbucket.as_ref().ok_or(SetupError::NotConfigured("[bitbucket] is missing"))?;
@@ -149,7 +144,7 @@ pub async fn bitbucket_client_with(
         base_url: BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?,
         auth,
         http: HttpSettings::new(user_agent(config)).with_guard(guard.clone()),
-        backoff,
+        rate_limit_delay: RATE_LIMIT_DELAY,
     })?)
 }
 
@@ -202,6 +197,10 @@ pub async fn engine(
     secret(secrets.as_ref(), bc.access_token.name()).await?;
     let basecamp = basecamp_client(config, secrets.clone()).await?;
     let tracker = jira_client(config, secrets.as_ref()).await?;
+    let code_host: Option<Arc<dyn crate::ports::CodeHostApi>> = match &config.bitbucket {
+        Some(_) => Some(Arc::new(bitbucket_client(config, secrets.as_ref()).await?)),
+        None => None,
+    };
     Ok(Engine {
         settings: Arc::new(SyncSettings::new(config.routes.clone(), config.users.clone(), worker)),
         pairs: stores.pairs,
@@ -210,6 +209,7 @@ pub async fn engine(
         conflicts: stores.conflicts,
         basecamp: Arc::new(basecamp),
         tracker: Arc::new(tracker),
+        code_host,
         clock,
     })
 }

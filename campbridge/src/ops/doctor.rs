@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::clients::ClientError;
-use shared::config::{Config, StoreConfig};
+use shared::config::{BitbucketAuth, Config, StoreConfig};
 use shared::doctor::{SetupCode, probe_redirect};
 use shared::domain::StatusStrategy;
 use shared::outbound::OutboundGuard;
@@ -549,11 +549,39 @@ async fn bitbucket(
         }
         Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [bitbucket] section"),
     };
-    match client.user().await {
-        Ok(me) => {
-            report.pass(P, "credentials", format!("token works; acting as {}", me.display_name.unwrap_or_default()))
+    match &bb.auth {
+        // An access token is no user (`/2.0/user` refuses it): a call on a repository it is for proves it.
+        BitbucketAuth::AccessToken(_) => {
+            let Some(repo) = bb.repos.first() else {
+                return report.skip(
+                    P,
+                    "credentials",
+                    "an access token is checked with a repository call, and [bitbucket] repos lists none",
+                );
+            };
+            match client.repository(repo).await {
+                Ok(Some(_)) => report.pass(P, "credentials", format!("access token works on {repo}")),
+                Ok(None) => {
+                    return report.fail(
+                        P,
+                        "credentials",
+                        Some(SetupCode::ScopeUnavailable),
+                        format!("the access token cannot see {repo}"),
+                        "create the access token on that repository (or its project or workspace) with the \
+                         repository, pullrequest and webhook scopes",
+                    );
+                }
+                Err(e) => {
+                    return report.client_error(P, "credentials", &e, "give the access token the repository scope");
+                }
+            }
         }
-        Err(e) => return report.client_error(P, "credentials", &e, "add the account scope to the token"),
+        BitbucketAuth::ApiToken { .. } => match client.user().await {
+            Ok(me) => {
+                report.pass(P, "credentials", format!("token works; acting as {}", me.display_name.unwrap_or_default()))
+            }
+            Err(e) => return report.client_error(P, "credentials", &e, "add the account scope to the token"),
+        },
     }
     for repo in &bb.repos {
         let name = format!("repository {repo}");

@@ -13,11 +13,10 @@ pub mod status;
 pub mod webhooks;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use shared::clients::basecamp::BasecampClient;
-use shared::clients::bitbucket::{Backoff, BitbucketClient};
+use shared::clients::bitbucket::BitbucketClient;
 use shared::clients::jira::JiraClient;
 use shared::config::Config;
 use shared::ingest::Receivers;
@@ -92,7 +91,7 @@ pub async fn jira_client_with(
     Ok(setup::jira_client_with(config, secrets, guard).await?)
 }
 
-/// The Bitbucket client for `config`, with a short backoff (operator commands should answer quickly).
+/// The Bitbucket client for `config` (a 429 is reported, never waited out).
 pub async fn bitbucket_client(config: &Config, secrets: &dyn SecretStore) -> Result<BitbucketClient, OpsError> {
     bitbucket_client_with(config, secrets, &OutboundGuard::for_config(config)).await
 }
@@ -103,8 +102,7 @@ pub async fn bitbucket_client_with(
     secrets: &dyn SecretStore,
     guard: &OutboundGuard,
 ) -> Result<BitbucketClient, OpsError> {
-    let backoff = Backoff { initial: Duration::from_millis(500), max_delay: Duration::from_secs(2), max_retries: 1 };
-    Ok(setup::bitbucket_client_with(config, secrets, backoff, guard).await?)
+    Ok(setup::bitbucket_client_with(config, secrets, guard).await?)
 }
 
 /// The receivers' route tokens (derived from the webhook key), for building Basecamp webhook URLs.

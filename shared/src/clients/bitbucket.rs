@@ -2,8 +2,9 @@
 //!
 //! Auth is an Atlassian API token (Basic `email:token`) or an access token (Bearer); app passwords
 //! stopped working on 2026-06-09. Collections page by the `next` URL in the body, followed only on
-//! our own origin. A 429 is plain text without `Retry-After`, so the client backs off exponentially
-//! a bounded number of times before reporting `RateLimited`. Error bodies are
+//! our own origin. A 429 is plain text without `Retry-After` and means an hourly budget (1,000 requests
+//! per user or access token) is spent: the client never sleeps in a request; it reports `RateLimited`
+//! with [`BitbucketConfig::rate_limit_delay`] (minutes), a retry decision for the caller. Error bodies are
 //! `{type:"error", error:{message, detail?, fields?}}`. Bitbucket Cloud issues (and their API) were
 //! removed on 2026-08-20: a 410 from an issue endpoint is [`ClientError::IssuesRemoved`].
 
@@ -23,29 +24,10 @@ use crate::domain::RepoRef;
 /// Bitbucket Cloud's API root.
 pub const API_BASE: &str = "https://api.bitbucket.org/2.0/";
 
-/// How long to wait between attempts after a 429: `initial`, doubling up to `max_delay`, for at
-/// most `max_retries` retries.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max_delay: Duration,
-    pub max_retries: u32,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        // Fixed short retry loops amplify throttling (one-hour windows): start at 2 s and double.
-        Self { initial: Duration::from_secs(2), max_delay: Duration::from_secs(30), max_retries: 3 }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry number `attempt` (0-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt);
-        self.initial.saturating_mul(factor).min(self.max_delay)
-    }
-}
+/// The delay reported for a 429. Bitbucket's budgets are rolling one-hour windows and its 429 carries no
+/// `Retry-After`; retrying within seconds only spends the next window sooner (short retry loops amplified
+/// throttling in other integrations), so the job comes back in minutes.
+pub const RATE_LIMIT_DELAY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone)]
 pub struct BitbucketConfig {
@@ -54,7 +36,8 @@ pub struct BitbucketConfig {
     /// Basic `email:api-token`, or Bearer with a repository/project/workspace access token.
     pub auth: Credentials,
     pub http: HttpSettings,
-    pub backoff: Backoff,
+    /// The `retry_after` of a 429 ([`RATE_LIMIT_DELAY`] unless a caller knows better).
+    pub rate_limit_delay: Duration,
 }
 
 /// A Bitbucket Cloud client. Cheap to clone.
@@ -285,30 +268,18 @@ impl BitbucketClient {
         format!("repositories/{}/{}{rest}", repo.workspace, repo.repo_slug)
     }
 
-    /// One request, retried with backoff while the answer is 429.
+    /// One request. A 429 is `RateLimited` at once (never a sleep here): the caller delays the job.
     async fn call(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Reply, ClientError> {
-        let backoff = self.config.backoff;
-        let mut attempt = 0;
-        loop {
-            let mut rb =
-                self.http.request(method.clone(), url.clone()).header(reqwest::header::ACCEPT, "application/json");
-            rb = self.config.auth.apply(rb);
-            if let Some(body) = body {
-                rb = rb.json(body);
-            }
-            let reply = self.http.send(rb).await?;
-            if reply.status.as_u16() == 429 {
-                let delay = backoff.delay(attempt);
-                if attempt >= backoff.max_retries {
-                    return Err(ClientError::RateLimited { retry_after: delay });
-                }
-                tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "Bitbucket rate limit; backing off");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-                continue;
-            }
-            return if reply.status.is_success() { Ok(reply) } else { Err(error_from(url.path(), &reply)) };
+        let mut rb = self.http.request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        rb = self.config.auth.apply(rb);
+        if let Some(body) = body {
+            rb = rb.json(body);
         }
+        let reply = self.http.send(rb).await?;
+        if reply.status.as_u16() == 429 {
+            return Err(ClientError::RateLimited { retry_after: self.config.rate_limit_delay });
+        }
+        if reply.status.is_success() { Ok(reply) } else { Err(error_from(url.path(), &reply)) }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -370,6 +341,12 @@ impl BitbucketClient {
         found(self.get(&Self::repo_path(repo, &format!("/pullrequests/{id}"))).await)
     }
 
+    /// `GET …/commit/{hash}/pullrequests` (all pages): the pull requests that contain the commit, in any
+    /// state — how a build status without `refname` is traced to a branch.
+    pub async fn commit_pull_requests(&self, repo: &RepoRef, commit: &str) -> Result<Vec<PullRequest>, ClientError> {
+        self.get_all(self.url(&Self::repo_path(repo, &format!("/commit/{}/pullrequests", segment(commit))))?).await
+    }
+
     /// `GET …/commit/{hash}/statuses` (all pages).
     pub async fn commit_statuses(&self, repo: &RepoRef, commit: &str) -> Result<Vec<CommitStatus>, ClientError> {
         self.get_all(self.url(&Self::repo_path(repo, &format!("/commit/{commit}/statuses")))?).await
@@ -415,6 +392,11 @@ impl BitbucketClient {
     }
 }
 
+/// Escapes one path segment (commit hashes come from webhooks).
+fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
 /// Hook ids come as `{uuid}`; the braces must be escaped in a path.
 fn hook_uid(uid: &str) -> String {
     uid.replace('{', "%7B").replace('}', "%7D")
@@ -452,5 +434,24 @@ pub(crate) fn error_from(path: &str, reply: &Reply) -> ClientError {
         },
         s if s >= 500 => ClientError::Transient(message),
         _ => ClientError::Invalid(message),
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::CodeHostApi for BitbucketClient {
+    async fn commit_pull_requests(
+        &self,
+        repo: &RepoRef,
+        commit: &str,
+    ) -> Result<Vec<crate::ports::CommitPullRequest>, crate::ports::ApiError> {
+        Ok(BitbucketClient::commit_pull_requests(self, repo, commit)
+            .await?
+            .into_iter()
+            .map(|pr| crate::ports::CommitPullRequest {
+                source_branch: pr.source_branch().unwrap_or_default().to_owned(),
+                title: pr.title,
+                description: pr.description,
+            })
+            .collect())
     }
 }

@@ -703,9 +703,11 @@ impl TrackerApi for JiraClient {
                 return Err(ClientError::Transient(format!("created issue {} is not readable yet", created.key)).into());
             }
             Err(e) => {
-                return Err(
-                    ClientError::Transient(format!("created issue {} but reading it failed: {e}", created.key)).into()
-                );
+                return Err(ClientError::Transient(format!(
+                    "created issue {} but reading it failed: {e}",
+                    created.key
+                ))
+                .into());
             }
         };
         Ok(self.to_dev_item(&issue)?)

@@ -198,3 +198,23 @@ pub trait TrackerApi: Send + Sync {
     /// The item's comments, oldest first.
     async fn list_comments(&self, item: &DevItemRef) -> Result<Vec<TrackerComment>, ApiError>;
 }
+
+/// A pull request that contains a commit, as the code host lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPullRequest {
+    pub source_branch: String,
+    pub title: String,
+    pub description: String,
+}
+
+/// What the signals need from the code host (Bitbucket) beyond its webhooks.
+#[async_trait]
+pub trait CodeHostApi: Send + Sync {
+    /// The pull requests (any state) that contain `commit` in `repo`, newest first; empty when none do.
+    /// How a build status that names no branch (`refname` null, as Jenkins sends) is traced to one.
+    async fn commit_pull_requests(
+        &self,
+        repo: &crate::domain::RepoRef,
+        commit: &str,
+    ) -> Result<Vec<CommitPullRequest>, ApiError>;
+}

@@ -79,6 +79,12 @@ pub enum SyncError {
     /// look for it once the index has caught up.
     #[error("waiting {wait:?} for the tracker's search to show what the earlier claim on {subject} may have created")]
     Settling { subject: String, wait: Duration },
+    /// The code host (Bitbucket, read for signals) failed; a 429 there is a delay of minutes.
+    #[error("code host API: {source}")]
+    CodeHost {
+        #[source]
+        source: ApiError,
+    },
     #[error("route {0:?} is not configured")]
     UnknownRoute(RouteId),
     #[error(transparent)]
@@ -102,6 +108,8 @@ impl SyncError {
             Self::Held { wait, .. } => Some((*wait).clamp(Duration::from_secs(1), HELD_RETRY)),
             Self::Settling { wait, .. } => Some((*wait).max(Duration::from_secs(1))),
             Self::Upstream { source, .. } if source.is_retryable() => Some(Duration::from_secs(5)),
+            Self::CodeHost { source: ApiError::RateLimited { retry_after } } => Some(*retry_after),
+            Self::CodeHost { source } if source.is_retryable() => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -156,6 +164,8 @@ pub struct Engine {
     pub conflicts: Arc<dyn ConflictLog>,
     pub basecamp: Arc<dyn BasecampApi>,
     pub tracker: Arc<dyn TrackerApi>,
+    /// The code host (Bitbucket), when configured: finds the branch of a build status that names none.
+    pub code_host: Option<Arc<dyn crate::ports::CodeHostApi>>,
     pub clock: Arc<dyn Clock>,
 }
 

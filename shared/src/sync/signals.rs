@@ -128,14 +128,36 @@ impl Engine {
         Ok(pairs)
     }
 
+    /// A build status that names no branch (`refname` null, as Jenkins sends it) is traced to one through
+    /// the pull requests that contain its commit: their branches, titles and descriptions are where its
+    /// references are. The first such branch is the one the signal names.
+    async fn traced_build(&self, build: &Build) -> Result<(Build, Vec<String>), SyncError> {
+        let Some(host) = self.code_host.as_ref().filter(|_| build.branch.is_none()) else {
+            return Ok((build.clone(), build.branch.iter().cloned().collect()));
+        };
+        let prs = host
+            .commit_pull_requests(&build.repo, &build.commit)
+            .await
+            .map_err(|source| SyncError::CodeHost { source })?;
+        let mut traced = build.clone();
+        traced.branch = prs.iter().map(|p| p.source_branch.clone()).find(|b| !b.is_empty());
+        let texts = prs.into_iter().flat_map(|p| [p.source_branch, p.title, p.description]).collect();
+        Ok((traced, texts))
+    }
+
     /// Posts a pull request's or build's signal on every to-do it refers to.
     pub(super) async fn sync_signal(&self, job: &Job) -> Result<Outcome, SyncError> {
+        let mut traced = None;
         let (texts, pr): (Vec<String>, Option<(&PullRequest, &str)>) = match job {
             Job::PullRequestChanged { pull_request, state, .. } => (
                 vec![pull_request.title.clone(), pull_request.description.clone(), pull_request.source_branch.clone()],
                 Some((pull_request, state.as_str())),
             ),
-            Job::BuildChanged { build, .. } => (build.branch.iter().cloned().collect(), None),
+            Job::BuildChanged { build, .. } => {
+                let (build, texts) = self.traced_build(build).await?;
+                traced = Some(build);
+                (texts, None)
+            }
             _ => return Ok(Outcome::Skipped(Skip::Unchanged)),
         };
         let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -157,7 +179,10 @@ impl Engine {
                     }
                     pr_posts(pull_request, state)
                 }
-                (Job::BuildChanged { build, .. }, None) => build_posts(build, route.build_signals, &pair.signals),
+                (Job::BuildChanged { .. }, None) => match &traced {
+                    Some(build) => build_posts(build, route.build_signals, &pair.signals),
+                    None => Vec::new(),
+                },
                 _ => Vec::new(),
             };
             for post in posts {

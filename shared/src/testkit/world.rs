@@ -50,6 +50,7 @@ impl World {
             conflicts: conflicts.clone(),
             basecamp: basecamp.clone(),
             tracker: tracker.clone(),
+            code_host: None,
             clock: clock.clone(),
         };
         Self {

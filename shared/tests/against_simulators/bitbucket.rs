@@ -2,7 +2,6 @@
 //! removed issues), pull requests paged by `next`, build statuses, hooks and the plain-text 429.
 
 use campbridge_simulators::bitbucket::{self as bb_sim, BuildStatus};
-use campbridge_simulators::{Faults, Forced429};
 use secrecy::SecretString;
 use shared::clients::ClientError;
 use shared::clients::bitbucket::{PullRequestState, WebhookSpec};
@@ -69,20 +68,18 @@ async fn pull_requests_page_by_next_and_read_one_by_one() {
 }
 
 #[tokio::test]
-async fn a_plain_text_429_is_retried_with_backoff() {
-    let (sim, client) = support::bitbucket().await;
-    sim.set_faults(Faults {
-        force_429: Some(Forced429 { retry_after: 0, remaining: Some(2), html: false }),
-        ..Faults::default()
-    });
-    let me = client.user().await.unwrap();
-    assert_eq!(me.account_id.as_deref(), Some(bb_sim::SYNC_BOT));
-    assert_eq!(sim.calls().count("GET", "/2.0/user"), 3, "two refusals, then the answer");
-
-    sim.set_faults(Faults { force_429: Some(Forced429::default()), ..Faults::default() });
-    let err = client.user().await.unwrap_err();
-    assert!(matches!(err, ClientError::RateLimited { .. }), "{err:?}");
-    assert_eq!(sim.calls().count("GET", "/2.0/user"), 3 + 4, "the first attempt and three retries");
+async fn the_spent_hourly_budget_is_a_delay_in_minutes_and_no_request_is_retried_inside() {
+    let (sim, client) = support::bitbucket_with(bb_sim::Options { hourly_budget: Some(3), ..Default::default() }).await;
+    let repo = repo(&sim);
+    for _ in 0..3 {
+        assert!(client.repository(&repo).await.unwrap().is_some());
+    }
+    let err = client.repository(&repo).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::RateLimited { retry_after } if retry_after >= std::time::Duration::from_secs(60)),
+        "{err:?}"
+    );
+    assert_eq!(sim.calls().count("GET", "/2.0/repositories/{workspace}/{repo}"), 4, "one refused request, no retries");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use shared::adapters::memory::MemorySecrets;
 use shared::clients::basecamp::{BasecampClient, BasecampConfig};
-use shared::clients::bitbucket::{Backoff, BitbucketClient, BitbucketConfig};
+use shared::clients::bitbucket::{BitbucketClient, BitbucketConfig, RATE_LIMIT_DELAY};
 use shared::clients::jira::{JiraClient, JiraConfig};
 use shared::clients::{BaseUrl, Credentials, HttpSettings};
 
@@ -99,7 +99,7 @@ pub async fn jira_raw_get(sim: &jira_sim::Simulator, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// A Bitbucket simulator and a client with its default API token and a millisecond backoff.
+/// A Bitbucket simulator and a client with its default API token.
 pub async fn bitbucket() -> (bb_sim::Simulator, BitbucketClient) {
     bitbucket_with(bb_sim::Options::default()).await
 }
@@ -111,7 +111,7 @@ pub async fn bitbucket_with(opts: bb_sim::Options) -> (bb_sim::Simulator, Bitbuc
         base_url: BaseUrl::parse(&format!("{}/2.0/", sim.base_url())).unwrap(),
         auth: Credentials::Basic { user: email, secret: SecretString::from(token) },
         http: HttpSettings::for_loopback_tests(USER_AGENT),
-        backoff: Backoff { initial: Duration::from_millis(5), max_delay: Duration::from_millis(20), max_retries: 3 },
+        rate_limit_delay: RATE_LIMIT_DELAY,
     })
     .unwrap();
     (sim, client)

@@ -6,9 +6,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::server::{Reply, TestServer, fixture, fixture_json};
-use crate::clients::bitbucket::{
-    self, Backoff, BitbucketClient, BitbucketConfig, PullRequest, PullRequestState, WebhookSpec,
-};
+use crate::clients::bitbucket::{self, BitbucketClient, BitbucketConfig, PullRequest, PullRequestState, WebhookSpec};
 use crate::clients::http::Reply as RawReply;
 use crate::clients::{BaseUrl, ClientError, Credentials, HttpSettings};
 use crate::domain::RepoRef;
@@ -16,13 +14,13 @@ use crate::domain::RepoRef;
 const TOKEN: &str = "bb-api-token-do-not-print";
 const RATE_LIMIT_BODY: &str = "Rate limit for this resource has been exceeded";
 
-/// A client for any Bitbucket base URL, with millisecond backoff so tests run fast.
+/// A client for any Bitbucket base URL.
 pub fn client(base: &str) -> BitbucketClient {
     BitbucketClient::new(BitbucketConfig {
         base_url: BaseUrl::parse(base).unwrap(),
         auth: Credentials::Basic { user: "bot@example.test".into(), secret: SecretString::from(TOKEN) },
         http: HttpSettings::for_loopback_tests("campbridge-tests"),
-        backoff: Backoff { initial: Duration::from_millis(2), max_delay: Duration::from_millis(10), max_retries: 2 },
+        rate_limit_delay: bitbucket::RATE_LIMIT_DELAY,
     })
     .unwrap()
 }
@@ -87,34 +85,19 @@ async fn a_next_link_to_another_origin_is_never_followed() {
 }
 
 #[tokio::test]
-async fn a_plain_text_429_is_retried_with_backoff_until_it_succeeds() {
+async fn a_plain_text_429_is_one_request_and_a_delay_in_minutes_never_a_sleep() {
     let server = TestServer::start().await;
-    server
-        .on("GET", "/2.0/user", Reply::text(429, "text/plain", RATE_LIMIT_BODY))
-        .on("GET", "/2.0/user", Reply::text(429, "text/plain", RATE_LIMIT_BODY))
-        .on("GET", "/2.0/user", Reply::fixture(200, "bitbucket/cloud-api-user-get.legacy.json"));
-    let user = client(&server.url("/2.0/")).user().await.unwrap();
-    assert!(user.display_name.is_some());
-    assert_eq!(server.requests_to("GET", "/2.0/user").len(), 3);
-}
-
-#[tokio::test]
-async fn a_429_that_persists_ends_as_rate_limited_after_bounded_retries() {
-    let server = TestServer::start().await;
-    server.on("GET", "/2.0/user", Reply::text(429, "text/plain", RATE_LIMIT_BODY));
+    server.on("GET", "/2.0/user", Reply::text(429, "text/plain", RATE_LIMIT_BODY)).on(
+        "GET",
+        "/2.0/user",
+        Reply::fixture(200, "bitbucket/cloud-api-user-get.legacy.json"),
+    );
     let err = client(&server.url("/2.0/")).user().await.unwrap_err();
     assert!(
-        matches!(err, ClientError::RateLimited { retry_after } if retry_after == Duration::from_millis(8)),
+        matches!(err, ClientError::RateLimited { retry_after } if retry_after >= Duration::from_secs(60)),
         "{err:?}"
     );
-    assert_eq!(server.requests_to("GET", "/2.0/user").len(), 3, "one try and two retries");
-}
-
-#[test]
-fn backoff_doubles_up_to_its_cap() {
-    let b = Backoff { initial: Duration::from_secs(2), max_delay: Duration::from_secs(30), max_retries: 5 };
-    let delays: Vec<u64> = (0..6).map(|n| b.delay(n).as_secs()).collect();
-    assert_eq!(delays, [2, 4, 8, 16, 30, 30]);
+    assert_eq!(server.requests_to("GET", "/2.0/user").len(), 1, "no retry inside the request");
 }
 
 #[tokio::test]
@@ -249,7 +232,7 @@ async fn an_access_token_goes_out_as_bearer_and_never_prints() {
         base_url: BaseUrl::parse(&server.url("/2.0/")).unwrap(),
         auth: Credentials::Bearer(SecretString::from(TOKEN)),
         http: HttpSettings::for_loopback_tests("campbridge-tests"),
-        backoff: Backoff::default(),
+        rate_limit_delay: bitbucket::RATE_LIMIT_DELAY,
     })
     .unwrap();
     assert!(c.repository(&repo()).await.unwrap().is_some());

@@ -91,7 +91,7 @@ pub async fn open(sim: &Inner, title: &str, description: &str, source: &str, aut
         return Err(SimError::Invalid("title is required".to_owned()));
     }
     let source_hash = state.fresh_hash();
-    state.branches.insert(source.to_owned(), source_hash.clone());
+    state.set_head(source, &source_hash);
     let destination_hash = state.head("main");
     let id = state.pullrequests.keys().next_back().copied().unwrap_or(0) + 1;
     let stamp = now();
@@ -149,7 +149,7 @@ pub async fn update(
     }
     pr.updated_on = now();
     if let Some((branch, old, new)) = pushed {
-        state.branches.insert(branch.clone(), new.clone());
+        state.set_head(&branch, &new);
         let body = webhooks::push_body(sim, &state, &branch, Some(&old), &new, &actor);
         webhooks::emit(sim, &state, "repo:push", &body);
     }
@@ -326,7 +326,7 @@ async fn push_route(State(sim): Sim, Json(input): Json<PushInput>) -> Response {
     };
     let old = state.branches.get(&input.branch).cloned();
     let new = state.fresh_hash();
-    state.branches.insert(input.branch.clone(), new.clone());
+    state.set_head(&input.branch, &new);
     for pr in state.pullrequests.values_mut().filter(|p| p.source_branch == input.branch && p.state == "OPEN") {
         pr.source_hash = new.clone();
     }

@@ -56,7 +56,14 @@ pub struct Options {
     pub webhook_timeout: Duration,
     /// Retries after a failed attempt (Bitbucket: 2).
     pub webhook_retries: u32,
+    /// Requests per identity (API token's user, or access token) per rolling hour; past it, 429 in plain
+    /// text without `Retry-After`. Bitbucket's budget for `/2.0/repositories/*` is 1,000/h (the default);
+    /// `None` lifts it.
+    pub hourly_budget: Option<u32>,
 }
+
+/// Bitbucket Cloud's hourly request budget per user or access token for the repositories API.
+pub const HOURLY_BUDGET: u32 = 1_000;
 
 impl Default for Options {
     fn default() -> Self {
@@ -69,6 +76,7 @@ impl Default for Options {
             pagelen: 10,
             webhook_timeout: Duration::from_secs(10),
             webhook_retries: 2,
+            hourly_budget: Some(HOURLY_BUDGET),
         }
     }
 }
@@ -104,6 +112,26 @@ pub(crate) struct Inner {
     pub calls: CallCounter,
     pub faults: SharedFaults,
     pub dispatcher: Dispatcher,
+    /// Request times per identity within the last hour, for [`Options::hourly_budget`].
+    pub budget: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
+}
+
+impl Inner {
+    /// Counts one request for `identity` against `limit` per rolling hour; false when the budget is spent.
+    pub fn spend(&self, identity: &str, limit: u32) -> bool {
+        let now = std::time::Instant::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let mut budget = self.budget.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let times = budget.entry(identity.to_owned()).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= hour) {
+            times.pop_front();
+        }
+        if times.len() >= limit as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
 }
 
 /// A running Bitbucket simulator. Dropping it stops the server.
@@ -176,6 +204,7 @@ impl Simulator {
                 calls: CallCounter::default(),
                 faults: faults.clone(),
                 dispatcher: Dispatcher::start(client, policy, faults, observer),
+                budget: Default::default(),
             }
         });
         let server = Server::serve(listener, routes::router(inner.clone()))?;

@@ -47,9 +47,25 @@ impl From<SimError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The authenticated account (its uuid).
+/// The authenticated identity: an account, or a repository access token (which acts as its own bot on
+/// the repository but is no user: `/2.0/user` refuses it).
 #[derive(Clone, Debug)]
-pub struct Caller(pub User);
+pub struct Caller(pub User, pub bool);
+
+impl Caller {
+    fn is_access_token(&self) -> bool {
+        self.1
+    }
+}
+
+/// Bitbucket's answer to a user-level call made with a repository access token.
+fn not_a_user() -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, Json(fixture(render::ERROR_401))).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"Bitbucket.org HTTP\""));
+    response
+}
 
 const REPO: &str = "/2.0/repositories/{workspace}/{repo}";
 
@@ -62,6 +78,7 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .route(&format!("{REPO}/pullrequests"), get(list_prs))
         .route(&format!("{REPO}/pullrequests/{{id}}"), get(get_pr))
         .route(&format!("{REPO}/commit/{{hash}}/statuses"), get(list_statuses))
+        .route(&format!("{REPO}/commit/{{hash}}/pullrequests"), get(commit_prs))
         .route(&format!("{REPO}/commit/{{hash}}/statuses/build"), post(post_status))
         .route(&format!("{REPO}/hooks"), get(list_hooks).post(create_hook))
         .route(&format!("{REPO}/hooks/{{uid}}"), get(get_hook).put(put_hook).delete(delete_hook))
@@ -81,17 +98,23 @@ async fn gate(State(sim): Sim, mut request: Request, next: Next) -> Response {
     let header_value = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let state = sim.state.lock().await;
     let caller = if let Some(token) = header_value.strip_prefix("Bearer ") {
-        // Access tokens act as the workspace's bot identity.
-        sim.opts.access_tokens.iter().any(|t| t == token.trim()).then(|| state.users.first().cloned()).flatten()
+        // Repository access tokens act as the repository's bot identity, and are not users.
+        sim.opts
+            .access_tokens
+            .iter()
+            .any(|t| t == token.trim())
+            .then(|| state.users.first().cloned().map(|u| Caller(u, true)))
+            .flatten()
     } else {
         match decode_basic(header_value) {
             Some((email, token)) if sim.opts.accounts.iter().any(|(e, t)| *e == email && *t == token) => {
-                state.users.first().cloned()
+                state.users.first().cloned().map(|u| Caller(u, false))
             }
             _ => None,
         }
     };
     drop(state);
+    let identity = header_value.to_owned();
     let Some(caller) = caller else {
         let mut response = (StatusCode::UNAUTHORIZED, Json(fixture(render::ERROR_401))).into_response();
         response
@@ -99,7 +122,18 @@ async fn gate(State(sim): Sim, mut request: Request, next: Next) -> Response {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Bitbucket.org HTTP\""));
         return response;
     };
-    request.extensions_mut().insert(Caller(caller));
+    if let Some(limit) = sim.opts.hourly_budget
+        && !sim.spend(&identity, limit)
+    {
+        // As observed: plain text, no Retry-After, no JSON envelope.
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Rate limit for this resource has been exceeded",
+        )
+            .into_response();
+    }
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -136,10 +170,16 @@ fn paged(sim: &Inner, path: &str, pairs: &[(String, String)], values: Vec<Value>
 }
 
 async fn get_user(State(sim): Sim, Extension(caller): Extension<Caller>) -> ApiResult {
+    if caller.is_access_token() {
+        return Ok(not_a_user());
+    }
     Ok(Json(render::user(&sim.ctx, &caller.0)).into_response())
 }
 
-async fn user_workspaces(State(sim): Sim, RawQuery(raw): RawQuery) -> ApiResult {
+async fn user_workspaces(State(sim): Sim, Extension(caller): Extension<Caller>, RawQuery(raw): RawQuery) -> ApiResult {
+    if caller.is_access_token() {
+        return Ok(not_a_user());
+    }
     let workspace = json!({"type": "workspace_access", "administrator": true,
         "workspace": {"type": "workspace", "uuid": sim.ctx.workspace_uuid, "name": sim.ctx.workspace_name, "slug": sim.ctx.workspace,
                       "links": {"self": {"href": sim.ctx.api(&format!("/workspaces/{}", sim.ctx.workspace))}}}});
@@ -184,6 +224,31 @@ async fn get_pr(State(sim): Sim, Path(params): Params) -> ApiResult {
         .await
         .map(|pr| Json(pr).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("Pull request {id} not found")))
+}
+
+/// `GET …/commit/{commit}/pullrequests`: the pull requests (any state) that contain the commit, newest
+/// first, paged. An unknown commit is 404, as for any commit Bitbucket does not have.
+async fn commit_prs(State(sim): Sim, Path(params): Params, RawQuery(raw): RawQuery) -> ApiResult {
+    check_repo(&sim, &params)?;
+    let hash = params.get("hash").cloned().unwrap_or_default();
+    let state = sim.state.lock().await;
+    let branch = state
+        .branch_of(&hash)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("Commit not found: {hash}")))?
+        .to_owned();
+    let values: Vec<Value> = state
+        .pullrequests
+        .values()
+        .rev()
+        .filter(|pr| pr.source_branch == branch)
+        .filter_map(|pr| {
+            let author = state.user(&pr.author)?;
+            let closed_by = pr.closed_by.as_deref().and_then(|c| state.user(c));
+            Some(render::pullrequest(&sim.ctx, pr, author, closed_by))
+        })
+        .collect();
+    let path = format!("/2.0/repositories/{}/commit/{hash}/pullrequests", sim.ctx.full_name());
+    Ok(Json(paged(&sim, &path, &query_pairs(&raw), values)).into_response())
 }
 
 async fn list_statuses(State(sim): Sim, Path(params): Params, RawQuery(raw): RawQuery) -> ApiResult {

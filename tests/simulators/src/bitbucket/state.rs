@@ -76,6 +76,8 @@ pub struct State {
     pub statuses: Vec<BuildStatus>,
     pub hooks: BTreeMap<String, Hook>,
     pub branches: BTreeMap<String, String>,
+    /// Every commit made, with the branch it was made on (what `commit/{hash}/pullrequests` reads).
+    pub commit_branches: BTreeMap<String, String>,
     next_commit: u64,
 }
 
@@ -97,8 +99,22 @@ impl State {
             return hash.clone();
         }
         let hash = self.fresh_hash();
-        self.branches.insert(branch.to_owned(), hash.clone());
+        self.set_head(branch, &hash);
         hash
+    }
+
+    /// Moves `branch` to the new commit `hash`.
+    pub fn set_head(&mut self, branch: &str, hash: &str) {
+        self.branches.insert(branch.to_owned(), hash.to_owned());
+        self.commit_branches.insert(hash.to_owned(), branch.to_owned());
+    }
+
+    /// The branch a commit (full hash or a prefix of at least 7) was made on.
+    pub fn branch_of(&self, commit: &str) -> Option<&str> {
+        if commit.len() < 7 {
+            return None;
+        }
+        self.commit_branches.iter().find(|(hash, _)| hash.starts_with(commit)).map(|(_, b)| b.as_str())
     }
 
     /// A user by uuid, account id or nickname.
