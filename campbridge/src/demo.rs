@@ -40,6 +40,8 @@ pub struct StackOptions {
     pub assignee_owner: &'static str,
     /// An opt-in marker for the route's filter.
     pub marker: Option<&'static str>,
+    /// Values for the route's `[routes.create_fields]` (TOML `key = value` lines).
+    pub create_fields: Option<&'static str>,
     /// Basecamp's 50 requests / 10 s limit (on by default, as upstream).
     pub basecamp_rate_limit: bool,
     pub jira: jira_sim::Config,
@@ -66,6 +68,7 @@ impl StackOptions {
             title_owner: "both",
             assignee_owner: "basecamp",
             marker: None,
+            create_fields: None,
             basecamp_rate_limit: true,
             jira: jira_sim::Config::default(),
             workers: 2,
@@ -179,7 +182,8 @@ assignee = {assignee_owner:?}
 [[routes.lists]]
 list = "Bugs"
 labels = ["bug"]
-"#,
+{create_fields}"#,
+        create_fields = opts.create_fields.map(|f| format!("\n[routes.create_fields]\n{f}\n")).unwrap_or_default(),
         reconcile_every = opts.reconcile_every,
         account = bc.account_id(),
         launchpad = bc.launchpad_url(),

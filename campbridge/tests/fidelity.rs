@@ -258,3 +258,37 @@ async fn doctor_checks_a_repository_access_token_with_a_repository_call_not_as_a
     assert_eq!(stack.bitbucket.calls().count("GET", "/2.0/user"), 0, "never asked as a user: {rendered}");
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reads_the_create_screen_and_a_route_gives_a_required_field_its_value() {
+    use campbridge::ops::{self, PublicUrls};
+    use shared::doctor::SetupCode;
+    let screen = |o: &mut StackOptions| {
+        o.jira.create_required = [("customfield_10050".to_owned(), "Team".to_owned())].into();
+        o.jira.create_absent = ["duedate".to_owned()].into();
+    };
+    let stack = start("create-screen", screen).await;
+    let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
+    let rendered = ops::doctor::render(&report);
+    let line = report.checks.iter().find(|c| c.name.starts_with("create screen for Task in WEB")).unwrap();
+    assert_eq!((line.ok, line.code), (Some(false), Some(SetupCode::ScopeUnavailable)), "{rendered}");
+    assert!(line.detail.contains("required fields campbridge does not set: Team (customfield_10050)"), "{rendered}");
+    assert!(line.detail.contains("fields campbridge sets that the create screen lacks: duedate"), "{rendered}");
+    stack.stop().await.unwrap();
+
+    // The route gives Team its value: creates carry it, and doctor no longer names it.
+    let stack = start("create-fields", |o| {
+        screen(o);
+        o.create_fields = Some("customfield_10050 = { value = \"Web\" }");
+    })
+    .await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let todo = stack.basecamp.create_todo(sprint, todo_write("Needs a team"), bc::ANNIE).await.unwrap();
+    stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
+    let line = report.checks.iter().find(|c| c.name.starts_with("create screen for Task in WEB")).unwrap();
+    assert!(!line.detail.contains("Team"), "{}", ops::doctor::render(&report));
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}

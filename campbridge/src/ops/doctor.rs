@@ -478,6 +478,7 @@ async fn jira(config: &Config, secrets: &dyn SecretStore, guard: &OutboundGuard,
                 report.fail(P, name.clone(), None, format!("unreachable: {}", e.without_url()), "check the network")
             }
         }
+        create_screen(&client, route, report).await;
         transitions(&client, route.status, &project.to_string(), &route.id.to_string(), report).await;
     }
     report.skip(
@@ -485,6 +486,70 @@ async fn jira(config: &Config, secrets: &dyn SecretStore, guard: &OutboundGuard,
         "admin webhook",
         "cannot be read with an API token: `campbridge webhooks check` prints the admin steps to verify it",
     );
+}
+
+/// Fields campbridge sets on every create, and those it sets when the to-do has a value for them.
+const ALWAYS_SET: &[&str] = &["project", "issuetype", "summary", "labels", "priority"];
+const SOMETIMES_SET: &[&str] = &["description", "assignee", "duedate", "components"];
+
+/// The route's create screen (`createmeta`): required fields campbridge would not set (unless the route's
+/// `create_fields` gives them), and fields campbridge sets that the screen lacks; either makes every
+/// create fail, so both are `PROVIDER_SCOPE_UNAVAILABLE` with the field names.
+async fn create_screen(client: &shared::clients::jira::JiraClient, route: &shared::domain::Route, report: &mut Report) {
+    const P: &str = "jira";
+    let TrackerTarget::Jira { project, issue_type } = &route.target;
+    let name = format!("create screen for {issue_type} in {project} (route {})", route.id);
+    let types = match client.create_meta_issue_types(project.as_str()).await {
+        Ok(t) => t,
+        Err(e) => return report.client_error(P, name, &e, "grant Create issues on the project"),
+    };
+    let Some(found) = types.iter().find(|t| t.name.eq_ignore_ascii_case(issue_type)) else {
+        let known: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        return report.fail(
+            P,
+            name,
+            Some(SetupCode::ScopeUnavailable),
+            format!("issue type {issue_type:?} cannot be created in {project} (it offers {})", known.join(", ")),
+            "set the route's issue_type to one the project offers, or grant Create issues",
+        );
+    };
+    let fields = match client.create_meta_fields(project.as_str(), &found.id).await {
+        Ok(f) => f,
+        Err(e) => return report.client_error(P, name, &e, "grant Create issues on the project"),
+    };
+    let given = |id: &str| ALWAYS_SET.contains(&id) || route.create_fields.contains_key(id);
+    let unset: Vec<String> = fields
+        .iter()
+        .filter(|f| f.required && !f.has_default_value && !given(&f.field_id))
+        .map(|f| format!("{} ({})", f.name, f.field_id))
+        .collect();
+    let on_screen = |id: &str| fields.iter().any(|f| f.field_id == id);
+    let missing: Vec<String> = ALWAYS_SET
+        .iter()
+        .chain(SOMETIMES_SET)
+        .map(|s| (*s).to_owned())
+        .chain(route.create_fields.keys().cloned())
+        .filter(|id| !on_screen(id))
+        .collect();
+    let mut problems = Vec::new();
+    if !unset.is_empty() {
+        problems.push(format!("required fields campbridge does not set: {}", unset.join(", ")));
+    }
+    if !missing.is_empty() {
+        problems.push(format!("fields campbridge sets that the create screen lacks: {}", missing.join(", ")));
+    }
+    if problems.is_empty() {
+        report.pass(P, name, "every required field is set, and every field campbridge sets is on the screen");
+    } else {
+        report.fail(
+            P,
+            name,
+            Some(SetupCode::ScopeUnavailable),
+            problems.join("; "),
+            "give required fields a value in the route's [routes.create_fields] (docs/configuration.md), and add \
+             the missing fields to the project's create screen",
+        );
+    }
 }
 
 async fn transitions(

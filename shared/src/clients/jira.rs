@@ -224,6 +224,26 @@ pub struct SearchPage {
     pub is_last: Option<bool>,
 }
 
+/// An issue type of a project's create metadata.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateMetaIssueType {
+    pub id: String,
+    pub name: String,
+}
+
+/// One field of a create screen (`FieldCreateMetadata`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateMetaField {
+    #[serde(rename = "fieldId")]
+    pub field_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(rename = "hasDefaultValue", default)]
+    pub has_default_value: bool,
+}
+
 /// `201` from issue create.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CreatedIssue {
@@ -404,6 +424,40 @@ impl JiraClient {
         let url = self.url(&format!("rest/api/3/issue/{}/properties/{}", segment(id_or_key), segment(key)))?;
         self.call(Method::PUT, url, Some(value)).await?;
         Ok(())
+    }
+
+    /// Every item under `key` of a `startAt`/`maxResults`/`total` paged create-metadata list at `path`.
+    async fn meta_pages<T: serde::de::DeserializeOwned>(&self, path: &str, key: &str) -> Result<Vec<T>, ClientError> {
+        let mut all = Vec::new();
+        for _ in 0..http::MAX_PAGES {
+            let mut url = self.url(path)?;
+            url.query_pairs_mut().append_pair("startAt", &all.len().to_string()).append_pair("maxResults", "50");
+            let page: Value = self.get_json(url).await?;
+            let items: Vec<T> = serde_json::from_value(page.get(key).cloned().unwrap_or(Value::Array(Vec::new())))
+                .map_err(|e| ClientError::Decode(format!("create metadata: {e}")))?;
+            let got = items.len();
+            all.extend(items);
+            let total = page.get("total").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if got == 0 || all.len() >= total {
+                return Ok(all);
+            }
+        }
+        Err(ClientError::Decode("create metadata paging did not end".into()))
+    }
+
+    /// `GET /rest/api/3/issue/createmeta/{project}/issuetypes`: the issue types one can create there.
+    pub async fn create_meta_issue_types(&self, project: &str) -> Result<Vec<CreateMetaIssueType>, ClientError> {
+        self.meta_pages(&format!("rest/api/3/issue/createmeta/{}/issuetypes", segment(project)), "issueTypes").await
+    }
+
+    /// `GET /rest/api/3/issue/createmeta/{project}/issuetypes/{id}`: the create screen's fields.
+    pub async fn create_meta_fields(
+        &self,
+        project: &str,
+        issue_type: &str,
+    ) -> Result<Vec<CreateMetaField>, ClientError> {
+        let path = format!("rest/api/3/issue/createmeta/{}/issuetypes/{}", segment(project), segment(issue_type));
+        self.meta_pages(&path, "fields").await
     }
 
     /// One page of `POST /rest/api/3/search/jql`.

@@ -49,6 +49,8 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .route("/rest/api/3/search", any(search_removed))
         .route("/rest/api/2/search", any(search_removed))
         .route("/rest/api/3/project/{key}", get(get_project))
+        .route("/rest/api/3/issue/createmeta/{project}/issuetypes", get(createmeta_types))
+        .route("/rest/api/3/issue/createmeta/{project}/issuetypes/{type_id}", get(createmeta_fields))
         .route_layer(from_fn_with_state(sim.clone(), gate))
         .with_state(sim.clone());
     api.merge(control::router(sim))
@@ -480,6 +482,76 @@ fn encode_token(offset: usize) -> String {
 fn decode_token(token: &str) -> Option<usize> {
     let bytes = hex::decode(token).ok()?;
     String::from_utf8(bytes).ok()?.strip_prefix("sim-page:")?.parse().ok()
+}
+
+/// The seeded issue types: (id, name).
+const ISSUE_TYPES: [(&str, &str); 3] = [("10001", "Task"), ("10002", "Bug"), ("10003", "Story")];
+
+fn project_of<'a>(state: &'a JiraState, key: &str) -> Result<&'a super::state::Project, JiraError> {
+    state.projects.values().find(|p| p.key.eq_ignore_ascii_case(key) || p.id == key).ok_or_else(|| {
+        JiraError::messages(StatusCode::NOT_FOUND, &format!("No project could be found with key '{key}'."))
+    })
+}
+
+/// `startAt`/`maxResults` paging of a create-metadata list (`PageOf…`: `{<key>, maxResults, startAt, total}`).
+fn meta_page(key: &str, all: Vec<Value>, query: &HashMap<String, String>) -> Value {
+    let start: usize = query.get("startAt").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let max: usize = query.get("maxResults").and_then(|s| s.parse().ok()).unwrap_or(50).clamp(1, 200);
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(start).take(max).collect();
+    json!({key: page, "maxResults": max, "startAt": start, "total": total})
+}
+
+/// `GET /rest/api/3/issue/createmeta/{projectIdOrKey}/issuetypes` (`PageOfCreateMetaIssueTypes`).
+async fn createmeta_types(
+    State(sim): Sim,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let state = sim.state.lock().await;
+    project_of(&state, &project)?;
+    let types = ISSUE_TYPES
+        .iter()
+        .map(|(id, name)| {
+            json!({"self": format!("{}/rest/api/3/issuetype/{id}", sim.origin), "id": id, "name": name,
+                   "description": "", "iconUrl": format!("{}/images/icons/issuetypes/{id}.png", sim.origin),
+                   "subtask": false, "hierarchyLevel": 0})
+        })
+        .collect();
+    Ok(Json(meta_page("issueTypes", types, &query)).into_response())
+}
+
+/// `GET /rest/api/3/issue/createmeta/{projectIdOrKey}/issuetypes/{issueTypeId}`
+/// (`PageOfCreateMetaIssueTypeWithField`): the create screen's fields, required ones flagged.
+async fn createmeta_fields(
+    State(sim): Sim,
+    Path((project, type_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let state = sim.state.lock().await;
+    project_of(&state, &project)?;
+    if !ISSUE_TYPES.iter().any(|(id, _)| *id == type_id) {
+        return Err(JiraError::messages(
+            StatusCode::NOT_FOUND,
+            "Issue type with given ID does not exist or you do not have permission to see it.",
+        ));
+    }
+    let field = |id: &str, name: &str, required: bool, custom: bool| {
+        let schema = if custom {
+            json!({"type": "option", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select", "customId": id.trim_start_matches("customfield_").parse::<u64>().unwrap_or(0)})
+        } else {
+            json!({"type": "string", "system": id})
+        };
+        json!({"required": required, "schema": schema, "name": name, "key": id, "fieldId": id,
+               "hasDefaultValue": id == "priority", "operations": ["set"]})
+    };
+    let mut fields: Vec<Value> = super::state::CREATE_SCREEN
+        .iter()
+        .filter(|(id, _, _)| !state.config.create_absent.contains(*id))
+        .map(|(id, name, required)| field(id, name, *required, false))
+        .collect();
+    fields.extend(state.config.create_required.iter().map(|(id, name)| field(id, name, true, true)));
+    Ok(Json(meta_page("fields", fields, &query)).into_response())
 }
 
 async fn get_project(State(sim): Sim, Path(key): Path<String>) -> ApiResult {

@@ -108,7 +108,27 @@ pub struct Config {
     /// The next N issue creations are stored and then answered 500, as when the connection breaks
     /// after Jira committed the write (the client cannot know the issue exists).
     pub lose_create_responses: u32,
+    /// Custom fields the create screen requires (field id → name, e.g. `customfield_10050` → `Team`).
+    pub create_required: BTreeMap<String, String>,
+    /// Fields left off the create screen (e.g. `duedate`): setting one on create is refused.
+    pub create_absent: BTreeSet<String>,
 }
+
+/// The fields on the seeded create screen: (id, name, required). `project`, `issuetype` and `summary` are
+/// required, as on every Jira create screen.
+pub const CREATE_SCREEN: [(&str, &str, bool); 11] = [
+    ("project", "Project", true),
+    ("issuetype", "Issue Type", true),
+    ("summary", "Summary", true),
+    ("description", "Description", false),
+    ("reporter", "Reporter", false),
+    ("assignee", "Assignee", false),
+    ("priority", "Priority", false),
+    ("labels", "Labels", false),
+    ("components", "Components", false),
+    ("duedate", "Due date", false),
+    ("customfield_10021", "Flagged", false),
+];
 
 /// The search-index lag every simulator starts with: about what Jira Cloud shows on a quiet site.
 pub const DEFAULT_SEARCH_LAG_MS: u64 = 1_000;
@@ -122,6 +142,8 @@ impl Default for Config {
             unassignable: BTreeSet::new(),
             unassignable_forbidden: false,
             lose_create_responses: 0,
+            create_required: BTreeMap::new(),
+            create_absent: BTreeSet::new(),
         }
     }
 }
@@ -190,6 +212,8 @@ pub struct Issue {
     pub comments: Vec<Comment>,
     pub remote_links: Vec<RemoteLink>,
     pub properties: BTreeMap<String, Value>,
+    /// Values of custom fields the create screen required.
+    pub custom: BTreeMap<String, Value>,
 }
 
 impl Issue {
@@ -505,6 +529,10 @@ impl State {
                 }
             }
             "project" | "issuetype" | "reporter" => {}
+            custom if self.config.create_required.contains_key(custom) => {
+                let issue = self.issue_mut(id)?;
+                issue.custom.insert(custom.to_owned(), value.clone());
+            }
             other => {
                 return Err(JiraError::field(
                     other,
@@ -643,6 +671,26 @@ impl State {
         if !summary_given {
             return Err(JiraError::messages(StatusCode::BAD_REQUEST, "Field 'summary' is required"));
         }
+        // The create screen: what it lacks cannot be set, what it requires must be given (all errors at once).
+        let mut screen_errors = Map::new();
+        for key in fields.keys() {
+            let on_screen =
+                CREATE_SCREEN.iter().any(|(id, _, _)| id == key) || self.config.create_required.contains_key(key);
+            if !on_screen || self.config.create_absent.contains(key) {
+                screen_errors.insert(
+                    key.clone(),
+                    format!("Field '{key}' cannot be set. It is not on the appropriate screen, or unknown.").into(),
+                );
+            }
+        }
+        for (key, name) in &self.config.create_required {
+            if fields.get(key).is_none_or(|v| v.is_null() || v.as_str().is_some_and(str::is_empty)) {
+                screen_errors.insert(key.clone(), format!("{name} is required.").into());
+            }
+        }
+        if !screen_errors.is_empty() {
+            return Err(JiraError(StatusCode::BAD_REQUEST, json!({"errorMessages": [], "errors": screen_errors})));
+        }
         let now = self.tick();
         let id = self.next_issue_id;
         let number = self.projects.get(&project_key).map(|p| p.next_number + 1).unwrap_or(1);
@@ -672,6 +720,7 @@ impl State {
                 comments: Vec::new(),
                 remote_links: Vec::new(),
                 properties: BTreeMap::new(),
+                custom: BTreeMap::new(),
             },
         );
         let mut items = Vec::new();
