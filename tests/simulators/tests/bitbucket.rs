@@ -253,3 +253,43 @@ async fn failed_deliveries_are_retried_twice_with_the_same_request_uuid() {
     assert_eq!(attempts, ["1", "2", "3"]);
     assert_eq!(got[0].header("x-request-uuid"), got[2].header("x-request-uuid"));
 }
+
+#[tokio::test]
+async fn a_commit_lists_the_pull_requests_that_contain_it_and_access_tokens_are_no_users() {
+    let sim = bitbucket::Simulator::start(bitbucket::Options::default()).await.unwrap();
+    let id = sim.open_pullrequest("Fix it (WEB-1)", "", "feature/fix", bitbucket::JARED).await.unwrap();
+    let head = sim.head_of(id).await.unwrap();
+    let (ws, repo) = sim.repository();
+    let http = reqwest::Client::new();
+    let (email, token) = sim.credentials();
+    let url = format!("{}/2.0/repositories/{ws}/{repo}/commit/{}/pullrequests", sim.base_url(), &head[..12]);
+    let page: serde_json::Value =
+        http.get(&url).basic_auth(&email, Some(&token)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["values"][0]["source"]["branch"]["name"], "feature/fix");
+    let unknown = format!("{}/2.0/repositories/{ws}/{repo}/commit/0123456789ab/pullrequests", sim.base_url());
+    assert_eq!(http.get(&unknown).basic_auth(&email, Some(&token)).send().await.unwrap().status(), 404);
+
+    let bearer = |path: &str| http.get(format!("{}{path}", sim.base_url())).bearer_auth(bitbucket::ACCESS_TOKEN).send();
+    assert_eq!(bearer("/2.0/user").await.unwrap().status(), 401, "an access token is not a user");
+    assert_eq!(
+        bearer(&format!("/2.0/repositories/{ws}/{repo}")).await.unwrap().status(),
+        200,
+        "but works on its repository"
+    );
+}
+
+#[tokio::test]
+async fn the_hourly_budget_answers_plain_text_429_without_retry_after() {
+    let opts = bitbucket::Options { hourly_budget: Some(2), ..bitbucket::Options::default() };
+    let sim = bitbucket::Simulator::start(opts).await.unwrap();
+    let (email, token) = sim.credentials();
+    let http = reqwest::Client::new();
+    let get = || http.get(format!("{}/2.0/user", sim.base_url())).basic_auth(&email, Some(&token)).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 200);
+    let refused = get().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_none());
+    assert_eq!(refused.headers()["content-type"], "text/plain");
+    assert_eq!(refused.text().await.unwrap(), "Rate limit for this resource has been exceeded");
+}

@@ -385,3 +385,136 @@ async fn delivery_faults_duplicate_reorder_and_retry() {
     assert_eq!(got[6].header("x-atlassian-webhook-retry").unwrap(), "2");
     assert_eq!(got[4].header("x-atlassian-webhook-identifier"), got[6].header("x-atlassian-webhook-identifier"));
 }
+
+#[tokio::test]
+async fn writes_past_the_per_issue_limit_get_429_with_the_documented_reason_and_retry_after() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let window = jira::RateWindow { requests: 2, window_ms: 60_000, retry_after_secs: 7 };
+    sim.set_config(jira::Config { per_issue_writes: Some(window), ..jira::Config::default() }).await;
+    let c = Client::new(&sim);
+    let key = create(&c, "busy issue").await;
+    let path = format!("/rest/api/3/issue/{key}");
+    let edit = |n: u32| json!({"fields": {"summary": format!("edit {n}")}});
+    assert_eq!(c.send(Method::PUT, &path, edit(1)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(c.send(Method::PUT, &path, edit(2)).await.0, StatusCode::NO_CONTENT);
+    let response = c.req(Method::PUT, &path).json(&edit(3)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["RateLimit-Reason"], "jira-per-issue-on-write");
+    assert_eq!(response.headers()["Retry-After"], "7");
+    assert_eq!(c.get(&path).await["key"], key.as_str(), "reads are not limited");
+}
+
+#[tokio::test]
+async fn a_search_sees_a_write_only_after_the_index_lag() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    sim.set_config(jira::Config { search_lag_ms: 300, ..jira::Config::default() }).await;
+    let c = Client::new(&sim);
+    create(&c, "fresh").await;
+    let search = || c.get("/rest/api/3/search/jql?jql=project%20%3D%20WEB&fields=summary");
+    assert_eq!(search().await["issues"], json!([]), "not indexed yet");
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_eq!(search().await["issues"][0]["fields"]["summary"], "fresh");
+}
+
+#[tokio::test]
+async fn a_custom_field_change_says_fieldtype_custom_in_the_webhook_changelog() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let receiver = Receiver::start().await;
+    sim.register_webhook(AdminHook { id: 0, url: receiver.url.clone(), secret: None, events: vec![], jql: None }).await;
+    let key = sim
+        .create_issue(
+            json!({"fields": {"project": {"key": "WEB"}, "issuetype": {"name": "Task"}, "summary": "Flag me"}}),
+            jira::MIA,
+        )
+        .await
+        .unwrap();
+    sim.flag_issue(&key, true, jira::JARED).await.unwrap();
+    sim.settle().await;
+    let items: Vec<Value> = receiver
+        .received()
+        .iter()
+        .flat_map(|d| d.json()["changelog"]["items"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let flagged = items.iter().find(|i| i["fieldId"] == "customfield_10021").expect("the flag's changelog item");
+    assert_eq!(flagged["fieldtype"], "custom");
+    let summary = items.iter().find(|i| i["fieldId"] == "summary").expect("the summary's item");
+    assert_eq!(summary["fieldtype"], "jira");
+}
+
+#[tokio::test]
+async fn rich_text_is_held_to_atlassians_adf_schema_and_jiras_limits() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let key = create(&c, "limits").await;
+    let path = format!("/rest/api/3/issue/{key}");
+    let nested = json!({"type": "doc", "version": 1, "content": [{"type": "blockquote", "content": [
+        {"type": "blockquote", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x"}]}]}]}]});
+    let (status, body) = c.send(Method::PUT, &path, json!({"fields": {"description": nested}})).await;
+    assert_eq!((status, &body["errors"]["description"]), (StatusCode::BAD_REQUEST, &json!("INVALID_INPUT")));
+    let (status, body) = c
+        .send(
+            Method::POST,
+            &format!("{path}/comment"),
+            json!({"body": {"type": "doc", "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let long = adf(&"x".repeat(32_800));
+    let (status, body) = c.send(Method::PUT, &path, json!({"fields": {"description": long}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["errors"]["description"],
+        "The entered text is too long. It exceeds the allowed limit of 32,767 characters."
+    );
+    let (status, body) =
+        c.send(Method::POST, &format!("{path}/comment"), json!({"body": adf(&"y".repeat(32_800))})).await;
+    assert_eq!((status, body["errors"]["comment"].is_string()), (StatusCode::BAD_REQUEST, true));
+    for (fields, field) in [
+        (json!({"summary": "two\nlines"}), "summary"),
+        (json!({"summary": "s".repeat(256)}), "summary"),
+        (json!({"labels": ["l".repeat(256)]}), "labels"),
+        (json!({"labels": ["has space"]}), "labels"),
+    ] {
+        let (status, body) = c.send(Method::PUT, &path, json!({"fields": fields})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{fields}");
+        assert!(body["errors"][field].is_string(), "{body}");
+    }
+    let link = json!({"globalId": "g".repeat(256), "object": {"url": "https://x.test", "title": "t"}});
+    let (status, body) = c.send(Method::POST, &format!("{path}/remotelink"), link).await;
+    assert_eq!((status, body["errors"]["globalId"].is_string()), (StatusCode::BAD_REQUEST, true));
+}
+
+#[tokio::test]
+async fn createmeta_lists_the_create_screen_and_create_enforces_it() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let mut config = jira::Config::default();
+    config.create_required.insert("customfield_10050".into(), "Team".into());
+    config.create_absent.insert("duedate".into());
+    sim.set_config(config).await;
+    let c = Client::new(&sim);
+    let types = c.get("/rest/api/3/issue/createmeta/WEB/issuetypes").await;
+    assert_eq!(types["total"], 3);
+    let task = types["issueTypes"].as_array().unwrap().iter().find(|t| t["name"] == "Task").unwrap()["id"].clone();
+    let fields = c.get(&format!("/rest/api/3/issue/createmeta/WEB/issuetypes/{}", task.as_str().unwrap())).await;
+    let ids: Vec<&str> = fields["fields"].as_array().unwrap().iter().filter_map(|f| f["fieldId"].as_str()).collect();
+    assert!(ids.contains(&"customfield_10050") && !ids.contains(&"duedate"), "{ids:?}");
+    let team = fields["fields"].as_array().unwrap().iter().find(|f| f["fieldId"] == "customfield_10050").unwrap();
+    assert_eq!(team["required"], true);
+
+    let base = json!({"project": {"key": "WEB"}, "issuetype": {"name": "Task"}, "summary": "s"});
+    let (status, body) = c.send(Method::POST, "/rest/api/3/issue", json!({"fields": base})).await;
+    assert_eq!((status, &body["errors"]["customfield_10050"]), (StatusCode::BAD_REQUEST, &json!("Team is required.")));
+    let mut with_due = base.clone();
+    with_due["customfield_10050"] = json!({"value": "Web"});
+    with_due["duedate"] = json!("2026-12-01");
+    let (status, body) = c.send(Method::POST, "/rest/api/3/issue", json!({"fields": with_due})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["errors"]["duedate"],
+        "Field 'duedate' cannot be set. It is not on the appropriate screen, or unknown."
+    );
+    let mut ok = base;
+    ok["customfield_10050"] = json!({"value": "Web"});
+    assert_eq!(c.send(Method::POST, "/rest/api/3/issue", json!({"fields": ok})).await.0, StatusCode::CREATED);
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use state::{AdminHook, Config, DEFAULT_SEARCH_LAG_MS, User};
+pub use state::{AdminHook, Config, DEFAULT_SEARCH_LAG_MS, RateWindow, User};
 
 use crate::common::webhooks::DeliveryObserver;
 use crate::common::{
@@ -81,9 +81,27 @@ pub(crate) struct Inner {
     pub calls: CallCounter,
     pub faults: SharedFaults,
     pub dispatcher: Dispatcher,
+    /// Recent request times per rate-limit bucket (`issue:<key>` writes, `burst:<METHOD> <pattern>`).
+    pub windows: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
 }
 
 impl Inner {
+    /// Counts a request in `bucket` against `limit`; false when the window is full.
+    pub fn admit(&self, bucket: &str, limit: state::RateWindow) -> bool {
+        let now = std::time::Instant::now();
+        let window = Duration::from_millis(limit.window_ms);
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let times = windows.entry(bucket.to_owned()).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            times.pop_front();
+        }
+        if times.len() >= limit.requests as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
     /// Renders and queues webhook deliveries for `events`.
     /// Every write goes through here: the issues it touched head for the search index.
     pub fn emit(&self, state: &mut State, events: Vec<state::Event>) {
@@ -178,6 +196,7 @@ impl Simulator {
                 calls: CallCounter::default(),
                 faults: faults.clone(),
                 dispatcher: Dispatcher::start(client, policy, faults, observer),
+                windows: Default::default(),
             }
         });
         let server = Server::serve(listener, routes::router(inner.clone()))?;

@@ -81,8 +81,46 @@ async fn gate(State(sim): Sim, mut request: Request, next: Next) -> Response {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"protected-by-api-token\""));
         return response;
     };
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    if let Some(refused) = rate_limited(&sim, &method, &path, &pattern).await {
+        return refused;
+    }
     request.extensions_mut().insert(Caller(account));
     next.run(request).await
+}
+
+/// Jira's burst limit (per endpoint and method) and per-issue write limit, when configured: 429 with
+/// `Retry-After` and the `RateLimit-Reason` Atlassian documents.
+async fn rate_limited(sim: &Inner, method: &axum::http::Method, path: &str, pattern: &str) -> Option<Response> {
+    let (burst, per_issue) = {
+        let state = sim.state.lock().await;
+        (state.config.burst, state.config.per_issue_writes)
+    };
+    let refuse = |reason: &'static str, limit: super::state::RateWindow| {
+        let mut response = JiraError::messages(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded.").into_response();
+        let headers = response.headers_mut();
+        headers.insert("RateLimit-Reason", HeaderValue::from_static(reason));
+        if let Ok(v) = HeaderValue::from_str(&limit.retry_after_secs.to_string()) {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+        response
+    };
+    if let Some(limit) = burst
+        && !sim.admit(&format!("burst:{method} {pattern}"), limit)
+    {
+        return Some(refuse("jira-burst-based", limit));
+    }
+    if let Some(limit) = per_issue.filter(|_| method != axum::http::Method::GET) {
+        // The issue is the path segment where the route pattern has `{key}`.
+        let at = pattern.split('/').position(|s| s == "{key}")?;
+        let key = path.split('/').nth(at)?;
+        // One bucket per issue, whether it is addressed by key or by id.
+        let issue = sim.state.lock().await.find(key).map_or_else(|| key.to_ascii_uppercase(), |id| id.to_string());
+        if !sim.admit(&format!("issue:{issue}"), limit) {
+            return Some(refuse("jira-per-issue-on-write", limit));
+        }
+    }
+    None
 }
 
 fn parse(body: &Bytes) -> Result<Value, JiraError> {

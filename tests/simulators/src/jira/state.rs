@@ -112,6 +112,19 @@ pub struct Config {
     pub create_required: BTreeMap<String, String>,
     /// Fields left off the create screen (e.g. `duedate`): setting one on create is refused.
     pub create_absent: BTreeSet<String>,
+    /// Jira's per-issue write limit: more writes to one issue than this within the window → 429 with
+    /// `RateLimit-Reason: jira-per-issue-on-write` and `Retry-After`. Off unless set.
+    pub per_issue_writes: Option<RateWindow>,
+    /// The per-second burst limit per endpoint and method → 429 `jira-burst-based`. Off unless set.
+    pub burst: Option<RateWindow>,
+}
+
+/// `requests` per `window_ms`; a refused request is told to come back after `retry_after_secs`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct RateWindow {
+    pub requests: u32,
+    pub window_ms: u64,
+    pub retry_after_secs: u64,
 }
 
 /// The fields on the seeded create screen: (id, name, required). `project`, `issuetype` and `summary` are
@@ -144,6 +157,8 @@ impl Default for Config {
             lose_create_responses: 0,
             create_required: BTreeMap::new(),
             create_absent: BTreeSet::new(),
+            per_issue_writes: None,
+            burst: None,
         }
     }
 }
@@ -273,7 +288,9 @@ pub struct State {
 }
 
 fn item(field: &str, field_id: &str, from: Value, from_s: Value, to: Value, to_s: Value) -> Value {
-    json!({"field": field, "fieldtype": "jira", "fieldId": field_id,
+    // Custom fields say so in the changelog (`"fieldtype": "custom"`); system fields say `jira`.
+    let fieldtype = if field_id.starts_with("customfield_") { "custom" } else { "jira" };
+    json!({"field": field, "fieldtype": fieldtype, "fieldId": field_id,
            "from": from, "fromString": from_s, "to": to, "toString": to_s})
 }
 
