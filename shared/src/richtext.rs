@@ -1229,7 +1229,7 @@ mod tests {
 
     /// List bodies: sometimes `<li>`s, sometimes whatever was generated (browsers and Basecamp get both).
     fn kids_as_items(body: &str) -> String {
-        if body.len() % 3 == 0 { body.to_owned() } else { format!("<li>{body}</li><li>{body}</li>") }
+        if body.len().is_multiple_of(3) { body.to_owned() } else { format!("<li>{body}</li><li>{body}</li>") }
     }
 
     /// The tags in `html` (opening and closing).
