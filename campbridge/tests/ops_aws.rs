@@ -304,6 +304,8 @@ async fn a_backfill_cut_off_midway_resumes_on_dynamodb_without_duplicates_or_429
     // A short lease, so the claims the cut-off run leaves behind expire within the test.
     let mut settings = (*engine.settings).clone();
     settings.lease = Duration::from_secs(2);
+    // Above the Jira simulator's index lag, as a deployment sets it above Jira's.
+    settings.search_settle = Duration::from_millis(2 * campbridge_simulators::jira::DEFAULT_SEARCH_LAG_MS);
     engine.settings = Arc::new(settings);
     let client = ops::basecamp_client(&aws.config, stack.secrets()).await.unwrap();
     let limiter = Arc::new(ops::backfill::RateLimiter::basecamp());

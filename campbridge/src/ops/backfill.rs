@@ -338,6 +338,10 @@ async fn sync_one(engine: &Engine, route: &Route, todo: &Todo, report: &mut Repo
                 tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(10))).await;
             }
             Err(SyncError::Busy(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+            // A create cut off earlier may have made the issue: wait until Jira's search can show it.
+            Err(e @ SyncError::Settling { .. }) => {
+                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(10))).await;
+            }
             _ => break,
         }
     }

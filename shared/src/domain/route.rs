@@ -188,13 +188,15 @@ impl TitleTemplate {
     /// The title inside a summary. A summary someone rewrote without the template is taken whole; the
     /// bare template (`[BC][WEB]`, Jira trims the space after it) holds no title: `""`.
     pub fn extract<'a>(&self, summary: &'a str) -> &'a str {
+        if let Some(title) =
+            summary.strip_prefix(self.prefix.as_str()).and_then(|rest| rest.strip_suffix(self.suffix.as_str()))
+        {
+            return title;
+        }
         if summary.trim() == format!("{}{}", self.prefix, self.suffix).trim() {
             return "";
         }
         summary
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|rest| rest.strip_suffix(self.suffix.as_str()))
-            .unwrap_or(summary)
     }
 }
 
@@ -588,6 +590,13 @@ mod tests {
         let t = t.as_ref();
         assert_eq!(t.map(|t| t.render("Fix login")).as_deref(), Some("[BC][WEB] Fix login"));
         assert_eq!(t.map(|t| t.extract("[BC][WEB] Fix login")), Some("Fix login"));
+    }
+
+    #[test]
+    fn the_bare_template_holds_no_title() {
+        let t = TitleTemplate::parse(TitleTemplate::DEFAULT, "WEB").ok();
+        assert_eq!(t.as_ref().map(|t| t.extract("[BC][WEB]")), Some(""));
+        assert_eq!(t.as_ref().map(|t| t.extract(" [BC][WEB]  ")), Some(""));
     }
 
     #[test]
