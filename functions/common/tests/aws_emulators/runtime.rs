@@ -183,6 +183,11 @@ async fn every_function_answers_its_events_and_enqueues_exactly_what_it_accepted
     for case in CASES {
         let what = format!("{} with events/{}/{}", case.function, case.function, case.event);
         let expected: Value = serde_json::from_str(case.response).unwrap();
+        if case.function == "reconciler" {
+            // Jira's search index lags behind writes (the simulator's too): the reconciler's overlap catches
+            // up with it on a later pass; here the pass is asserted once the index has caught up.
+            world.jira.refresh_index().await;
+        }
         for attempt in 1..=case.times {
             let response = parsed_body(world.invoke(case.function, case.event).await);
             assert!(includes(&response, &expected), "{what} (invocation {attempt}) answered {response:#}");
