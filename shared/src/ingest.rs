@@ -3,6 +3,10 @@
 //! writes happen here, so a receiver acks in milliseconds; the mapper does the work.
 //!
 //! Bad input changes nothing: every rejection happens before the queue is touched.
+//!
+//! One receiver per source ([`BasecampReceiver`], [`JiraReceiver`], [`BitbucketReceiver`]), each built
+//! from its own source's settings and holding only its own secret: a Lambda receiver function reads
+//! exactly the secret its IAM role allows. [`Receivers`] bundles the three for local mode.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -16,18 +20,35 @@ use crate::webhook::jira::JiraEvent;
 use crate::webhook::verify::{check_route_token, route_token};
 use crate::webhook::{self, Headers, WebhookError};
 
-/// What a receiver needs: the routes, the server key for Basecamp route tokens, the signing secrets.
-pub struct Receivers {
+/// The Basecamp receiver: the routes' projects and the server key their URL tokens derive from. It
+/// holds no other source's secret, so the `basecamp-webhook` function reads only the webhook key.
+pub struct BasecampReceiver {
     routes: Vec<RouteEntry>,
     webhook_key: SecretString,
-    jira_secret: Option<SecretString>,
-    bitbucket_secret: Option<SecretString>,
+}
+
+/// The Jira receiver: the routed Jira projects and the admin webhook's signing secret, nothing else.
+pub struct JiraReceiver {
+    projects: Vec<JiraProjectKey>,
+    secret: SecretString,
+}
+
+/// The Bitbucket receiver: the repository webhooks' signing secret, nothing else.
+pub struct BitbucketReceiver {
+    secret: SecretString,
+}
+
+/// Local mode's three receivers in one process (`campbridge serve`); Jira or Bitbucket without a receiver
+/// is not configured and answers 404. Each Lambda function builds only its own source's receiver.
+pub struct Receivers {
+    pub basecamp: BasecampReceiver,
+    pub jira: Option<JiraReceiver>,
+    pub bitbucket: Option<BitbucketReceiver>,
 }
 
 struct RouteEntry {
     id: RouteId,
     project: ProjectId,
-    jira_project: JiraProjectKey,
 }
 
 /// A request that was accepted (answer 2xx).
@@ -70,21 +91,10 @@ impl IngestError {
     }
 }
 
-impl Receivers {
-    pub fn new(
-        routes: &[Route],
-        webhook_key: SecretString,
-        jira_secret: Option<SecretString>,
-        bitbucket_secret: Option<SecretString>,
-    ) -> Self {
-        let routes = routes
-            .iter()
-            .map(|r| {
-                let crate::ports::TrackerTarget::Jira { project, .. } = &r.target;
-                RouteEntry { id: r.id.clone(), project: r.project, jira_project: project.clone() }
-            })
-            .collect();
-        Self { routes, webhook_key, jira_secret, bitbucket_secret }
+impl BasecampReceiver {
+    pub fn new(routes: &[Route], webhook_key: SecretString) -> Self {
+        let routes = routes.iter().map(|r| RouteEntry { id: r.id.clone(), project: r.project }).collect();
+        Self { routes, webhook_key }
     }
 
     /// The token in route `id`'s Basecamp webhook URL (`…/basecamp/<token>`).
@@ -92,14 +102,9 @@ impl Receivers {
         route_token(&self.webhook_key, id)
     }
 
-    /// Whether a route syncs the Jira project `key` belongs to.
-    fn routes_project(&self, key: &crate::domain::JiraKey) -> bool {
-        self.routes.iter().any(|r| r.jira_project.as_str() == key.project())
-    }
-
     /// `POST /basecamp/{token}`: Basecamp webhooks are unsigned, so the URL's secret token names the route.
     #[tracing::instrument(skip_all, fields(source = "basecamp"))]
-    pub async fn basecamp(
+    pub async fn receive(
         &self,
         queue: &dyn JobQueue,
         token: &str,
@@ -139,10 +144,28 @@ impl Receivers {
         };
         enqueue(queue, &job).await
     }
+}
+
+impl JiraReceiver {
+    pub fn new(routes: &[Route], secret: SecretString) -> Self {
+        let projects = routes
+            .iter()
+            .map(|r| {
+                let crate::ports::TrackerTarget::Jira { project, .. } = &r.target;
+                project.clone()
+            })
+            .collect();
+        Self { projects, secret }
+    }
+
+    /// Whether a route syncs the Jira project `key` belongs to.
+    fn routes_project(&self, key: &crate::domain::JiraKey) -> bool {
+        self.projects.iter().any(|p| p.as_str() == key.project())
+    }
 
     /// `POST /jira`: signed admin webhooks.
     #[tracing::instrument(skip_all, fields(source = "jira"))]
-    pub async fn jira(
+    pub async fn receive(
         &self,
         queue: &dyn JobQueue,
         headers: &(impl Headers + ?Sized),
@@ -150,8 +173,7 @@ impl Receivers {
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
         webhook::check_size(body)?;
-        let secret = self.jira_secret.as_ref().ok_or(IngestError::NotConfigured("Jira"))?;
-        let d = webhook::jira::ingest(headers, body, secret)?;
+        let d = webhook::jira::ingest(headers, body, &self.secret)?;
         let issue = match d.event {
             JiraEvent::Issue(issue) => issue,
             JiraEvent::Comment(c) => {
@@ -183,11 +205,17 @@ impl Receivers {
         };
         enqueue(queue, &job).await
     }
+}
+
+impl BitbucketReceiver {
+    pub fn new(secret: SecretString) -> Self {
+        Self { secret }
+    }
 
     /// `POST /bitbucket`: signed repository webhooks. Pull requests and build statuses become signal
     /// jobs; pushes and other events are acknowledged and ignored.
     #[tracing::instrument(skip_all, fields(source = "bitbucket"))]
-    pub async fn bitbucket(
+    pub async fn receive(
         &self,
         queue: &dyn JobQueue,
         headers: &(impl Headers + ?Sized),
@@ -195,8 +223,7 @@ impl Receivers {
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
         webhook::check_size(body)?;
-        let secret = self.bitbucket_secret.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
-        let d = webhook::bitbucket::ingest(headers, body, secret)?;
+        let d = webhook::bitbucket::ingest(headers, body, &self.secret)?;
         let job = match d.event {
             BitbucketEvent::PullRequest(e) => Job::PullRequestChanged {
                 delivery: d.delivery,
@@ -222,6 +249,62 @@ impl Receivers {
             }
         };
         enqueue(queue, &job).await
+    }
+}
+
+impl Receivers {
+    /// All three sources from their secrets (a source without its secret is not configured).
+    pub fn new(
+        routes: &[Route],
+        webhook_key: SecretString,
+        jira_secret: Option<SecretString>,
+        bitbucket_secret: Option<SecretString>,
+    ) -> Self {
+        Self {
+            basecamp: BasecampReceiver::new(routes, webhook_key),
+            jira: jira_secret.map(|s| JiraReceiver::new(routes, s)),
+            bitbucket: bitbucket_secret.map(BitbucketReceiver::new),
+        }
+    }
+
+    /// The token in route `id`'s Basecamp webhook URL.
+    pub fn route_token(&self, id: &RouteId) -> String {
+        self.basecamp.route_token(id)
+    }
+
+    /// `POST /basecamp/{token}`.
+    pub async fn basecamp(
+        &self,
+        queue: &dyn JobQueue,
+        token: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        self.basecamp.receive(queue, token, body, now).await
+    }
+
+    /// `POST /jira` (404 when not configured).
+    pub async fn jira(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let r = self.jira.as_ref().ok_or(IngestError::NotConfigured("Jira"))?;
+        r.receive(queue, headers, body, now).await
+    }
+
+    /// `POST /bitbucket` (404 when not configured).
+    pub async fn bitbucket(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let r = self.bitbucket.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
+        r.receive(queue, headers, body, now).await
     }
 }
 
@@ -346,5 +429,32 @@ mod tests {
         let missing = [("X-Atlassian-Webhook-Identifier", "abc-1")];
         assert_eq!(r.jira(&q, &missing[..], &body, at(0)).await.unwrap_err().status(), 401);
         assert_eq!(depth(&q).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_source_without_its_receiver_is_404_and_enqueues_nothing() {
+        let receivers = Receivers::new(&[route()], SecretString::from("server-key"), None, None);
+        let q = MemoryJobQueue::new(Arc::new(ManualClock::new(at(0))));
+        let body = jira_body();
+        let sig = sign(&SecretString::from("jira-secret"), &body);
+        let headers = [("X-Hub-Signature", sig.as_str()), ("X-Atlassian-Webhook-Identifier", "abc-1")];
+        assert_eq!(receivers.jira(&q, &headers[..], &body, at(0)).await.unwrap_err().status(), 404);
+        assert_eq!(receivers.bitbucket(&q, &headers[..], &body, at(0)).await.unwrap_err().status(), 404);
+        assert_eq!(depth(&q).await, 0);
+    }
+
+    #[tokio::test]
+    async fn each_source_receiver_works_on_its_own() {
+        let q = MemoryJobQueue::new(Arc::new(ManualClock::new(at(0))));
+        let jira = JiraReceiver::new(&[route()], SecretString::from("jira-secret"));
+        let body = jira_body();
+        let sig = sign(&SecretString::from("jira-secret"), &body);
+        let headers = [("X-Hub-Signature", sig.as_str()), ("X-Atlassian-Webhook-Identifier", "abc-2")];
+        assert!(matches!(jira.receive(&q, &headers[..], &body, at(0)).await.unwrap(), Accepted::Enqueued { .. }));
+        let basecamp = BasecampReceiver::new(&[route()], SecretString::from("server-key"));
+        let token = basecamp.route_token(&route().id);
+        let accepted = basecamp.receive(&q, &token, &basecamp_body(), at(0)).await.unwrap();
+        assert!(matches!(accepted, Accepted::Enqueued { .. }));
+        assert_eq!(depth(&q).await, 2);
     }
 }

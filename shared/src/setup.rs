@@ -15,7 +15,7 @@ use crate::clients::bitbucket::{BitbucketClient, BitbucketConfig as ClientBitbuc
 use crate::clients::http::{BaseUrl, Credentials, HttpSettings};
 use crate::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
 use crate::config::{BitbucketAuth, Config};
-use crate::ingest::Receivers;
+use crate::ingest::{BasecampReceiver, BitbucketReceiver, JiraReceiver, Receivers};
 use crate::outbound::OutboundGuard;
 use crate::ports::{AuditLog, Clock, ConflictLog, DeliveryLog, PairStore, SecretError, SecretStore};
 use crate::sync::{Engine, SyncSettings};
@@ -148,21 +148,47 @@ pub async fn bitbucket_client_with(
     })?)
 }
 
-/// The receivers for every configured source, with their secrets read once. A source that is not
-/// configured answers 404 (see [`crate::ingest::IngestError::NotConfigured`]).
+/// The Basecamp receiver, reading only the webhook key; `None` when `[server] webhook_key` is not set
+/// (then there are no routes, and Basecamp webhooks answer 404).
+pub async fn basecamp_receiver(
+    config: &Config,
+    secrets: &dyn SecretStore,
+) -> Result<Option<BasecampReceiver>, SetupError> {
+    match &config.server.webhook_key {
+        Some(key) => Ok(Some(BasecampReceiver::new(&config.routes, secret(secrets, key.name()).await?))),
+        None => Ok(None),
+    }
+}
+
+/// The Jira receiver, reading only `[jira] webhook_secret`; `None` without `[jira]`.
+pub async fn jira_receiver(config: &Config, secrets: &dyn SecretStore) -> Result<Option<JiraReceiver>, SetupError> {
+    match &config.jira {
+        Some(j) => Ok(Some(JiraReceiver::new(&config.routes, secret(secrets, j.webhook_secret.name()).await?))),
+        None => Ok(None),
+    }
+}
+
+/// The Bitbucket receiver, reading only `[bitbucket] webhook_secret`; `None` without `[bitbucket]`.
+pub async fn bitbucket_receiver(
+    config: &Config,
+    secrets: &dyn SecretStore,
+) -> Result<Option<BitbucketReceiver>, SetupError> {
+    match &config.bitbucket {
+        Some(b) => Ok(Some(BitbucketReceiver::new(secret(secrets, b.webhook_secret.name()).await?))),
+        None => Ok(None),
+    }
+}
+
+/// Local mode's three receivers, each built as its Lambda function builds it. Routes need the webhook key.
 pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<Receivers, SetupError> {
-    let key_ref =
-        config.server.webhook_key.as_ref().ok_or(SetupError::NotConfigured("[server] webhook_key is missing"))?;
-    let webhook_key = secret(secrets, key_ref.name()).await?;
-    let jira = match &config.jira {
-        Some(j) => Some(secret(secrets, j.webhook_secret.name()).await?),
-        None => None,
-    };
-    let bitbucket = match &config.bitbucket {
-        Some(b) => Some(secret(secrets, b.webhook_secret.name()).await?),
-        None => None,
-    };
-    Ok(Receivers::new(&config.routes, webhook_key, jira, bitbucket))
+    let basecamp = basecamp_receiver(config, secrets)
+        .await?
+        .ok_or(SetupError::NotConfigured("[server] webhook_key is missing"))?;
+    Ok(Receivers {
+        basecamp,
+        jira: jira_receiver(config, secrets).await?,
+        bitbucket: bitbucket_receiver(config, secrets).await?,
+    })
 }
 
 /// The storage side of an engine: one object per port, often the same store behind all four.

@@ -19,7 +19,7 @@ use shared::clients::basecamp::BasecampClient;
 use shared::clients::bitbucket::BitbucketClient;
 use shared::clients::jira::JiraClient;
 use shared::config::Config;
-use shared::ingest::Receivers;
+use shared::ingest::BasecampReceiver;
 use shared::outbound::OutboundGuard;
 use shared::ports::SecretStore;
 use shared::setup::{self, SetupError};
@@ -105,11 +105,11 @@ pub async fn bitbucket_client_with(
     Ok(setup::bitbucket_client_with(config, secrets, guard).await?)
 }
 
-/// The receivers' route tokens (derived from the webhook key), for building Basecamp webhook URLs.
-pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<Receivers, OpsError> {
+/// The Basecamp receiver's route tokens (derived from the webhook key), for building Basecamp webhook URLs.
+pub async fn receivers(config: &Config, secrets: &dyn SecretStore) -> Result<BasecampReceiver, OpsError> {
     let key_ref =
         config.server.webhook_key.as_ref().ok_or(OpsError::NotConfigured("[server] webhook_key is missing"))?;
-    Ok(Receivers::new(&config.routes, secret(secrets, key_ref.name()).await?, None, None))
+    Ok(BasecampReceiver::new(&config.routes, secret(secrets, key_ref.name()).await?))
 }
 
 /// Where the receivers are reachable from the internet, for registering and checking webhooks: one base

@@ -1,22 +1,26 @@
-//! Function URL request → `shared::ingest::Receivers::basecamp`. Basecamp webhooks are unsigned: the
+//! Function URL request → `shared::ingest::BasecampReceiver`. Basecamp webhooks are unsigned: the
 //! secret route token is the last path segment (`/basecamp/<token>`).
 
 use std::sync::Arc;
 
 use campbridge_lambda::respond;
 use lambda_http::{Body, Request, Response};
-use shared::ingest::Receivers;
+use shared::ingest::{BasecampReceiver, IngestError};
 use shared::ports::JobQueue;
 
 /// What every invocation shares.
 pub struct State {
-    pub receivers: Receivers,
+    /// `None`: the configuration has no webhook key (no routes) section, so every request is 404.
+    pub receiver: Option<BasecampReceiver>,
     pub queue: Arc<dyn JobQueue>,
 }
 
 pub async fn handle(state: &State, request: Request) -> Response<Body> {
     let token = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
-    let result = state.receivers.basecamp(state.queue.as_ref(), &token, request.body(), chrono::Utc::now()).await;
+    let result = match &state.receiver {
+        Some(r) => r.receive(state.queue.as_ref(), &token, request.body(), chrono::Utc::now()).await,
+        None => Err(IngestError::NotConfigured("Basecamp")),
+    };
     respond(result)
 }
 
@@ -32,11 +36,11 @@ mod tests {
 
     use super::*;
 
-    /// The receivers with the documented test key of events/README.md.
+    /// The receiver with the documented test key of events/README.md.
     fn state() -> (State, Arc<MemoryJobQueue>) {
         let queue = Arc::new(MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))));
-        let receivers = Receivers::new(&[route()], SecretString::from("campbridge-test-webhook-key"), None, None);
-        (State { receivers, queue: queue.clone() }, queue)
+        let receiver = BasecampReceiver::new(&[route()], SecretString::from("campbridge-test-webhook-key"));
+        (State { receiver: Some(receiver), queue: queue.clone() }, queue)
     }
 
     fn event(name: &str) -> Request {

@@ -1,23 +1,26 @@
-//! Function URL request → `shared::ingest::Receivers::bitbucket`: the HMAC signature is checked over the
+//! Function URL request → `shared::ingest::BitbucketReceiver`: the HMAC signature is checked over the
 //! raw body before anything is parsed; pull requests and build statuses are enqueued as signal jobs.
 
 use std::sync::Arc;
 
 use campbridge_lambda::{header_pairs, respond};
 use lambda_http::{Body, Request, Response};
-use shared::ingest::Receivers;
+use shared::ingest::{BitbucketReceiver, IngestError};
 use shared::ports::JobQueue;
 
 /// What every invocation shares.
 pub struct State {
-    pub receivers: Receivers,
+    /// `None`: the configuration has no Bitbucket section, so every request is 404.
+    pub receiver: Option<BitbucketReceiver>,
     pub queue: Arc<dyn JobQueue>,
 }
 
 pub async fn handle(state: &State, request: Request) -> Response<Body> {
     let headers = header_pairs(request.headers());
-    let result =
-        state.receivers.bitbucket(state.queue.as_ref(), &headers[..], request.body(), chrono::Utc::now()).await;
+    let result = match &state.receiver {
+        Some(r) => r.receive(state.queue.as_ref(), &headers[..], request.body(), chrono::Utc::now()).await,
+        None => Err(IngestError::NotConfigured("Bitbucket")),
+    };
     respond(result)
 }
 
@@ -29,20 +32,15 @@ mod tests {
     use secrecy::SecretString;
     use shared::adapters::memory::{ManualClock, MemoryJobQueue};
     use shared::ports::JobQueue;
-    use shared::testkit::{at, route};
+    use shared::testkit::at;
 
     use super::*;
 
-    /// The receivers with the documented test secrets of events/README.md.
+    /// The receiver with the documented test secret of events/README.md.
     fn state() -> (State, Arc<MemoryJobQueue>) {
         let queue = Arc::new(MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))));
-        let receivers = Receivers::new(
-            &[route()],
-            SecretString::from("campbridge-test-webhook-key"),
-            None,
-            Some(SecretString::from("campbridge-test-bitbucket-secret")),
-        );
-        (State { receivers, queue: queue.clone() }, queue)
+        let receiver = BitbucketReceiver::new(SecretString::from("campbridge-test-bitbucket-secret"));
+        (State { receiver: Some(receiver), queue: queue.clone() }, queue)
     }
 
     fn event(name: &str) -> Request {

@@ -1,22 +1,26 @@
-//! Function URL request → `shared::ingest::Receivers::jira`: the HMAC signature is checked over the raw
+//! Function URL request → `shared::ingest::JiraReceiver`: the HMAC signature is checked over the raw
 //! body before anything is parsed; duplicates are keyed on `X-Atlassian-Webhook-Identifier`.
 
 use std::sync::Arc;
 
 use campbridge_lambda::{header_pairs, respond};
 use lambda_http::{Body, Request, Response};
-use shared::ingest::Receivers;
+use shared::ingest::{IngestError, JiraReceiver};
 use shared::ports::JobQueue;
 
 /// What every invocation shares.
 pub struct State {
-    pub receivers: Receivers,
+    /// `None`: the configuration has no Jira section, so every request is 404.
+    pub receiver: Option<JiraReceiver>,
     pub queue: Arc<dyn JobQueue>,
 }
 
 pub async fn handle(state: &State, request: Request) -> Response<Body> {
     let headers = header_pairs(request.headers());
-    let result = state.receivers.jira(state.queue.as_ref(), &headers[..], request.body(), chrono::Utc::now()).await;
+    let result = match &state.receiver {
+        Some(r) => r.receive(state.queue.as_ref(), &headers[..], request.body(), chrono::Utc::now()).await,
+        None => Err(IngestError::NotConfigured("Jira")),
+    };
     respond(result)
 }
 
@@ -31,16 +35,11 @@ mod tests {
 
     use super::*;
 
-    /// The receivers with the documented test secrets of events/README.md.
+    /// The receiver with the documented test secret of events/README.md.
     fn state() -> (State, Arc<MemoryJobQueue>) {
         let queue = Arc::new(MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))));
-        let receivers = Receivers::new(
-            &[route()],
-            SecretString::from("campbridge-test-webhook-key"),
-            Some(SecretString::from("campbridge-test-jira-secret")),
-            None,
-        );
-        (State { receivers, queue: queue.clone() }, queue)
+        let receiver = JiraReceiver::new(&[route()], SecretString::from("campbridge-test-jira-secret"));
+        (State { receiver: Some(receiver), queue: queue.clone() }, queue)
     }
 
     fn event(name: &str) -> Request {
@@ -61,6 +60,14 @@ mod tests {
         let (state, queue) = state();
         let response = handle(&state, event("bad-signature.json")).await;
         assert_eq!(response.status(), 401);
+        assert_eq!(queue.depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_jira_section_every_request_is_404() {
+        let queue = Arc::new(MemoryJobQueue::new(Arc::new(ManualClock::new(at(0)))));
+        let state = State { receiver: None, queue: queue.clone() };
+        assert_eq!(handle(&state, event("issue-updated.json")).await.status(), 404);
         assert_eq!(queue.depth().await.unwrap(), 0);
     }
 }

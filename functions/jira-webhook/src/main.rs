@@ -1,19 +1,21 @@
-//! The `jira-webhook` Lambda function: wiring only (configuration, SDK clients, secrets, once per cold start).
+//! The `jira-webhook` Lambda function: wiring only (configuration, SDK clients and its one secret, once per cold
+//! start).
 
 mod handler;
 
 use std::sync::Arc;
 
-use campbridge_lambda::{Aws, LambdaConfig, init_tracing, receivers};
+use campbridge_lambda::{StartError, init_tracing, start};
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = LambdaConfig::from_env()?;
-    let aws = Aws::connect(&config).await;
-    let state =
-        Arc::new(handler::State { receivers: receivers(&config, aws.secrets.as_ref()).await?, queue: aws.queue });
+    let (config, aws) = start().await?;
+    // Only this source's secret: the function's role allows no other.
+    let receiver =
+        shared::setup::jira_receiver(&config.campbridge, aws.secrets.as_ref()).await.map_err(StartError::from)?;
+    let state = Arc::new(handler::State { receiver, queue: aws.queue });
     run(service_fn(move |request: Request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Error>(handler::handle(&state, request).await) }

@@ -38,8 +38,11 @@ impl Synced {
 /// Registers the receivers' function URLs in the simulators, as an admin would.
 async fn register_webhooks(world: &World) {
     let secrets: Arc<dyn SecretStore> = world.secrets();
-    let token =
-        setup::receivers(&world.config, secrets.as_ref()).await.unwrap().route_token(&RouteId::parse("web").unwrap());
+    let token = setup::basecamp_receiver(&world.config, secrets.as_ref())
+        .await
+        .unwrap()
+        .unwrap()
+        .route_token(&RouteId::parse("web").unwrap());
     let basecamp = setup::basecamp_client(&world.config, secrets).await.unwrap();
     let url = world.function_url("basecamp-webhook", &format!("/basecamp/{token}"));
     basecamp.create_webhook(ProjectId(bc_sim::PROJECT_ID), &url, SYNC_WEBHOOK_TYPES).await.unwrap();
