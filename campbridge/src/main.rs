@@ -84,10 +84,15 @@ enum Command {
         #[arg(long, default_value = "target/demo")]
         dir: PathBuf,
     },
-    /// Work with campbridge.toml.
+    /// Work with campbridge.toml, locally and in a deployed stack.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// A deployed stack's secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Preflight: credentials, scopes, projects, transitions, base URLs and webhooks, each ✓/✗ with a fix.
     /// Exits 1 when any check fails.
@@ -278,10 +283,37 @@ enum WebhooksCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file; prints every problem as `file:line: message` and exits 1 if any.
+    /// Validate a config file; prints every problem as `file:line: message` and exits 1 if any. Warns
+    /// about secret names the AWS stack does not create. With --stack, also checks that the stack's
+    /// stored configuration is this file and that every secret it names is set (exit 1 if not).
     Check {
         #[arg(default_value = "campbridge.toml")]
         path: PathBuf,
+        /// A deployed stack's name (its secrets are `<stack>/<name>` in Secrets Manager).
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Validate a config file and store it as the stack's configuration (Secrets Manager
+    /// `<stack>/campbridge.toml`, one version per distinct text). Prints the version id, which
+    /// `make deploy` gives the stack as ConfigVersion; nothing is stored when the file has a problem.
+    Push {
+        #[arg(default_value = "campbridge.toml")]
+        path: PathBuf,
+        /// The stack's name.
+        #[arg(long)]
+        stack: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Store a secret of the stack (`<stack>/<name>`); the value is read from stdin, never an argument.
+    Set {
+        /// One of the names the stack creates (docs/deploy.md).
+        name: String,
+        /// The stack's name.
+        #[arg(long)]
+        stack: String,
     },
 }
 
@@ -304,7 +336,9 @@ fn main() -> ExitCode {
         loopback_for_tests: cli.insecure_loopback_upstreams_for_tests,
     };
     match cli.command {
-        Command::Config { command: ConfigCommand::Check { path } } => config_cmd::check(&path),
+        Command::Config { command: ConfigCommand::Check { path, stack } } => config_cmd::check(&path, stack.as_deref()),
+        Command::Config { command: ConfigCommand::Push { path, stack } } => config_cmd::push(&path, &stack),
+        Command::Secrets { command: SecretsCommand::Set { name, stack } } => config_cmd::set_secret(&stack, &name),
         Command::Serve { config, port, workers } => {
             init_logs(cli.log_format, "info");
             run_async(serve(config, port, workers, sa.loopback_for_tests))

@@ -10,11 +10,13 @@
 //! - [`clients`]: Basecamp, Jira and Bitbucket API clients; [`richtext`]: Basecamp HTML ⇄ Jira ADF.
 //! - [`webhook`]: signature checks and parsing of inbound webhooks.
 //! - [`config`]: `campbridge.toml`, validated with line-numbered errors; [`doctor`]: setup checks;
-//!   [`setup`]: config + secrets → clients, receivers and the engine, the same for every runtime.
+//!   [`setup`]: config + secrets → clients, receivers and the engine, the same for every runtime;
+//!   [`deploy`]: the AWS stack's secrets and each function's permissions, declared once.
 
 pub mod adapters;
 pub mod clients;
 pub mod config;
+pub mod deploy;
 pub mod doctor;
 pub mod domain;
 pub mod ingest;

@@ -164,6 +164,90 @@ mod secrets_manager {
     }
 }
 
+mod stored_config {
+    use shared::adapters::stored_config::{StoredConfig, StoredConfigError};
+    use shared::deploy::{MAX_CONFIG_BYTES, config_version_id};
+
+    use super::*;
+
+    async fn stored() -> Option<(StoredConfig, aws_sdk_secretsmanager::Client, String)> {
+        let config = emulators("SECRETS_MANAGER").await?;
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let prefix = format!("{}/", unique("campbridge"));
+        Some((StoredConfig::new(client.clone(), &prefix), client, prefix))
+    }
+
+    /// A valid config of exactly `bytes` bytes: a comment block with quotes, shell syntax, tabs and
+    /// characters outside ASCII, padded to size.
+    fn config_of(bytes: usize) -> String {
+        let mut text = String::from("[server]\nlisten = \"127.0.0.1:8080\"\n");
+        let line = "# \"quoted\" 'single' $(not run) `ticks` ünïcødé — tab:\there; a=b&c\n";
+        while text.len() + line.len() <= bytes {
+            text.push_str(line);
+        }
+        while text.len() < bytes {
+            text.push('#');
+        }
+        text.truncate(bytes);
+        text
+    }
+
+    async fn versions(client: &aws_sdk_secretsmanager::Client, id: &str) -> Vec<(String, Vec<String>)> {
+        let out = client.describe_secret().secret_id(id).send().await.unwrap();
+        let mut v: Vec<(String, Vec<String>)> = out.version_ids_to_stages.unwrap_or_default().into_iter().collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_64_kib_config_with_any_characters_is_stored_once_and_read_back_by_its_version() {
+        let (stored, client, _) = or_return!(stored().await);
+        let text = config_of(MAX_CONFIG_BYTES);
+        assert_eq!(text.len(), 65_536);
+        let pushed = stored.push(&text, "campbridge.toml").await.unwrap();
+        assert!(pushed.created && pushed.new_version);
+        assert_eq!(pushed.version, config_version_id(&text));
+        let again = stored.push(&text, "campbridge.toml").await.unwrap();
+        assert!(!again.new_version && !again.made_current, "the same text is the same version: {again:?}");
+        let read = stored.read(Some(&pushed.version)).await.unwrap();
+        assert_eq!(read.text, text);
+        assert_eq!(versions(&client, stored.secret_id()).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_oversize_or_invalid_config_is_refused_and_nothing_is_stored() {
+        let (stored, _, _) = or_return!(stored().await);
+        let err = stored.push(&config_of(MAX_CONFIG_BYTES + 1), "campbridge.toml").await.unwrap_err();
+        assert!(matches!(err, StoredConfigError::TooLarge { bytes: 65_537 }), "{err}");
+        let err = stored.push("[server]\nlisten = 8080\n", "campbridge.toml").await.unwrap_err();
+        assert!(err.to_string().contains("campbridge.toml:2:"), "problems keep their lines: {err}");
+        assert!(matches!(stored.read(None).await, Err(StoredConfigError::NotPushed { .. })), "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn pushing_an_earlier_text_makes_its_version_current_again_and_other_versions_stay_readable() {
+        let (stored, client, _) = or_return!(stored().await);
+        let (a, b) = (config_of(200), config_of(300));
+        let first = stored.push(&a, "a.toml").await.unwrap();
+        let second = stored.push(&b, "b.toml").await.unwrap();
+        assert!(second.new_version && second.made_current);
+        assert_eq!(stored.read(None).await.unwrap().text, b);
+        let back = stored.push(&a, "a.toml").await.unwrap();
+        assert!(!back.new_version && back.made_current, "{back:?}");
+        assert_eq!(stored.read(None).await.unwrap().text, a, "the earlier text is current again");
+        assert_eq!(stored.read(Some(&second.version)).await.unwrap().text, b, "a deployed version stays readable");
+        let current: Vec<String> = versions(&client, stored.secret_id())
+            .await
+            .into_iter()
+            .filter(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(current, [first.version]);
+        let missing = stored.read(Some(&config_version_id("never pushed"))).await.unwrap_err();
+        assert!(matches!(missing, StoredConfigError::NoSuchVersion { .. }), "{missing}");
+    }
+}
+
 mod sqs_fifo {
     use super::*;
 

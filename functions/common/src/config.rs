@@ -1,10 +1,13 @@
-//! The functions' configuration, read once per cold start. The only place that reads the environment.
+//! The functions' settings, read once per cold start. The only place that reads the environment.
 //!
-//! - `CAMPBRIDGE_CONFIG`: the `campbridge.toml` text (routes, users, upstreams; secrets are named, not
-//!   included), validated exactly as local mode validates it.
 //! - `QUEUE_URL`: the SQS FIFO queue's URL.
 //! - `TABLE_NAME`: the DynamoDB table (the mapper and the reconciler; receivers never touch it).
-//! - `SECRET_PREFIX`: prepended to secret names to form Secrets Manager ids (default `campbridge/`).
+//! - `SECRET_PREFIX`: prepended to secret names to form Secrets Manager ids (`<stack name>/`).
+//! - `CAMPBRIDGE_CONFIG_VERSION`: the version of `<prefix>campbridge.toml` this deployment runs (the
+//!   stack's `ConfigVersion`); the text itself is read from Secrets Manager ([`crate::start`]), because
+//!   Lambda caps all of a function's variables at 4 KB together.
+//! - `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT`: what Lambda sets from the function's
+//!   `LoggingConfig` (`ApplicationLogLevel`, `LogFormat`); `RUST_LOG` when they are absent.
 //! - `CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FOR_TESTS`: tests only; without it (`1`) a config with
 //!   `[server] allow_insecure_loopback_upstreams = true` is refused. The SAM template never sets it.
 //!
@@ -12,26 +15,45 @@
 //! `AWS_ENDPOINT_URL_*`), read by the SDK.
 
 use shared::config::{Config, LOOPBACK_OPT_IN_VAR};
+use shared::deploy::is_config_version_id;
 
-/// Everything a function needs to know, typed.
+/// The environment of a function, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaEnv {
+    pub queue_url: String,
+    pub table: Option<String>,
+    pub secret_prefix: String,
+    pub config_version: String,
+    /// The test opt-in for a config's loopback allowance ([`LOOPBACK_OPT_IN_VAR`]).
+    pub loopback_opt_in: bool,
+}
+
+/// Everything a function needs to know: its environment and the configuration it was deployed with.
 #[derive(Debug, Clone)]
 pub struct LambdaConfig {
     pub campbridge: Config,
     pub queue_url: String,
     pub table: Option<String>,
     pub secret_prefix: String,
+    pub config_version: String,
 }
 
-/// A missing or invalid setting; names the variable, never a secret.
+/// A missing or invalid setting; names the variable or the stored config, never a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
-    #[error("CAMPBRIDGE_CONFIG is not a valid campbridge.toml:\n{0}")]
+    #[error(
+        "CAMPBRIDGE_CONFIG_VERSION {0:?} is not a configuration version (64 hex digits from `campbridge config push`)"
+    )]
+    BadVersion(String),
+    #[error(transparent)]
+    Stored(#[from] shared::adapters::stored_config::StoredConfigError),
+    #[error("the stored configuration is not a valid campbridge.toml:\n{0}")]
     Invalid(String),
 }
 
-impl LambdaConfig {
+impl LambdaEnv {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -39,14 +61,63 @@ impl LambdaConfig {
 
     /// Reads settings through `lookup` (the environment, or a table in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = lookup("CAMPBRIDGE_CONFIG").ok_or(ConfigError::Missing("CAMPBRIDGE_CONFIG"))?;
-        let campbridge = Config::parse(&text, "CAMPBRIDGE_CONFIG").map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let opted_in = lookup(LOOPBACK_OPT_IN_VAR).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        campbridge.check_loopback_opt_in(opted_in).map_err(ConfigError::Invalid)?;
         let queue_url = lookup("QUEUE_URL").ok_or(ConfigError::Missing("QUEUE_URL"))?;
         let table = lookup("TABLE_NAME").filter(|t| !t.is_empty());
-        let secret_prefix = lookup("SECRET_PREFIX").unwrap_or_else(|| "campbridge/".to_owned());
-        Ok(Self { campbridge, queue_url, table, secret_prefix })
+        let secret_prefix = lookup("SECRET_PREFIX").ok_or(ConfigError::Missing("SECRET_PREFIX"))?;
+        let config_version =
+            lookup("CAMPBRIDGE_CONFIG_VERSION").ok_or(ConfigError::Missing("CAMPBRIDGE_CONFIG_VERSION"))?;
+        if !is_config_version_id(&config_version) {
+            return Err(ConfigError::BadVersion(config_version));
+        }
+        let loopback_opt_in = lookup(LOOPBACK_OPT_IN_VAR).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        Ok(Self { queue_url, table, secret_prefix, config_version, loopback_opt_in })
+    }
+
+    /// The configuration `text` (read from version [`Self::config_version`]) validated as every runtime
+    /// validates it.
+    pub fn with_config(self, text: &str) -> Result<LambdaConfig, ConfigError> {
+        let campbridge =
+            Config::parse(text, shared::deploy::CONFIG_SECRET).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(LambdaConfig {
+            campbridge,
+            queue_url: self.queue_url,
+            table: self.table,
+            secret_prefix: self.secret_prefix,
+            config_version: self.config_version,
+        })
+    }
+}
+
+/// How a function logs: Lambda's `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT` (set from the template's
+/// `LoggingConfig`), else `RUST_LOG`, else `info` in JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing_subscriber::EnvFilter` directive.
+    pub filter: String,
+    pub json: bool,
+}
+
+impl LogSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        // Lambda's levels; FATAL has no tracing level of its own.
+        let lambda_level = lookup("AWS_LAMBDA_LOG_LEVEL").and_then(|l| match l.to_ascii_uppercase().as_str() {
+            "TRACE" => Some("trace"),
+            "DEBUG" => Some("debug"),
+            "INFO" => Some("info"),
+            "WARN" => Some("warn"),
+            "ERROR" | "FATAL" => Some("error"),
+            _ => None,
+        });
+        let filter = match lambda_level {
+            Some(level) => level.to_owned(),
+            None => lookup("RUST_LOG").filter(|f| !f.is_empty()).unwrap_or_else(|| "info".to_owned()),
+        };
+        let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text"));
+        Self { filter, json }
     }
 }
 
@@ -54,34 +125,72 @@ impl LambdaConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_missing_variable_is_named() {
-        let err = LambdaConfig::from_lookup(|_| None).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("environment variable CAMPBRIDGE_CONFIG is not set"));
+    const VERSION: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
     }
 
     #[test]
-    fn an_empty_config_with_a_queue_is_accepted() {
-        let c = LambdaConfig::from_lookup(|n| match n {
-            "CAMPBRIDGE_CONFIG" => Some(String::new()),
-            "QUEUE_URL" => Some("http://127.0.0.1:5000/123456789012/jobs.fifo".into()),
-            _ => None,
-        });
-        let c = c.ok();
-        assert_eq!(c.as_ref().map(|c| c.secret_prefix.as_str()), Some("campbridge/"));
-        assert_eq!(c.and_then(|c| c.table), None);
+    fn a_missing_variable_is_named() {
+        let err = LambdaEnv::from_lookup(|_| None).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("environment variable QUEUE_URL is not set"));
+        let err = LambdaEnv::from_lookup(lookup(&[("QUEUE_URL", "q"), ("SECRET_PREFIX", "campbridge/")]));
+        assert_eq!(
+            err.err().map(|e| e.to_string()).as_deref(),
+            Some("environment variable CAMPBRIDGE_CONFIG_VERSION is not set")
+        );
+    }
+
+    #[test]
+    fn a_version_that_is_no_content_hash_is_refused() {
+        let env = LambdaEnv::from_lookup(lookup(&[
+            ("QUEUE_URL", "q"),
+            ("SECRET_PREFIX", "campbridge/"),
+            ("CAMPBRIDGE_CONFIG_VERSION", "latest"),
+        ]));
+        assert!(matches!(env, Err(ConfigError::BadVersion(v)) if v == "latest"));
+    }
+
+    #[test]
+    fn the_environment_and_an_empty_config_make_a_function_config() {
+        let env = LambdaEnv::from_lookup(lookup(&[
+            ("QUEUE_URL", "http://127.0.0.1:5000/123456789012/jobs.fifo"),
+            ("SECRET_PREFIX", "campbridge/"),
+            ("TABLE_NAME", ""),
+            ("CAMPBRIDGE_CONFIG_VERSION", VERSION),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(env.table, None, "an empty TABLE_NAME is none");
+        let config = env.with_config("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.config_version, VERSION);
+        assert!(config.campbridge.routes.is_empty());
+    }
+
+    #[test]
+    fn lambdas_log_level_and_format_win_over_rust_log() {
+        let s = LogSettings::from_lookup(lookup(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")]));
+        assert_eq!(s, LogSettings { filter: "warn".into(), json: true });
+        let s =
+            LogSettings::from_lookup(lookup(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL"), ("AWS_LAMBDA_LOG_FORMAT", "Text")]));
+        assert_eq!(s, LogSettings { filter: "error".into(), json: false });
+        let s = LogSettings::from_lookup(lookup(&[("RUST_LOG", "shared=debug")]));
+        assert_eq!(s, LogSettings { filter: "shared=debug".into(), json: true });
+        assert_eq!(LogSettings::from_lookup(|_| None), LogSettings { filter: "info".into(), json: true });
     }
 
     #[test]
     fn the_loopback_test_allowance_is_refused_without_the_opt_in() {
         let text = "[server]\nallow_insecure_loopback_upstreams = true\n";
         let read = |opt_in: Option<&str>| {
-            LambdaConfig::from_lookup(|n| match n {
-                "CAMPBRIDGE_CONFIG" => Some(text.to_owned()),
+            LambdaEnv::from_lookup(|n| match n {
                 "QUEUE_URL" => Some("https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo".into()),
+                "SECRET_PREFIX" => Some("campbridge/".into()),
+                "CAMPBRIDGE_CONFIG_VERSION" => Some(VERSION.into()),
                 LOOPBACK_OPT_IN_VAR => opt_in.map(str::to_owned),
                 _ => None,
             })
+            .and_then(|env| env.with_config(text))
         };
         let refused = read(None).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("is a test setting"), "{refused}");

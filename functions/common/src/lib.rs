@@ -1,5 +1,6 @@
-//! What every campbridge Lambda function wires the same way: [`config`] read once from the environment,
-//! the AWS adapters built from the SDK configuration, JSON logs, and the one mapping from an ingest
+//! What every campbridge Lambda function wires the same way: [`start`] reads the environment ([`config`]),
+//! builds the AWS adapters from the SDK configuration and reads the deployed `campbridge.toml` version
+//! once per cold start; logs as the function's `LoggingConfig` says; and the one mapping from an ingest
 //! result to an HTTP response. No sync rule lives here; `shared` decides.
 
 pub mod config;
@@ -10,31 +11,48 @@ use lambda_http::{Body, Response};
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::secrets_manager::SecretsManagerSecrets;
 use shared::adapters::sqs::SqsFifoQueue;
-use shared::ingest::{Accepted, IngestError, Receivers};
-use shared::ports::SecretStore;
+use shared::adapters::stored_config::StoredConfig;
+use shared::ingest::{Accepted, IngestError};
 use shared::setup::SetupError;
 
-pub use config::{ConfigError, LambdaConfig};
+pub use config::{ConfigError, LambdaConfig, LambdaEnv, LogSettings};
 
 /// The AWS side of a function, built once per cold start.
 pub struct Aws {
     pub queue: Arc<SqsFifoQueue>,
     pub secrets: Arc<SecretsManagerSecrets>,
     pub table: Option<Arc<DynamoStore>>,
+    pub stored_config: StoredConfig,
 }
 
 impl Aws {
     /// Builds the SDK clients (region, credentials and endpoints from the standard AWS environment,
     /// so `AWS_ENDPOINT_URL_*` points them at emulators) and the adapters over them.
-    pub async fn connect(config: &LambdaConfig) -> Self {
+    pub async fn connect(env: &LambdaEnv) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let queue = Arc::new(SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.queue_url));
-        let secrets =
-            Arc::new(SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secret_prefix));
+        let queue = Arc::new(SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url));
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secrets = Arc::new(SecretsManagerSecrets::new(secrets_client.clone(), &env.secret_prefix));
+        let stored_config = StoredConfig::new(secrets_client, &env.secret_prefix);
         let table =
-            config.table.as_ref().map(|t| Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), t.clone())));
-        Self { queue, secrets, table }
+            env.table.as_ref().map(|t| Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), t.clone())));
+        Self { queue, secrets, table, stored_config }
     }
+}
+
+/// A cold start: the environment, the AWS adapters, and the configuration version this deployment runs,
+/// read from Secrets Manager and validated. Fails, naming what is wrong, before any event is taken.
+pub async fn start() -> Result<(LambdaConfig, Aws), StartError> {
+    let env = LambdaEnv::from_env()?;
+    let aws = Aws::connect(&env).await;
+    let stored = aws.stored_config.read(Some(&env.config_version)).await.map_err(ConfigError::from)?;
+    let config = env.with_config(&stored.text)?;
+    tracing::info!(
+        config_version = %config.config_version,
+        routes = config.campbridge.routes.len(),
+        "configuration loaded"
+    );
+    Ok((config, aws))
 }
 
 /// Why a function could not start.
@@ -46,12 +64,6 @@ pub enum StartError {
     Setup(#[from] SetupError),
 }
 
-/// The receivers for this deployment's routes, with the webhook secrets read once from the secret store.
-/// A source without a configured secret answers 404 (see [`IngestError::NotConfigured`]).
-pub async fn receivers(config: &LambdaConfig, secrets: &dyn SecretStore) -> Result<Receivers, StartError> {
-    Ok(shared::setup::receivers(&config.campbridge, secrets).await?)
-}
-
 /// The one mapping from an ingest result to the function URL's response: 202 with a small JSON body,
 /// or the error's status with a reason that is safe to show (never a secret or the request body).
 pub fn respond(result: Result<Accepted, IngestError>) -> Response<Body> {
@@ -61,7 +73,12 @@ pub fn respond(result: Result<Accepted, IngestError>) -> Response<Body> {
         }
         Ok(Accepted::Ignored { reason }) => (202, serde_json::json!({ "status": "ignored", "reason": reason })),
         Err(e) => {
-            tracing::info!(status = e.status(), error = %e, "webhook rejected");
+            // A 5xx is ours to fix (the queue refused, a permission is missing); a 4xx is the sender's.
+            if e.status() >= 500 {
+                tracing::error!(status = e.status(), error = %e, "webhook not accepted");
+            } else {
+                tracing::info!(status = e.status(), error = %e, "webhook rejected");
+            }
             (e.status(), serde_json::json!({ "error": e.reason() }))
         }
     };
@@ -80,18 +97,16 @@ pub fn header_pairs(headers: &lambda_http::http::HeaderMap) -> Vec<(String, Stri
     headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect()
 }
 
-/// JSON logs for CloudWatch, level from `RUST_LOG` (default `info`), without ANSI colours or timestamps
-/// (CloudWatch adds its own).
+/// Logs for CloudWatch as the function's `LoggingConfig` asks ([`LogSettings`]): JSON by default, without
+/// ANSI colours or timestamps (CloudWatch adds its own).
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .init();
+    let settings = LogSettings::from_env();
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).without_time().with_target(false);
+    if settings.json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.init();
+    }
 }

@@ -6,7 +6,7 @@ mod handler;
 use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use campbridge_lambda::{Aws, ConfigError, LambdaConfig, StartError, init_tracing};
+use campbridge_lambda::{ConfigError, StartError, init_tracing, start};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::ports::SystemClock;
 use shared::sync::{ReconcileStores, Reconciler};
@@ -14,8 +14,7 @@ use shared::sync::{ReconcileStores, Reconciler};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = LambdaConfig::from_env()?;
-    let aws = Aws::connect(&config).await;
+    let (config, aws) = start().await?;
     let table = aws.table.clone().ok_or(StartError::Config(ConfigError::Missing("TABLE_NAME")))?;
     let stores = ReconcileStores { pairs: table.clone(), cursors: table, queue: aws.queue };
     let reconciler = Reconciler::wire(&config.campbridge, stores, aws.secrets.clone(), Arc::new(SystemClock))

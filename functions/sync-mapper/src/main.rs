@@ -6,7 +6,7 @@ mod handler;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use campbridge_lambda::{Aws, ConfigError, LambdaConfig, StartError, init_tracing};
+use campbridge_lambda::{ConfigError, StartError, init_tracing, start};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::ports::SystemClock;
 use shared::setup::Stores;
@@ -14,8 +14,7 @@ use shared::setup::Stores;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = LambdaConfig::from_env()?;
-    let aws = Aws::connect(&config).await;
+    let (config, aws) = start().await?;
     let table = aws.table.clone().ok_or(StartError::Config(ConfigError::Missing("TABLE_NAME")))?;
     // Leases name their holder; every cold start is a distinct holder, so two instances never mistake
     // each other's claim for their own.

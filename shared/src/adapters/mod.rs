@@ -3,7 +3,8 @@
 //! - [`memory`]: `Mutex`-guarded maps for unit tests and benchmarks, plus [`memory::ManualClock`].
 //! - [`sqlite`]: the embedded default for local mode (one file, WAL).
 //! - [`env_secrets`]: local mode's secret store, read from `CAMPBRIDGE_SECRET_*` environment variables.
-//! - `dynamo`, `sqs`, `secrets_manager` (feature `aws`): DynamoDB, SQS FIFO and Secrets Manager for AWS mode.
+//! - `dynamo`, `sqs`, `secrets_manager` (feature `aws`): DynamoDB, SQS FIFO and Secrets Manager for AWS mode;
+//!   `stored_config`: a stack's `campbridge.toml`, validated, versioned, in Secrets Manager.
 //!
 //! Every adapter passes the same contract suite (`testkit::contract`).
 
@@ -22,6 +23,8 @@ pub mod secrets_manager;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+#[cfg(feature = "aws")]
+pub mod stored_config;
 
 /// How many times a queue message may be received before the next receive dead-letters it (SQS's
 /// `maxReceiveCount`), unless an adapter is built with another value.

@@ -26,6 +26,7 @@ use serde_json::Value;
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::secrets_manager::SecretsManagerSecrets;
 use shared::adapters::sqs::SqsFifoQueue;
+use shared::adapters::stored_config::StoredConfig;
 use shared::config::Config;
 
 /// The documented test secrets (events/README.md): the events in events/ are signed with them.
@@ -66,17 +67,37 @@ pub async fn emulators() -> Option<SdkConfig> {
     Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
 }
 
-/// A process this world started, stopped by its PID when dropped.
-struct Process {
+/// A process a test started, stopped by its PID when dropped.
+pub struct Process {
     name: String,
     child: Child,
 }
 
 impl Process {
-    /// Starts `program args…` under `timeout`, its output going to `<logs>/<name>.log`.
-    fn start(name: &str, logs: &Path, program: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+    /// Starts `program args…` under `timeout`, its output going to `<logs>/<name>.log`, with the test's
+    /// environment plus `env`.
+    pub fn start(name: &str, logs: &Path, program: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn(name, logs, program, args, env, false)
+    }
+
+    /// Like [`Process::start`], but with only `PATH`, `HOME` and `env` in its environment: nothing of the
+    /// test's own AWS settings leaks in (a service endpoint variable would beat `AWS_ENDPOINT_URL`).
+    pub fn start_clean(name: &str, logs: &Path, program: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn(name, logs, program, args, env, true)
+    }
+
+    fn spawn(name: &str, logs: &Path, program: &Path, args: &[&str], env: &[(&str, String)], clean: bool) -> Self {
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
-        let child = Command::new("timeout")
+        let mut command = Command::new("timeout");
+        if clean {
+            command.env_clear();
+            for keep in ["PATH", "HOME"] {
+                if let Ok(v) = std::env::var(keep) {
+                    command.env(keep, v);
+                }
+            }
+        }
+        let child = command
             .arg(LIFETIME)
             .arg(program)
             .args(args)
@@ -91,7 +112,7 @@ impl Process {
     }
 
     /// `Some(why)` when the process has ended.
-    fn ended(&mut self) -> Option<String> {
+    pub fn ended(&mut self) -> Option<String> {
         self.child.try_wait().ok().flatten().map(|status| format!("{} exited ({status})", self.name))
     }
 }
@@ -138,6 +159,8 @@ pub struct World {
     pub queue_url: String,
     pub table: String,
     pub secret_prefix: String,
+    /// The version of the stored configuration the functions run.
+    pub config_version: String,
     /// The runtime emulator's port on 127.0.0.1.
     pub port: u16,
     logs: PathBuf,
@@ -186,6 +209,12 @@ impl World {
         ] {
             secrets.create_secret().name(format!("{secret_prefix}{name}")).secret_string(value).send().await.unwrap();
         }
+        // The configuration as `campbridge config push` stores it; the functions read that version.
+        let config_version = StoredConfig::new(secrets.clone(), &secret_prefix)
+            .push(&text, "campbridge.toml")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .version;
 
         let logs = std::env::temp_dir().join(format!("campbridge-lambda-{unique}"));
         std::fs::create_dir_all(&logs).unwrap();
@@ -199,6 +228,7 @@ impl World {
             queue_url,
             table,
             secret_prefix,
+            config_version,
             port,
             logs,
             functions: Vec::new(),
@@ -220,7 +250,7 @@ impl World {
         world.watch = Some(Process::start("cargo-lambda-watch", &world.logs, &cargo_lambda(), &watch_args, &offline));
         world.wait_for_emulator().await;
         for name in functions {
-            let env = world.function_env(name, &text);
+            let env = world.function_env(name);
             let process = Process::start(name, &world.logs, &function_binary(name), &[], &env);
             world.functions.push(process);
         }
@@ -228,19 +258,20 @@ impl World {
     }
 
     /// What a deployed function finds in its environment (infra/template.yaml), plus the runtime API.
-    fn function_env(&self, name: &str, config_text: &str) -> Vec<(&'static str, String)> {
+    fn function_env(&self, name: &str) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port)),
             ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_owned()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
-            ("CAMPBRIDGE_CONFIG", config_text.to_owned()),
+            ("CAMPBRIDGE_CONFIG_VERSION", self.config_version.clone()),
             ("QUEUE_URL", self.queue_url.clone()),
             ("TABLE_NAME", self.table.clone()),
             ("SECRET_PREFIX", self.secret_prefix.clone()),
             // The simulators live on 127.0.0.1: the functions' test opt-in for the config's loopback allowance.
             (shared::config::LOOPBACK_OPT_IN_VAR, "1".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
         ]
     }
 
@@ -371,7 +402,11 @@ impl World {
     pub async fn register_deactivated_webhook(&self) {
         let secrets: Arc<dyn shared::ports::SecretStore> = self.secrets();
         let route = shared::domain::RouteId::parse("web").unwrap();
-        let token = shared::setup::receivers(&self.config, secrets.as_ref()).await.unwrap().route_token(&route);
+        let token = shared::setup::basecamp_receiver(&self.config, secrets.as_ref())
+            .await
+            .unwrap()
+            .unwrap()
+            .route_token(&route);
         let client = shared::setup::basecamp_client(&self.config, secrets).await.unwrap();
         let url = format!("http://127.0.0.1:9/basecamp/{token}");
         let types = shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
@@ -410,14 +445,14 @@ impl Drop for World {
 }
 
 /// cargo-lambda as `make tools-aws` installs it.
-fn cargo_lambda() -> PathBuf {
+pub fn cargo_lambda() -> PathBuf {
     let path = root().join(".tools/venv/bin/cargo-lambda");
     assert!(path.exists(), "{} is missing: run scripts/emulators.sh install", path.display());
     path
 }
 
 /// A function's binary, built with the tests (`make test-aws`): next to this test's own directory.
-fn function_binary(name: &str) -> PathBuf {
+pub fn function_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/aws_emulators-<hash> → target/<profile>/<name>
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);
@@ -431,14 +466,14 @@ fn function_binary(name: &str) -> PathBuf {
 }
 
 /// A port nothing listens on now (the emulator binds it right after; the namespace holds only this run).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The functions' `campbridge.toml` (CAMPBRIDGE_CONFIG): the demo's deployment — route `web` = the
 /// simulators' project and Jira project WEB, the route the events in events/ are made for. Secrets are
 /// named, not included; the functions take their table and queue from the environment, not `[store]`.
-fn config_text(bc: &bc_sim::Simulator, jira: &jira_sim::Simulator, bb: &bb_sim::Simulator) -> String {
+pub fn config_text(bc: &bc_sim::Simulator, jira: &jira_sim::Simulator, bb: &bb_sim::Simulator) -> String {
     let opts = campbridge::demo::StackOptions::new(std::env::temp_dir());
     campbridge::demo::simulator_config(&opts, "kind = \"sqlite\"", bc, jira, bb)
 }
