@@ -151,6 +151,30 @@ fn dead_letter(m: &Message) -> DeadLetter {
     }
 }
 
+/// `doing` with what the service said: its error code and message, or the HTTP status when it sent no
+/// code (an access denial, a throttle), so a log line tells an operator what to fix. Queue requests
+/// carry no secret.
+fn service_error<E>(
+    doing: &str,
+    e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let meta = aws_sdk_sqs::error::ProvideErrorMetadata::meta(e);
+    let detail = match (meta.code(), meta.message(), e.raw_response()) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), None, _) => c.to_owned(),
+        (None, _, Some(r)) => {
+            let body = r.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+            let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+            format!("HTTP {} without an error code the SDK reads: {body}", r.status().as_u16())
+        }
+        (None, _, None) => e.to_string(),
+    };
+    StoreError::Unexpected(anyhow::anyhow!("{doing} ({detail})"))
+}
+
 /// A receipt SQS no longer accepts (deleted, re-received, or never valid): the port makes that a no-op.
 fn stale_receipt(code: Option<&str>) -> bool {
     matches!(code, Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "MessageNotInflight"))
@@ -168,7 +192,7 @@ impl JobQueue for SqsFifoQueue {
             .message_body(body)
             .send()
             .await
-            .context("failed to send a message")?;
+            .map_err(|e| service_error("failed to send a message", &e))?;
         Ok(Sent::Enqueued)
     }
 
