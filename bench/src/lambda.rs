@@ -306,7 +306,8 @@ pub fn env(function: &str, memory_mb: u32, runtime_api: &str, app: &[(String, St
         ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
         ("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{function}")),
         ("AWS_LAMBDA_LOG_STREAM_NAME".into(), "bench".into()),
-        ("RUST_LOG".into(), "info".into()),
+        ("AWS_LAMBDA_LOG_LEVEL".into(), "INFO".into()),
+        ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
     ];
     env.extend(app.iter().cloned());
     env
@@ -500,7 +501,8 @@ const EVENTS_SECRETS: [(&str, &str); 3] = [
 const SECRET_PREFIX: &str = "campbridge-bench/";
 
 /// Cold starts and warm invocations of every function, inside the emulators' namespace: the bench's
-/// deployment config (`CAMPBRIDGE_CONFIG`), an SQS FIFO queue and a table, and every secret the config
+/// deployment config (stored as `campbridge config push` stores it, its version in
+/// `CAMPBRIDGE_CONFIG_VERSION`), an SQS FIFO queue and a table, and every secret the config
 /// names stored in moto under `SECRET_PREFIX` (the webhook secrets are `events/README.md`'s, so the
 /// envelopes verify). Returns the figures per function.
 pub async fn run_all(
@@ -522,13 +524,18 @@ pub async fn run_all(
     let queue_url = crate::store_ops::fifo_queue(&aws_sdk_sqs::Client::new(&sdk), &name).await?;
     let sims = crate::world::Sims::start().await?;
     let config = sims.config_text(crate::world::Store::DynamoDb { table: &name, queue_url: &queue_url });
-    let secrets = SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), SECRET_PREFIX);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let version = shared::adapters::stored_config::StoredConfig::new(sm.clone(), SECRET_PREFIX)
+        .push(&config, "campbridge.toml")
+        .await?
+        .version;
+    let secrets = SecretsManagerSecrets::new(sm, SECRET_PREFIX);
     for (secret, value) in sims.secrets() {
         let value = EVENTS_SECRETS.iter().find(|(n, _)| *n == secret).map_or(value, |(_, v)| (*v).to_owned());
         secrets.put(secret, &SecretString::from(value), &format!("bench-{secret}")).await?;
     }
     let app_env: Vec<(String, String)> = vec![
-        ("CAMPBRIDGE_CONFIG".into(), config),
+        ("CAMPBRIDGE_CONFIG_VERSION".into(), version),
         ("QUEUE_URL".into(), queue_url),
         ("TABLE_NAME".into(), name),
         ("SECRET_PREFIX".into(), SECRET_PREFIX.into()),

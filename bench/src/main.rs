@@ -239,7 +239,8 @@ async fn run(s: &Settings, logs: &logs::LogBytes) -> anyhow::Result<Results> {
     }
     // An error only means nothing was written there.
     std::fs::remove_dir_all(&scratch).ok();
-    r.cost_per_million_usd = report::cost(&r, &memory, template::secrets(&template_text));
+    // The template's secrets, and the configuration `campbridge config push` stores beside them.
+    r.cost_per_million_usd = report::cost(&r, &memory, template::secrets(&template_text) + 1);
 
     print!("{}", report::table(&r));
     println!("\n(bench ran {:.0} s; JSON in {})", started.elapsed().as_secs_f64(), s.cli_out.display());
