@@ -13,8 +13,10 @@ operator and CloudFormation do before and around the functions. The Rust harness
         Then, for each function: its configuration as Lambda holds it, its role's policies (the truth,
         as CloudFormation created them), and credentials of that role (sts:AssumeRole). Prints it all.
 
-    rehearsal.py put-logs ENDPOINT GROUP STREAM FILE   (the function's role credentials in AWS_*)
-        What Lambda does with a function's output: CreateLogStream, then PutLogEvents with FILE's lines.
+    rehearsal.py put-logs ENDPOINT SPEC.json
+        What Lambda does with each function's output, with that function's role: CreateLogStream, then
+        PutLogEvents with the lines of its file. SPEC is a list of {group, stream, file, access_key_id,
+        secret_access_key, session_token}.
 
     rehearsal.py remove-action ENDPOINT ROLE ACTION   (deployer's key in AWS_*)
         The negative control: removes ACTION from every inline policy of ROLE.
@@ -240,15 +242,27 @@ def create_stack(endpoint, stack, template_path, pairs):
     })
 
 
-def put_logs(endpoint, group, stream, path):
-    logs = client("logs", endpoint, **deployer_creds(), aws_session_token=os.environ["AWS_SESSION_TOKEN"])
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    events = [{"timestamp": 1_700_000_000_000 + i, "message": line[:200_000]} for i, line in enumerate(lines)]
-    for start in range(0, len(events), 1000):
-        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[start:start + 1000])
-    out({"events": len(events)})
+def put_logs(endpoint, spec_path):
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    written = {}
+    for item in spec:
+        logs = client(
+            "logs",
+            endpoint,
+            aws_access_key_id=item["access_key_id"],
+            aws_secret_access_key=item["secret_access_key"],
+            aws_session_token=item["session_token"],
+        )
+        group, stream = item["group"], item["stream"]
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        with open(item["file"], encoding="utf-8", errors="replace") as f:
+            lines = [line.rstrip("\n") for line in f if line.strip()]
+        events = [{"timestamp": 1_700_000_000_000 + i, "message": line[:200_000]} for i, line in enumerate(lines)]
+        for start in range(0, len(events), 1000):
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[start:start + 1000])
+        written[group] = len(events)
+    out(written)
 
 
 def remove_action(endpoint, role, action):
@@ -273,7 +287,7 @@ def main():
         bootstrap(sys.argv[2])
     elif len(sys.argv) >= 5 and sys.argv[1] == "create-stack":
         create_stack(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
-    elif len(sys.argv) == 6 and sys.argv[1] == "put-logs":
+    elif len(sys.argv) == 4 and sys.argv[1] == "put-logs":
         put_logs(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "remove-action":
         remove_action(*sys.argv[2:])

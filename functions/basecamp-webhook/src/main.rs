@@ -5,7 +5,7 @@ mod handler;
 
 use std::sync::Arc;
 
-use campbridge_lambda::{StartError, init_tracing, start};
+use campbridge_lambda::{cold_start_failed, init_tracing, start};
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let (config, aws) = start().await?;
     // Only this source's secret: the function's role allows no other.
     let receiver =
-        shared::setup::basecamp_receiver(&config.campbridge, aws.secrets.as_ref()).await.map_err(StartError::from)?;
+        shared::setup::basecamp_receiver(&config.campbridge, aws.secrets.as_ref()).await.map_err(cold_start_failed)?;
     let state = Arc::new(handler::State { receiver, queue: aws.queue });
     run(service_fn(move |request: Request| {
         let state = Arc::clone(&state);

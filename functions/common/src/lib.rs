@@ -43,16 +43,25 @@ impl Aws {
 /// A cold start: the environment, the AWS adapters, and the configuration version this deployment runs,
 /// read from Secrets Manager and validated. Fails, naming what is wrong, before any event is taken.
 pub async fn start() -> Result<(LambdaConfig, Aws), StartError> {
-    let env = LambdaEnv::from_env()?;
+    let env = LambdaEnv::from_env().map_err(cold_start_failed)?;
     let aws = Aws::connect(&env).await;
-    let stored = aws.stored_config.read(Some(&env.config_version)).await.map_err(ConfigError::from)?;
-    let config = env.with_config(&stored.text)?;
+    let stored =
+        aws.stored_config.read(Some(&env.config_version)).await.map_err(|e| cold_start_failed(ConfigError::from(e)))?;
+    let config = env.with_config(&stored.text).map_err(cold_start_failed)?;
     tracing::info!(
         config_version = %config.config_version,
         routes = config.campbridge.routes.len(),
         "configuration loaded"
     );
     Ok((config, aws))
+}
+
+/// Logs why a cold start failed, readable in CloudWatch (the runtime prints only the error's `Debug`
+/// when `main` returns it), and returns it.
+pub fn cold_start_failed(e: impl Into<StartError>) -> StartError {
+    let e = e.into();
+    tracing::error!(error = %e, "cold start failed");
+    e
 }
 
 /// Why a function could not start.

@@ -6,7 +6,7 @@ mod handler;
 use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use campbridge_lambda::{ConfigError, StartError, init_tracing, start};
+use campbridge_lambda::{ConfigError, cold_start_failed, init_tracing, start};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::ports::SystemClock;
 use shared::sync::{ReconcileStores, Reconciler};
@@ -15,11 +15,11 @@ use shared::sync::{ReconcileStores, Reconciler};
 async fn main() -> Result<(), Error> {
     init_tracing();
     let (config, aws) = start().await?;
-    let table = aws.table.clone().ok_or(StartError::Config(ConfigError::Missing("TABLE_NAME")))?;
+    let table = aws.table.clone().ok_or_else(|| cold_start_failed(ConfigError::Missing("TABLE_NAME")))?;
     let stores = ReconcileStores { pairs: table.clone(), cursors: table, queue: aws.queue };
     let reconciler = Reconciler::wire(&config.campbridge, stores, aws.secrets.clone(), Arc::new(SystemClock))
         .await
-        .map_err(StartError::from)?;
+        .map_err(cold_start_failed)?;
     let state = Arc::new(handler::State { reconciler });
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
         let state = Arc::clone(&state);

@@ -6,7 +6,7 @@ mod handler;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use campbridge_lambda::{ConfigError, StartError, init_tracing, start};
+use campbridge_lambda::{ConfigError, cold_start_failed, init_tracing, start};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::ports::SystemClock;
 use shared::setup::Stores;
@@ -15,7 +15,7 @@ use shared::setup::Stores;
 async fn main() -> Result<(), Error> {
     init_tracing();
     let (config, aws) = start().await?;
-    let table = aws.table.clone().ok_or(StartError::Config(ConfigError::Missing("TABLE_NAME")))?;
+    let table = aws.table.clone().ok_or_else(|| cold_start_failed(ConfigError::Missing("TABLE_NAME")))?;
     // Leases name their holder; every cold start is a distinct holder, so two instances never mistake
     // each other's claim for their own.
     let worker = format!("sync-mapper-{}", uuid::Uuid::new_v4().simple());
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
         &worker,
     )
     .await
-    .map_err(StartError::from)?;
+    .map_err(cold_start_failed)?;
     let state = Arc::new(handler::State { engine, queue: aws.queue });
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let state = Arc::clone(&state);

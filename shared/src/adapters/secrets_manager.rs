@@ -69,10 +69,9 @@ impl SecretStore for SecretsManagerSecrets {
         let out = match result {
             Ok(out) => out,
             Err(e) if not_found(e.code()) => return Err(SecretError::Missing(name.to_owned())),
-            Err(e) => {
-                // The SDK's error carries no secret value (a GetSecretValue request holds none).
-                return Err(anyhow::Error::new(e).context(format!("failed to read secret {name:?}")).into());
-            }
+            // The service's code and message name the problem (AccessDeniedException: the role may not read
+            // it); a GetSecretValue error carries no secret value.
+            Err(e) => return Err(sm_error(name, "read", e.code(), e.message(), status(&e))),
         };
         let value = out.secret_string.filter(|v| !v.is_empty()).ok_or_else(|| SecretError::Missing(name.to_owned()))?;
         let value = SecretString::from(value);
@@ -102,24 +101,32 @@ impl SecretStore for SecretsManagerSecrets {
                     .send()
                     .await
                     // Only the error's code and message are kept: a request error could echo input.
-                    .map_err(|e| sm_error(name, "create", e.code(), e.message()))?;
+                    .map_err(|e| sm_error(name, "create", e.code(), e.message(), status(&e)))?;
             }
             // The same token was written already (a concurrent refresher won): one version, as asked.
             Err(e) if e.code() == Some("ResourceExistsException") => {}
-            Err(e) => return Err(sm_error(name, "write", e.code(), e.message())),
+            Err(e) => return Err(sm_error(name, "write", e.code(), e.message(), status(&e))),
         }
         cache.insert(name.to_owned(), SecretString::from(value.expose_secret()));
         Ok(())
     }
 }
 
-fn sm_error(name: &str, doing: &str, code: Option<&str>, message: Option<&str>) -> SecretError {
-    let detail = match (code, message) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => "no error code".to_owned(),
+fn sm_error(name: &str, doing: &str, code: Option<&str>, message: Option<&str>, status: Option<u16>) -> SecretError {
+    let detail = match (code, message, status) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), None, _) => c.to_owned(),
+        (None, _, Some(s)) => format!("HTTP {s} without an error code"),
+        (None, _, None) => "no response".to_owned(),
     };
     SecretError::Unexpected(anyhow::anyhow!("failed to {doing} secret {name:?} ({detail})"))
+}
+
+/// The HTTP status of the service's answer, when there was one.
+fn status<E>(
+    e: &aws_sdk_secretsmanager::error::SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
 }
 
 #[cfg(test)]

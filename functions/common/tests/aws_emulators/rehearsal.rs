@@ -271,6 +271,7 @@ impl Rehearsal {
         wait_for_port(rehearsal.port, "cargo lambda watch").await;
         for binary in functions {
             let env = rehearsal.function_env(binary);
+            let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             let process = Process::start_clean(binary, &rehearsal.logs, &function_binary(binary), &[], &env);
             rehearsal.functions.push(process);
         }
@@ -291,15 +292,16 @@ impl Rehearsal {
 
     /// What Lambda gives the function: its variables as the stack holds them, what it derives from the
     /// `LoggingConfig`, the runtime API, and its role's credentials. AWS calls go to the proxy.
-    pub fn function_env(&self, binary: &str) -> Vec<(&'static str, String)> {
+    pub fn function_env(&self, binary: &str) -> Vec<(String, String)> {
         let f = self.function(binary);
-        let mut env: Vec<(&'static str, String)> = Vec::new();
-        for (k, v) in f["environment"].as_object().unwrap() {
-            let key: &'static str = Box::leak(k.clone().into_boxed_str());
-            env.push((key, v.as_str().unwrap().to_owned()));
-        }
+        let mut env: Vec<(String, String)> = f["environment"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
         let logging = &f["logging"];
-        env.extend([
+        let lambda = [
             ("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{binary}", self.port)),
             ("AWS_LAMBDA_FUNCTION_NAME", f["function_name"].as_str().unwrap().to_owned()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
@@ -313,8 +315,31 @@ impl Rehearsal {
             ("AWS_SESSION_TOKEN", f["credentials"]["session_token"].as_str().unwrap().to_owned()),
             ("AWS_ENDPOINT_URL", self.proxy.url.clone()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ]);
+        ];
+        env.extend(lambda.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
+    }
+
+    /// Stops `binary` and starts it again (a new cold start), its log kept.
+    pub fn restart(&mut self, binary: &str) {
+        let log = self.log(binary);
+        self.functions.retain(|p| p.name() != binary);
+        let env = self.function_env(binary);
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.functions.push(Process::start_clean(binary, &self.logs, &function_binary(binary), &[], &env));
+        std::fs::write(self.logs.join(format!("{binary}.before-restart.log")), log).unwrap();
+    }
+
+    /// Waits (at most 30 s) for `binary`'s process to end: why it ended.
+    pub async fn wait_for_exit(&mut self, binary: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(why) = self.functions.iter_mut().find(|p| p.name() == binary).and_then(Process::ended) {
+                return why;
+            }
+            assert!(Instant::now() < deadline, "{binary} kept running:\n{}", self.log(binary));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Panics, naming the logs, when a function or the emulator has ended.
@@ -381,23 +406,27 @@ impl Rehearsal {
 
     /// Writes each function's output so far to its log group with its role, as Lambda does.
     pub fn put_logs(&self) {
-        for binary in self.stack["functions"].as_object().unwrap().keys() {
-            let f = self.function(binary);
-            let c = &f["credentials"];
-            let group = format!("/aws/lambda/{}", f["function_name"].as_str().unwrap());
-            let file = self.logs.join(format!("{binary}.log"));
-            if !file.exists() {
-                continue;
-            }
-            rehearsal_py(
-                &["put-logs", &self.proxy.url, &group, "rehearsal", file.to_str().unwrap()],
-                &[
-                    ("AWS_ACCESS_KEY_ID", c["access_key_id"].as_str().unwrap().to_owned()),
-                    ("AWS_SECRET_ACCESS_KEY", c["secret_access_key"].as_str().unwrap().to_owned()),
-                    ("AWS_SESSION_TOKEN", c["session_token"].as_str().unwrap().to_owned()),
-                ],
-            );
-        }
+        let spec: Vec<Value> = self.stack["functions"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(binary, _)| self.logs.join(format!("{binary}.log")).exists())
+            .map(|(binary, f)| {
+                let c = &f["credentials"];
+                json!({
+                    "group": format!("/aws/lambda/{}", f["function_name"].as_str().unwrap()),
+                    "stream": "rehearsal",
+                    "file": self.logs.join(format!("{binary}.log")),
+                    "access_key_id": c["access_key_id"],
+                    "secret_access_key": c["secret_access_key"],
+                    "session_token": c["session_token"],
+                })
+            })
+            .collect();
+        let path = self.logs.join("put-logs.json");
+        std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+        let written = rehearsal_py(&["put-logs", &self.proxy.url, path.to_str().unwrap()], &[]);
+        assert_eq!(written.as_object().map(|o| o.len()), Some(spec.len()), "{written}");
     }
 
     /// Waits (at most 30 s) until `binary`'s log contains `needle`.
@@ -804,6 +833,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     if emulators().await.is_none() {
         return;
     }
+    let start = Instant::now();
     let sims = Sims::start().await;
     // Padded with comments to 60 KiB of quotes, shell syntax, tabs and non-ASCII: what a parameter or an
     // environment variable could not carry, the README's steps store and every function reads.
@@ -812,11 +842,13 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     let all: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
     let mut r = Rehearsal::deploy("story", &config, &secrets, &all).await;
 
+    phase(start, "deployed");
     let version = shared::deploy::config_version_id(&config);
     for f in FUNCTIONS {
         r.wait_for_log(f.name, &version).await;
     }
 
+    phase(start, "every function loaded the configuration; webhooks");
     // The webhooks, registered as an admin would: the Basecamp URL carries the route token derived from
     // the key the stack generated.
     let sdk = r.deployer_sdk();
@@ -856,10 +888,12 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
         )
         .await;
 
+    phase(start, "reconciler's first run");
     // The reconciler's first scheduled run records where to start.
     let first = r.invoke("reconciler", &scheduled()).await;
     assert_eq!(first["basecamp"]["initialized"], true, "{first}");
 
+    phase(start, "1. a to-do, through a Jira 429");
     // 1. Annie creates a to-do. Jira answers the mapper's first call with a 429: the mapper sets the
     //    message's visibility to its Retry-After and reports it; it comes back and makes one issue. The
     //    webhooks of the sync's own writes are held for step 2.
@@ -905,6 +939,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert_eq!(issue["fields"]["summary"], "[BC][WEB] Fix login redirect");
     assert_eq!(issue["fields"]["assignee"]["accountId"], jira_sim::JARED);
 
+    phase(start, "2. echoes");
     // 2. The sync's own writes come back as webhooks (jira-webhook, basecamp-webhook) and write nothing.
     let writes = sims.writes();
     for faults in [&sims.basecamp as &dyn Release, &sims.jira] {
@@ -920,6 +955,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
         statuses(&jira_deliveries)
     );
 
+    phase(start, "3. a redelivery");
     // 3. Basecamp redelivers the to-do's first webhook: accepted, absorbed as a duplicate.
     let first_delivery = sims.basecamp.deliveries().into_iter().find(|d| d.event == "todo_created").unwrap();
     let resent = reqwest::Client::new().post(&first_delivery.url).json(&first_delivery.body).send().await.unwrap();
@@ -929,6 +965,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert_eq!(sims.writes(), writes, "a duplicate wrote");
     assert_eq!(sims.issues().await, 1, "still exactly one issue");
 
+    phase(start, "4. a pull request");
     // 4. Jared opens a pull request naming the issue: bitbucket-webhook enqueues the signal and the mapper
     //    posts one comment on the to-do.
     let comments = sims.basecamp_comment_posts();
@@ -946,6 +983,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert_eq!(sims.basecamp_comment_posts(), comments + 1, "one pull-request comment on the to-do");
     drain(&mut r, &sims).await;
 
+    phase(start, "5. an expired token, Done");
     // 5. The Basecamp token expires; Jared moves the issue to Done. The mapper renews the token, writes
     //    it back to the stack's secret, and completes the to-do once.
     sims.basecamp.expire_token(bc_sim::ACCESS_TOKEN).await;
@@ -971,6 +1009,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
         "the renewed token is in the stack's secret"
     );
 
+    phase(start, "6. a lost webhook, the reconciler");
     // 6. A rename whose webhook Basecamp loses: the reconciler's next run (with an expired token again)
     //    finds it, enqueues it, and the mapper renames the issue.
     sims.basecamp.set_faults(Faults {
@@ -1006,9 +1045,11 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert!(second_pair.and_then(|p| p.item).is_some(), "paired");
     drain(&mut r, &sims).await;
 
+    phase(start, "7. logs");
     // 7. Lambda writes every function's output to its log group, with the function's role.
     r.put_logs();
 
+    phase(start, "least privilege");
     // Least privilege, both ways: the stack grants exactly what shared::deploy declares, every call was
     // allowed by the true policies (and by moto), each is declared, and each declared permission was used.
     let records = r.proxy.records();
@@ -1038,6 +1079,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     let without: Vec<(String, String)> = granted.iter().filter(|(a, _)| a != "sqs:SendMessage").cloned().collect();
     assert_eq!(privileges(&without, &declared, &used).missing.len(), 1);
 
+    phase(start, "negative control: SendMessage");
     // Negative control: remove sqs:SendMessage from basecamp-webhook's role. moto alone (the proxy only
     // recording) refuses the receiver's send with AccessDenied, and the receiver answers 503; with the
     // proxy's check on, the true policy refuses it as well.
@@ -1056,6 +1098,24 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert!(!last.allowed && last.status == 400, "the true policy refused it: {last:?}");
     assert_eq!(queue_depth(&r).await, queued_before, "nothing was enqueued");
     assert!(r.log("basecamp-webhook").contains("AccessDenied"), "the receiver's log names the denial");
+
+    phase(start, "negative control: a cold start");
+    // And at a cold start: without secretsmanager:GetSecretValue the Jira receiver cannot read its
+    // configuration, and stops before taking any request (moto refusing on its own).
+    remove_permission(&r, "jira-webhook", "secretsmanager:GetSecretValue");
+    r.proxy.set_enforcing(false);
+    r.restart("jira-webhook");
+    let why = r.wait_for_exit("jira-webhook").await;
+    let log = r.log("jira-webhook");
+    assert!(log.contains("not allowed to read campbridge/campbridge.toml"), "{why}:\n{log}");
+    let last = r.proxy.records().into_iter().rev().find(|rec| rec.function == "jira-webhook").unwrap();
+    assert!(last.call.action == "secretsmanager:GetSecretValue" && last.moto_denied, "{last:?}");
+    phase(start, "done");
+}
+
+/// Notes how far a test got and when (shown with the test's output when it fails or runs long).
+fn phase(start: Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
 }
 
 /// `config` with a comment block appended, `bytes` long in all.

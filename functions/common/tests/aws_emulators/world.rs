@@ -111,6 +111,10 @@ impl Process {
         Self { name: name.to_owned(), child }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `Some(why)` when the process has ended.
     pub fn ended(&mut self) -> Option<String> {
         self.child.try_wait().ok().flatten().map(|status| format!("{} exited ({status})", self.name))
