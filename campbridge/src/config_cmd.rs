@@ -169,11 +169,17 @@ fn named_secrets(text: &str) -> Vec<String> {
 }
 
 /// `config push`: validates the file and stores it as the stack's current configuration. Prints the
-/// version id alone on stdout (for `make deploy`), what happened on stderr.
-pub fn push(path: &Path, stack: &str) -> ExitCode {
+/// version id alone on stdout (for `make deploy`), what happened on stderr. A config the functions would
+/// refuse (the loopback test allowance without `loopback_for_tests`) is refused here already.
+pub fn push(path: &Path, stack: &str, loopback_for_tests: bool) -> ExitCode {
     run_stack(async move {
         let text = read(path)?;
         let file = path.display().to_string();
+        if let Ok(config) = Config::parse(&text, &file) {
+            config
+                .check_loopback_opt_in(loopback_for_tests)
+                .map_err(|e| StackError::Refused(format!("{file}: {e}; nothing was stored")))?;
+        }
         let warnings = secret_warnings(&text, &file);
         for w in &warnings {
             eprintln!("{w}");

@@ -337,7 +337,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Config { command: ConfigCommand::Check { path, stack } } => config_cmd::check(&path, stack.as_deref()),
-        Command::Config { command: ConfigCommand::Push { path, stack } } => config_cmd::push(&path, &stack),
+        Command::Config { command: ConfigCommand::Push { path, stack } } => {
+            config_cmd::push(&path, &stack, sa.loopback_for_tests)
+        }
         Command::Secrets { command: SecretsCommand::Set { name, stack } } => config_cmd::set_secret(&stack, &name),
         Command::Serve { config, port, workers } => {
             init_logs(cli.log_format, "info");

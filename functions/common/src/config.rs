@@ -78,6 +78,7 @@ impl LambdaEnv {
     pub fn with_config(self, text: &str) -> Result<LambdaConfig, ConfigError> {
         let campbridge =
             Config::parse(text, shared::deploy::CONFIG_SECRET).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        campbridge.check_loopback_opt_in(self.loopback_opt_in).map_err(ConfigError::Invalid)?;
         Ok(LambdaConfig {
             campbridge,
             queue_url: self.queue_url,

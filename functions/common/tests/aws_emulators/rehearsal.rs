@@ -123,6 +123,8 @@ pub struct Rehearsal {
     /// Where the README's steps ran (campbridge.toml, secrets/), and with which environment.
     pub workdir: PathBuf,
     pub operator_env: Vec<(&'static str, String)>,
+    /// What the functions get beyond what Lambda gives them (tests only; see [`Rehearsal::deploy`]).
+    test_env: Vec<(&'static str, String)>,
     pub moto_url: String,
     pub deployer: (String, String),
     pub proxy: Proxy,
@@ -140,8 +142,15 @@ pub struct Rehearsal {
 
 impl Rehearsal {
     /// Deploys `config` (the text of campbridge.toml) with `secrets` in the files the README's loop
-    /// reads, and starts `functions` (binary names) on the runtime emulator.
-    pub async fn deploy(name: &str, config: &str, secrets: &[(&str, String)], functions: &[&str]) -> Self {
+    /// reads, and starts `functions` (binary names) on the runtime emulator. `test_env` is added to the
+    /// operator's and the functions' environment (the loopback opt-in, for a config of the simulators).
+    pub async fn deploy(
+        name: &str,
+        config: &str,
+        secrets: &[(&str, String)],
+        functions: &[&str],
+        test_env: &[(&'static str, String)],
+    ) -> Self {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let logs = std::env::temp_dir().join(format!("campbridge-rehearsal-{name}-{unique}"));
         let workdir = logs.join("work");
@@ -182,7 +191,8 @@ impl Rehearsal {
             boot["secret_access_key"].as_str().unwrap().to_owned(),
         );
         let operator_env = |extra: &[(&'static str, String)]| {
-            let mut env = vec![
+            let mut env: Vec<(&'static str, String)> = test_env.to_vec();
+            env.extend([
                 ("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default())),
                 ("HOME", workdir.display().to_string()),
                 ("AWS_ACCESS_KEY_ID", deployer.0.clone()),
@@ -190,7 +200,7 @@ impl Rehearsal {
                 ("AWS_REGION", REGION.to_owned()),
                 ("AWS_ENDPOINT_URL", moto_url.clone()),
                 ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-            ];
+            ]);
             env.extend_from_slice(extra);
             env
         };
@@ -243,6 +253,7 @@ impl Rehearsal {
             logs,
             workdir,
             operator_env,
+            test_env: test_env.to_vec(),
             moto_url,
             deployer,
             proxy,
@@ -317,6 +328,7 @@ impl Rehearsal {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ];
         env.extend(lambda.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env.extend(self.test_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         env
     }
 
@@ -581,7 +593,7 @@ async fn the_example_config_deploys_as_it_is_and_every_function_starts_under_its
     let secrets: Vec<(&str, String)> =
         STACK_SECRETS.iter().filter(|s| !s.generated).map(|s| (s.name, format!("example-{}", s.name))).collect();
     let all: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
-    let mut r = Rehearsal::deploy("example", &example, &secrets, &all).await;
+    let mut r = Rehearsal::deploy("example", &example, &secrets, &all, &[]).await;
 
     // The README's steps passed: config check found nothing to warn about, the stored config is the file,
     // every secret it names is set.
@@ -840,7 +852,10 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     let config = padded(&config_text(&sims.basecamp, &sims.jira, &sims.bitbucket), 60 * 1024);
     let secrets = secret_values(&sims.bitbucket);
     let all: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
-    let mut r = Rehearsal::deploy("story", &config, &secrets, &all).await;
+    // The simulators live on 127.0.0.1: the one variable beyond Lambda's, the test opt-in for the config's
+    // loopback allowance (the example config above needs none).
+    let opt_in = [(shared::config::LOOPBACK_OPT_IN_VAR, "1".to_owned())];
+    let mut r = Rehearsal::deploy("story", &config, &secrets, &all, &opt_in).await;
 
     phase(start, "deployed");
     let version = shared::deploy::config_version_id(&config);
