@@ -151,6 +151,8 @@ pub struct Grant {
     pub resource: Resource,
     pub caller: Caller,
     pub why: &'static str,
+    /// Needed only with this configuration (one of two alternatives); `None`: always.
+    pub only_with: Option<&'static str>,
 }
 
 /// A Lambda function of the stack and everything its role allows.
@@ -172,6 +174,7 @@ const READ_CONFIG: Grant = Grant {
     resource: Resource::Config,
     caller: Caller::Function,
     why: "reads the configuration version it was deployed with, once per cold start",
+    only_with: None,
 };
 
 const WRITE_LOGS: Grant = Grant {
@@ -179,6 +182,7 @@ const WRITE_LOGS: Grant = Grant {
     resource: Resource::LogGroup,
     caller: Caller::Lambda,
     why: "Lambda writes the function's log lines to its log group",
+    only_with: None,
 };
 
 const ENQUEUE: Grant = Grant {
@@ -186,6 +190,7 @@ const ENQUEUE: Grant = Grant {
     resource: Resource::JobQueue,
     caller: Caller::Function,
     why: "enqueues one job per accepted delivery",
+    only_with: None,
 };
 
 /// The mapper's table actions: reads, conditional puts (delivery claims, pairs with their leases and
@@ -196,6 +201,7 @@ const MAPPER_TABLE: Grant = Grant {
     resource: Resource::Table,
     caller: Caller::Function,
     why: "pairs, delivery claims, audit and conflicts: reads and conditional writes",
+    only_with: None,
 };
 
 /// The reconciler's: its cursors and the pairs it compares with what it polled.
@@ -204,6 +210,7 @@ const RECONCILER_TABLE: Grant = Grant {
     resource: Resource::Table,
     caller: Caller::Function,
     why: "reads pairs, reads and advances its cursors (conditional puts)",
+    only_with: None,
 };
 
 const RECONCILER_INDEX: Grant = Grant {
@@ -211,6 +218,7 @@ const RECONCILER_INDEX: Grant = Grant {
     resource: Resource::TableIndexes,
     caller: Caller::Function,
     why: "lists the pairs stuck in PENDING (index gsi1)",
+    only_with: None,
 };
 
 /// Reading the Basecamp and Jira credentials, and writing back refreshed Basecamp tokens.
@@ -219,24 +227,28 @@ const API_SECRETS_READ: Grant = Grant {
     resource: Resource::Secret("basecamp-client-secret"),
     caller: Caller::Function,
     why: "refreshes the Basecamp access token",
+    only_with: None,
 };
 const JIRA_TOKEN: Grant = Grant {
     actions: &["secretsmanager:GetSecretValue"],
     resource: Resource::Secret("jira-api-token"),
     caller: Caller::Function,
     why: "calls the Jira API",
+    only_with: None,
 };
 const BASECAMP_ACCESS: Grant = Grant {
     actions: &["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
     resource: Resource::Secret("basecamp-access-token"),
     caller: Caller::Function,
     why: "calls the Basecamp API; writes the token back when it refreshes it",
+    only_with: None,
 };
 const BASECAMP_REFRESH: Grant = Grant {
     actions: &["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
     resource: Resource::Secret("basecamp-refresh-token"),
     caller: Caller::Function,
     why: "refreshes the access token; Basecamp may rotate the refresh token too",
+    only_with: None,
 };
 
 /// Every function of the stack, with every permission its role has.
@@ -253,6 +265,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
                 resource: Resource::Secret("webhook-key"),
                 caller: Caller::Function,
                 why: "checks the route token in the URL",
+                only_with: None,
             },
             ENQUEUE,
             WRITE_LOGS,
@@ -270,6 +283,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
                 resource: Resource::Secret("jira-webhook-secret"),
                 caller: Caller::Function,
                 why: "verifies the HMAC signature",
+                only_with: None,
             },
             ENQUEUE,
             WRITE_LOGS,
@@ -287,6 +301,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
                 resource: Resource::Secret("bitbucket-webhook-secret"),
                 caller: Caller::Function,
                 why: "verifies the HMAC signature",
+                only_with: None,
             },
             ENQUEUE,
             WRITE_LOGS,
@@ -303,18 +318,34 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
             BASECAMP_REFRESH,
             API_SECRETS_READ,
             JIRA_TOKEN,
+            Grant {
+                actions: &["secretsmanager:GetSecretValue"],
+                resource: Resource::Secret("bitbucket-api-token"),
+                caller: Caller::Function,
+                why: "finds the pull requests of a build's commit (Bitbucket API)",
+                only_with: Some("[bitbucket] api_token"),
+            },
+            Grant {
+                actions: &["secretsmanager:GetSecretValue"],
+                resource: Resource::Secret("bitbucket-access-token"),
+                caller: Caller::Function,
+                why: "finds the pull requests of a build's commit (Bitbucket API)",
+                only_with: Some("[bitbucket] access_token"),
+            },
             MAPPER_TABLE,
             Grant {
                 actions: &["sqs:ChangeMessageVisibility"],
                 resource: Resource::JobQueue,
                 caller: Caller::Function,
                 why: "a 429's Retry-After becomes the message's visibility",
+                only_with: None,
             },
             Grant {
                 actions: &["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
                 resource: Resource::JobQueue,
                 caller: Caller::Lambda,
                 why: "the SQS event source polls the queue and deletes what the function finished",
+                only_with: None,
             },
             WRITE_LOGS,
         ],
@@ -331,6 +362,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
                 resource: Resource::Secret("webhook-key"),
                 caller: Caller::Function,
                 why: "tells our Basecamp webhooks (their URL carries the route token) from others",
+                only_with: None,
             },
             BASECAMP_ACCESS,
             BASECAMP_REFRESH,
@@ -343,6 +375,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
                 resource: Resource::JobQueue,
                 caller: Caller::Function,
                 why: "enqueues a job for each change the webhooks missed",
+                only_with: None,
             },
             WRITE_LOGS,
         ],
@@ -362,6 +395,16 @@ impl FunctionSpec {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// The (action, resource) pairs needed only with some configurations: a rehearsal with another one
+    /// leaves them unused.
+    pub fn conditional_permissions(&self) -> Vec<(&'static str, Resource)> {
+        self.grants
+            .iter()
+            .filter(|g| g.only_with.is_some())
+            .flat_map(|g| g.actions.iter().map(move |a| (*a, g.resource)))
+            .collect()
     }
 
     /// The stack secrets this function reads.
@@ -473,7 +516,8 @@ pub fn permissions_markdown() -> String {
                 Caller::Lambda => "Lambda",
             };
             let actions = g.actions.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
-            md.push_str(&format!("| {} | {actions} | {on} | {by} | {} |\n", f.name, g.why));
+            let when = g.only_with.map(|c| format!(" (with `{c}`)")).unwrap_or_default();
+            md.push_str(&format!("| {} | {actions} | {on} | {by} | {}{when} |\n", f.name, g.why));
         }
     }
     md
@@ -491,6 +535,7 @@ mod tests {
             assert!(perms.contains(&("logs:PutLogEvents", Resource::LogGroup)), "{}", f.name);
             if f.public {
                 assert_eq!(f.secrets().len(), 1, "{} reads exactly its own secret", f.name);
+                assert!(f.conditional_permissions().is_empty(), "{} needs the same whatever the config", f.name);
                 assert!(!perms.iter().any(|(a, _)| a.starts_with("dynamodb:")), "{} never touches the table", f.name);
             }
             for name in f.secrets() {

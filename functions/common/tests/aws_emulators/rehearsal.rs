@@ -539,18 +539,31 @@ pub struct Privileges {
     pub undeclared_calls: Vec<Call>,
 }
 
-/// A function's (granted, declared, used) permissions.
-pub type Grants = (Vec<(String, String)>, Vec<(String, String)>, Vec<Call>);
+/// A function's permissions: granted by its role, declared, declared but needed only with another
+/// configuration, and used (the calls it made).
+pub struct Grants {
+    pub granted: Vec<(String, String)>,
+    pub declared: Vec<(String, String)>,
+    pub conditional: Vec<(String, String)>,
+    pub used: Vec<Call>,
+}
 
-/// Compares `granted` (from the role's policies), `declared` (shared::deploy) and `used` (recorded).
-pub fn privileges(granted: &[(String, String)], declared: &[(String, String)], used: &[Call]) -> Privileges {
+/// Compares what the role grants, what shared::deploy declares and what the function used. A declared
+/// permission needed only with another configuration may stay unused.
+pub fn privileges(g: &Grants) -> Privileges {
+    let (granted, declared, used) = (&g.granted, &g.declared, &g.used);
     let granted_set: BTreeSet<&(String, String)> = granted.iter().collect();
     let declared_set: BTreeSet<&(String, String)> = declared.iter().collect();
     let covers = |(a, r): &(String, String), c: &Call| {
         iam::matches(&a.to_ascii_lowercase(), &c.action.to_ascii_lowercase()) && iam::matches(r, &c.resource)
     };
     let mut excess: Vec<(String, String)> = granted_set.difference(&declared_set).map(|p| (*p).clone()).collect();
-    excess.extend(granted.iter().filter(|g| declared_set.contains(g) && !used.iter().any(|c| covers(g, c))).cloned());
+    excess.extend(
+        granted
+            .iter()
+            .filter(|p| declared_set.contains(p) && !g.conditional.contains(p) && !used.iter().any(|c| covers(p, c)))
+            .cloned(),
+    );
     excess.sort();
     excess.dedup();
     Privileges {
@@ -569,8 +582,10 @@ impl Rehearsal {
         let mut declared: Vec<(String, String)> =
             spec.permissions().into_iter().map(|(a, r)| (a.to_owned(), self.resolve(binary, r))).collect();
         declared.sort();
+        let conditional: Vec<(String, String)> =
+            spec.conditional_permissions().into_iter().map(|(a, r)| (a.to_owned(), self.resolve(binary, r))).collect();
         let used: Vec<Call> = records.iter().filter(|r| r.function == binary).map(|r| r.call.clone()).collect();
-        (granted, declared, used)
+        Grants { granted, declared, conditional, used }
     }
 }
 
@@ -1072,8 +1087,7 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert!(refused.is_empty(), "calls refused during the story: {refused:#?}");
     let mut report = BTreeMap::new();
     for f in FUNCTIONS {
-        let (granted, declared, used) = r.privileges_of(f.name, &records);
-        report.insert(f.name, privileges(&granted, &declared, &used));
+        report.insert(f.name, privileges(&r.privileges_of(f.name, &records)));
     }
     let problems: BTreeMap<_, _> = report.iter().filter(|(_, p)| **p != Privileges::default()).collect();
     assert!(problems.is_empty(), "least privilege: {problems:#?}");
@@ -1084,15 +1098,15 @@ async fn the_story_runs_on_the_deployed_stack_with_least_privilege_and_fails_wit
     assert!(!lambda_side.is_empty(), "the harness played the Lambda service's part with the roles");
 
     // A permission no function uses is reported as excess: the reconciler's policy with a table scan.
-    let (mut granted, declared, used) = r.privileges_of("reconciler", &records);
+    let mut reconciler = r.privileges_of("reconciler", &records);
     let scan = ("dynamodb:Scan".to_owned(), r.resolve("reconciler", Resource::Table));
-    granted.push(scan.clone());
-    let found = privileges(&granted, &declared, &used);
+    reconciler.granted.push(scan.clone());
+    let found = privileges(&reconciler);
     assert_eq!(found.excess, [scan], "the unused grant is reported");
     // …and a declared permission the stack does not grant is reported missing.
-    let (granted, declared, used) = r.privileges_of("basecamp-webhook", &records);
-    let without: Vec<(String, String)> = granted.iter().filter(|(a, _)| a != "sqs:SendMessage").cloned().collect();
-    assert_eq!(privileges(&without, &declared, &used).missing.len(), 1);
+    let mut receiver = r.privileges_of("basecamp-webhook", &records);
+    receiver.granted.retain(|(a, _)| a != "sqs:SendMessage");
+    assert_eq!(privileges(&receiver).missing.len(), 1);
 
     phase(start, "negative control: SendMessage");
     // Negative control: remove sqs:SendMessage from basecamp-webhook's role. moto alone (the proxy only
