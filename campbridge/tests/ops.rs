@@ -705,11 +705,11 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     ] {
         assert!(passed.contains(&step), "{step}: {text}");
     }
-    // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
+    // The sandbox issue is gone from Jira; the sandbox to-dos are in Basecamp's trash.
     let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
     assert_eq!(pairs.len(), 1);
     let item = pairs[0].item.clone().unwrap();
     assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");
-    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["completed"], true);
+    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["status"], "trashed");
     stack.stop().await.unwrap();
 }

@@ -81,8 +81,8 @@ mod tests {
     use super::*;
 
     /// The to-dos the events name: the first two a freshly seeded simulator creates (events/README.md).
-    const TODO_A: i64 = 1_069_490_004;
-    const TODO_B: i64 = 1_069_490_005;
+    const TODO_A: i64 = 9_007_199_254_750_007;
+    const TODO_B: i64 = 9_007_199_254_750_009;
 
     /// Records visibility changes; refuses them when `refuse` is set (an SQS outage).
     #[derive(Default)]

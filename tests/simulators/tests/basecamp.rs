@@ -483,7 +483,7 @@ async fn a_move_to_another_list_changes_parent_and_position_and_fires_no_webhook
 
     // Bad positions and foreign lists are refused.
     let zero = c.send(reqwest::Method::PUT, &format!("/todos/{second}/position.json"), json!({"position": 0})).await;
-    assert_eq!(zero.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(zero.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let elsewhere = sim.create_project("Elsewhere").await;
     let foreign = sim.create_todolist(elsewhere, "Theirs", VICTOR).await.unwrap();
     let response = c

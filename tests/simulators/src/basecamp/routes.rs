@@ -412,12 +412,13 @@ struct PositionWrite {
     parent_id: Option<i64>,
 }
 
-/// `PUT /todos/{id}/position.json` `{position ≥ 1, parent_id?}`: 204, and no webhook.
+/// `PUT /todos/{id}/position.json` `{position ≥ 1, parent_id?}`: 204 (todos.md), and no webhook.
 async fn reposition(State(sim): Sim, Path(params): Params, body: Bytes) -> ApiResult {
     let id = param_id(&params, "id")?;
     let write: PositionWrite = parse_body(&body)?;
+    // A validation failure is a 422 on this operation (the SDK's OpenAPI, RepositionTodo).
     let Some(position) = write.position.filter(|p| *p >= 1) else {
-        return Err(field_errors(StatusCode::BAD_REQUEST, "position", "must be greater than or equal to 1"));
+        return Err(SimError::Invalid("Position must be greater than or equal to 1".into()).into());
     };
     let mut state = sim.state.lock().await;
     let project_id = state.todos.get(&id).ok_or_else(not_found)?.project_id;
