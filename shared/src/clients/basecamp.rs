@@ -378,8 +378,12 @@ pub fn full_put_body(current: &BasecampTodo, changes: &TodoChanges) -> Value {
         "assignee_ids": changes.assignee_ids.clone().unwrap_or_else(|| ids(&current.assignees)),
         "completion_subscriber_ids":
             changes.completion_subscriber_ids.clone().unwrap_or_else(|| ids(&current.completion_subscribers)),
-        "notify": changes.notify,
     });
+    // `notify` is a one-shot directive, not state: sent only when true (the SDK's merge-safe update,
+    // conformance `todos_write.json`).
+    if changes.notify {
+        body["notify"] = json!(true);
+    }
     // Dates go out only when set: omitting one clears it, and `""` is a format error.
     let due_on = changes.due_on.unwrap_or(current.due_on);
     let starts_on = changes.starts_on.unwrap_or(current.starts_on);
@@ -514,9 +518,14 @@ impl BasecampClient {
         let message = error_field(reply)
             .unwrap_or_else(|| format!("HTTP {status} {}", reply.status.canonical_reason().unwrap_or("")));
         match status {
-            429 => {
-                ClientError::RateLimited { retry_after: reply.retry_after().unwrap_or(self.config.default_retry_after) }
-            }
+            // A `Retry-After` of zero or a date already past is no wait at all: the standard delay applies
+            // (the SDK's conformance `retry.json`, "Retry-After HTTP-date format respected").
+            429 => ClientError::RateLimited {
+                retry_after: reply
+                    .retry_after()
+                    .filter(|wait| !wait.is_zero())
+                    .unwrap_or(self.config.default_retry_after),
+            },
             401 => ClientError::AuthRequired(format!("Basecamp rejected the token: {message}")),
             403 => ClientError::Forbidden(message),
             404 if reply.headers.get("reason").and_then(|v| v.to_str().ok()) == Some("Account Inactive") => {
@@ -759,10 +768,38 @@ fn secret_error(e: SecretError) -> ClientError {
     }
 }
 
-/// Basecamp's and Launchpad's `{"error": "…"}` body field, when the body is JSON.
+/// The message of an error body, when it is JSON: Basecamp's and Launchpad's `{"error": "…"}` (or
+/// `{"message": "…"}`), with Rails field errors flattened after it in parentheses — `{"errors": {field:
+/// [messages]}}`, or the webhooks controller's bare `{field: [messages]}` at 400 — as
+/// "field: message; message, field: message" with the fields sorted (the SDK's conformance suite,
+/// `error-mapping.json`). Entries that are not lists of strings are skipped.
 fn error_field(reply: &Reply) -> Option<String> {
     let v = reply.json_value()?;
-    v.get("error").and_then(Value::as_str).map(clip)
+    let top = v.get("error").and_then(Value::as_str).or_else(|| v.get("message").and_then(Value::as_str));
+    let fields = match v.get("errors") {
+        Some(Value::Object(map)) => flatten_field_errors(map),
+        _ if top.is_none() && v.get("error").is_none() => v.as_object().map(flatten_field_errors).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let message = match (top, fields.is_empty()) {
+        (Some(top), true) => top.to_owned(),
+        (Some(top), false) => format!("{top} ({fields})"),
+        (None, false) => fields,
+        (None, true) => return None,
+    };
+    Some(clip(&message))
+}
+
+fn flatten_field_errors(map: &serde_json::Map<String, Value>) -> String {
+    let mut fields: Vec<(&String, Vec<&str>)> = map
+        .iter()
+        .filter_map(|(field, messages)| {
+            let messages: Vec<&str> = messages.as_array()?.iter().filter_map(Value::as_str).collect();
+            (!messages.is_empty()).then_some((field, messages))
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    fields.iter().map(|(field, messages)| format!("{field}: {}", messages.join("; "))).collect::<Vec<_>>().join(", ")
 }
 
 fn same_people(a: &[i64], b: &[PersonId]) -> bool {

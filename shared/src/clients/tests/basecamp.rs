@@ -155,7 +155,6 @@ async fn changing_only_the_title_resends_every_other_field() {
             "description": "<div><em>Try that new language!</em></div>",
             "assignee_ids": [1_049_715_930],
             "completion_subscriber_ids": [1_049_715_930],
-            "notify": false,
             "due_on": "2026-09-01"
         })
     );
