@@ -22,7 +22,7 @@ use url::Url;
 
 use super::http::{self, BaseUrl, HttpSettings, Reply, clip, nullable};
 use super::{ClientError, found};
-use crate::domain::{Artifact, BasecampCommentId, PersonId, ProjectId, Todo, TodoId, TodolistId};
+use crate::domain::{Artifact, BasecampCommentId, PersonId, ProjectId, RecordingStatus, Todo, TodoId, TodolistId};
 use crate::ports::{ApiError, BasecampApi, SecretError, SecretStore, TodoComment, TodoPatch};
 
 /// Launchpad's token endpoint (exchange and refresh).
@@ -238,7 +238,7 @@ impl BasecampTodo {
                 .iter()
                 .filter_map(|a| Some(Artifact { name: a.filename.clone()?, url: a.download_url.clone()? }))
                 .collect(),
-            active: self.status == "active",
+            status: RecordingStatus::from_basecamp(&self.status),
         }
     }
 }
@@ -628,6 +628,21 @@ impl BasecampClient {
         self.get_all(&format!("todolists/{list}/todos.json{suffix}")).await
     }
 
+    /// `GET /todolists/{id}/todos.json?status=archived|trashed`: those to-dos, pending and completed.
+    pub async fn todos_with_status(&self, list: TodolistId, status: &str) -> Result<Vec<BasecampTodo>, ClientError> {
+        self.get_all(&format!("todolists/{list}/todos.json?status={status}")).await
+    }
+
+    /// `PUT /recordings/{id}/status/{trashed|archived|active}.json`: trash, archive or restore a recording.
+    pub async fn set_status(&self, recording: i64, status: RecordingStatus) -> Result<(), ClientError> {
+        let status = match status {
+            RecordingStatus::Active => "active",
+            RecordingStatus::Archived => "archived",
+            RecordingStatus::Trashed => "trashed",
+        };
+        self.send_empty(Method::PUT, &format!("recordings/{recording}/status/{status}.json"), None).await
+    }
+
     /// `GET /todos/{id}.json`. `None` when gone or not visible.
     pub async fn todo(&self, id: TodoId) -> Result<Option<BasecampTodo>, ClientError> {
         self.get_one(&format!("todos/{id}.json")).await
@@ -849,6 +864,17 @@ impl BasecampApi for BasecampClient {
 
     async fn post_comment(&self, _project: ProjectId, todo: TodoId, html: &str) -> Result<BasecampCommentId, ApiError> {
         Ok(BasecampCommentId(self.create_comment(todo.0, html).await?.id))
+    }
+
+    async fn list_todos(&self, _project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError> {
+        // The four listings that together hold every to-do: pending, completed, archived, trashed.
+        let Some(mut all) = found(self.todos(list, false).await)? else { return Ok(None) };
+        all.extend(self.todos(list, true).await?);
+        all.extend(self.todos_with_status(list, "archived").await?);
+        all.extend(self.todos_with_status(list, "trashed").await?);
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|t| seen.insert(t.id));
+        Ok(Some(all.iter().map(BasecampTodo::to_todo).collect()))
     }
 
     async fn list_comments(&self, _project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError> {
