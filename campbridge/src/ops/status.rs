@@ -24,12 +24,30 @@ pub struct LastDelivery {
     pub subject: String,
 }
 
+/// A linked pair that stopped syncing because one side went away (docs/lifecycle.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct DetachedPair {
+    /// `route/to-do id`.
+    pub pair: String,
+    /// The tracker item, as last known (`WEB-12`).
+    pub item: String,
+    /// `todo_trashed`, `todo_archived`, `todo_deleted`, `todo_unrouted`, `issue_deleted`, `issue_moved`.
+    pub reason: String,
+    pub detail: String,
+    /// A deleted side: the pair never syncs again.
+    pub gone: bool,
+    pub since: DateTime<Utc>,
+}
+
 /// What `status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// Where the numbers come from (the SQLite file, or the DynamoDB table and SQS queues).
     pub backend: String,
+    /// Linked pairs that sync (detached ones are counted in `detached`).
     pub pairs_linked: usize,
+    /// Linked pairs one of whose sides is gone, trashed, archived or out of the route.
+    pub detached: Vec<DetachedPair>,
     pub pairs_pending: usize,
     /// PENDING pairs whose creator's lease is still running (a create in flight).
     pub claims_live: usize,
@@ -53,7 +71,23 @@ pub async fn run(
 ) -> Result<StatusReport, OpsError> {
     const ALL: usize = 1_000_000;
     let stores = &backend.stores;
-    let linked = stores.pairs.list(None, Some(PairState::Linked), ALL).await?.len();
+    let linked_pairs = stores.pairs.list(None, Some(PairState::Linked), ALL).await?;
+    let mut detached: Vec<DetachedPair> = linked_pairs
+        .iter()
+        .filter_map(|p| {
+            let d = p.detached.as_ref()?;
+            Some(DetachedPair {
+                pair: p.key().to_string(),
+                item: p.item.as_ref().map(|i| i.display_name().to_owned()).unwrap_or_default(),
+                reason: d.reason.code().to_owned(),
+                detail: d.reason.describe(),
+                gone: d.reason.is_final(),
+                since: d.since,
+            })
+        })
+        .collect();
+    detached.sort_by(|a, b| b.since.cmp(&a.since));
+    let linked = linked_pairs.len() - detached.len();
     let pending = stores.pairs.list(None, Some(PairState::Pending), ALL).await?;
     let now = Utc::now();
     let claims_live = pending.iter().filter(|p| !p.lease_expired(now)).count();
@@ -79,6 +113,7 @@ pub async fn run(
     Ok(StatusReport {
         backend: backend.describe.clone(),
         pairs_linked: linked,
+        detached,
         pairs_pending: pending.len(),
         claims_live,
         claims_stale: pending.len() - claims_live,
@@ -107,6 +142,24 @@ pub fn render(r: &StatusReport) -> String {
         r.claims_stale.to_string(),
         if r.claims_stale > 0 { "a create stopped midway; the next event or `backfill` finishes it" } else { "" },
     );
+    let gone = r.detached.iter().filter(|d| d.gone).count();
+    row(
+        &mut out,
+        "detached",
+        r.detached.len().to_string(),
+        if r.detached.is_empty() { "" } else { "one side trashed, archived, moved or deleted: not synced (below)" },
+    );
+    row(&mut out, "  of which gone", gone.to_string(), if gone > 0 { "a side was deleted: final" } else { "" });
+    for d in &r.detached {
+        out.push_str(&format!(
+            "    {} ⇄ {}  {}: {} (since {})\n",
+            d.pair,
+            d.item,
+            if d.gone { "GONE" } else { "detached" },
+            d.detail,
+            d.since.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
     out.push_str("Work\n");
     row(
         &mut out,

@@ -396,6 +396,13 @@ impl Engine {
                     Step::Detach(reason) => return self.detach(route, p, reason, &reads, delivery).await,
                     Step::Resume => {
                         let Some(resumed) = self.resume(route, p, &reads, delivery).await? else { return Ok(None) };
+                        // Either side may have changed while detached: read both, so decide sees every change.
+                        if !reads.todo.is_fetched() {
+                            self.read(Side::Basecamp, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                        }
+                        if !reads.item.is_fetched() {
+                            self.read(Side::Tracker, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                        }
                         pair = Some(resumed);
                         continue;
                     }
@@ -504,18 +511,16 @@ impl Engine {
     ) -> Result<Option<Outcome>, SyncError> {
         let subject = pair.key().to_string();
         let detachment = Detachment { reason: reason.clone(), since: self.clock.now() };
-        if let (DetachReason::IssueMoved { key }, Some(DevItemRef::Jira { id, .. })) = (&reason, &pair.item) {
-            pair.item = Some(DevItemRef::Jira { id: id.clone(), key: key.clone() });
-        }
         let (title, todo_url) = match reads.todo.found() {
             Some(t) => (t.title.clone(), t.app_url.clone()),
             None => (pair.snapshot.todo.title.clone(), String::new()),
         };
-        let (key, item_url) = match (reads.item.found(), &pair.item) {
-            (Some(i), _) => (i.item.display_name().to_owned(), i.url.clone()),
-            (None, Some(item)) => (item.display_name().to_owned(), String::new()),
-            (None, None) => (String::new(), String::new()),
-        };
+        // The item as the pair knew it (a moved issue is named by the key people knew), with its URL when read.
+        let key = pair.item.as_ref().map(|i| i.display_name().to_owned()).unwrap_or_default();
+        let item_url = reads.item.found().map(|i| i.url.clone()).unwrap_or_default();
+        if let (DetachReason::IssueMoved { key }, Some(DevItemRef::Jira { id, .. })) = (&reason, &pair.item) {
+            pair.item = Some(DevItemRef::Jira { id: id.clone(), key: key.clone() });
+        }
         pair.notice = Some(lifecycle::detach_notice(route, &detachment, (&title, &todo_url), (&key, &item_url)));
         pair.detached = Some(detachment);
         if let Some(t) = reads.todo.found() {

@@ -88,8 +88,14 @@ pub fn assess(route: &Route, pair: &Pair, changed: Side, todo: Fresh<&Todo>, ite
     }
 }
 
+/// The time a notice names, to the millisecond: it makes each notice's marker unique, so the look-before-
+/// posting of a retry never mistakes an earlier notice of the same kind for this one.
+fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+}
+
 fn when(detachment: &Detachment) -> String {
-    detachment.since.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    stamp(detachment.since)
 }
 
 fn todo_link(todo_url: &str, title: &str) -> String {
@@ -136,7 +142,8 @@ pub fn detach_notice(
             NoticeSide::Tracker,
             format!("Route {route_id} stopped syncing the Basecamp to-do at {at}."),
             format!(
-                "Reason: {}. Changes to {todo} no longer reach this issue; moving it back resumes the sync.",
+                "Reason: {}. campbridge no longer brings changes of {todo} to this issue; moving it back resumes \
+                 the sync.",
                 escape_html(why)
             ),
         ),
@@ -159,7 +166,7 @@ pub fn detach_notice(
 
 /// The comment the side that heard about a detachment gets when the pair comes back.
 pub fn resume_notice(detachment: &Detachment, now: chrono::DateTime<chrono::Utc>, item_key: &str) -> Notice {
-    let at = now.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let at = stamp(now);
     if detachment.reason.on_todo_side() {
         let marker = format!("The Basecamp to-do is back in the route at {at}.");
         Notice {
@@ -298,7 +305,7 @@ mod tests {
         let n = detach_notice(&r, &d, ("Fix <login>", "https://bc/t/1"), ("WEB-1", "https://jira/WEB-1"));
         assert_eq!(n.side, NoticeSide::Tracker);
         assert!(n.html.contains("Fix &lt;login&gt;") && n.html.contains(&n.marker), "{}", n.html);
-        assert!(n.marker.contains("2026-07-20 12:00:00 UTC"));
+        assert!(n.marker.contains("2026-07-20 12:00:00.000 UTC"));
         let d = Detachment { reason: DetachReason::IssueDeleted, since: at(0) };
         let n = detach_notice(&r, &d, ("t", ""), ("WEB-1", ""));
         assert_eq!(n.side, NoticeSide::Basecamp);

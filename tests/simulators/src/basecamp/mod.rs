@@ -377,6 +377,15 @@ impl Simulator {
         control::comment(&self.inner, recording_id, content, actor).await
     }
 
+    /// Renames a to-do list as `actor` (fires `todolist_title_updated`; its to-dos get no events).
+    pub async fn rename_todolist(&self, id: i64, name: &str, actor: i64) -> Result<(), SimError> {
+        let mut state = self.inner.state.lock().await;
+        let description = state.todolists.get(&id).map(|l| l.description.clone()).unwrap_or_default();
+        let events = state.replace_todolist(id, name, &description, actor)?;
+        self.inner.emit(&mut state, events);
+        Ok(())
+    }
+
     /// Trashes, archives or restores (`active`) a recording as `actor`, as
     /// `PUT /recordings/{id}/status/{status}.json` does.
     pub async fn set_status(&self, id: i64, status: &str, actor: i64) -> Result<(), SimError> {

@@ -85,7 +85,7 @@ pub fn router(sim: Arc<Inner>) -> Router {
     let flat: [MethodRouter<Arc<Inner>>; 11] = [
         get(get_todoset),
         get(list_todolists).post(create_todolist),
-        get(get_todolist),
+        get(get_todolist).put(put_todolist),
         get(list_todos).post(create_todo),
         get(get_todo).put(put_todo),
         post(complete).delete(uncomplete),
@@ -342,6 +342,24 @@ async fn get_todolist(State(sim): Sim, Path(params): Params) -> ApiResult {
     let state = sim.state.lock().await;
     let list = state.todolists.get(&id).ok_or_else(not_found)?;
     check_bucket(&params, list.project_id)?;
+    Ok(Json(render::todolist(&sim.ctx, &state, list)).into_response())
+}
+
+/// `PUT /todolists/{id}.json` `{name, description}`: a full replacement (todolists.md, "Update a to-do list").
+async fn put_todolist(
+    State(sim): Sim,
+    Path(params): Params,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> ApiResult {
+    let id = param_id(&params, "id")?;
+    let write: ListWrite = parse_body(&body)?;
+    let mut state = sim.state.lock().await;
+    let project_id = state.todolists.get(&id).ok_or_else(not_found)?.project_id;
+    check_bucket(&params, project_id)?;
+    let events = state.replace_todolist(id, &write.name, &write.description, actor.0)?;
+    sim.emit(&mut state, events);
+    let list = state.todolists.get(&id).ok_or_else(not_found)?;
     Ok(Json(render::todolist(&sim.ctx, &state, list)).into_response())
 }
 

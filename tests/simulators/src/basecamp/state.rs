@@ -304,6 +304,37 @@ impl State {
         Ok((id, vec![Self::event("todolist_created", id, project_id, actor, details)]))
     }
 
+    /// Replaces a to-do list's name and description (PUT semantics: an omitted description is cleared).
+    /// Fires `todolist_title_updated` and `todolist_content_updated` (webhooks.md's lifecycle kinds) for
+    /// what changed; the list's to-dos get no events of their own.
+    pub fn replace_todolist(
+        &mut self,
+        id: i64,
+        name: &str,
+        description: &str,
+        actor: i64,
+    ) -> Result<Vec<Event>, SimError> {
+        if name.trim().is_empty() {
+            return Err(bad("Name can't be blank"));
+        }
+        let description = super::sanitize::rich_text(description);
+        let list = self.todolists.get_mut(&id).ok_or_else(|| SimError::NotFound(format!("todolist {id}")))?;
+        let project_id = list.project_id;
+        let mut events = Vec::new();
+        if list.name != name {
+            list.name = name.to_owned();
+            events.push(Self::event("todolist_title_updated", id, project_id, actor, json!({})));
+        }
+        if list.description != description {
+            list.description = description;
+            events.push(Self::event("todolist_content_updated", id, project_id, actor, json!({})));
+        }
+        if !events.is_empty() {
+            list.updated_at = now_utc_millis();
+        }
+        Ok(events)
+    }
+
     /// Creates a to-do (POST semantics: omitted fields start empty).
     pub fn create_todo(&mut self, list_id: i64, write: TodoWrite, actor: i64) -> Result<(i64, Vec<Event>), SimError> {
         let list = self.todolists.get(&list_id).ok_or_else(|| SimError::NotFound(format!("todolist {list_id}")))?;
