@@ -269,3 +269,19 @@ async fn renaming_a_list_into_the_route_rescans_its_todos() {
     assert_eq!(json!(issue_creates(&stack)), json!(1));
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_list_detaches_the_pairs_of_its_todos_for_good() {
+    let stack = start("list-deleted", |_| {}).await;
+    let (todo, key) = synced(&stack, "Bugs", "Crash on empty cart").await;
+    let bugs = stack.list("Bugs").await.unwrap();
+    stack.basecamp.set_status(bugs, "trashed", bc::VICTOR).await.unwrap();
+    wait_detached(&stack, todo, Some("todo_trashed")).await;
+    // Purged with its list: the list's event finds no list, so its pairs are walked; each finds its to-do gone.
+    stack.basecamp.delete_recording(bugs, bc::VICTOR).await.unwrap();
+    wait_detached(&stack, todo, Some("todo_deleted")).await;
+    let notices = jira_notices(&stack, &key).await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[1].contains("was deleted"), "{notices:?}");
+    stack.stop().await.unwrap();
+}

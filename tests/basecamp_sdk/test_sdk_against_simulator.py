@@ -269,6 +269,9 @@ class SdkAgainstSimulator(unittest.TestCase):
         self.assertLessEqual(set(self.lists), {l["name"] for l in lists}, "the seeded lists (tests may add more)")
         one = self.account.todolists.get(id=self.lists["Bugs"])
         self.assertEqual(one["title"], "Bugs")
+        made = self.write(lambda: self.account.todolists.create(todoset_id=self.todoset_id, name="Renamed later"))
+        renamed = self.account.todolists.replace(id=made["id"], name="Renamed", description="<div>d</div>")
+        self.assertEqual((renamed["name"], renamed["description"]), ("Renamed", "<div>d</div>"))
         people = self.account.people.list()
         self.assertGreaterEqual(len(people), 8)
         for person in people:
