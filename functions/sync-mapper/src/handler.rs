@@ -167,9 +167,7 @@ triage = {{ jira = {mia:?} }}
 
     impl World {
         async fn start(queue: RecordingQueue) -> Self {
-            let bc = bc_sim::Simulator::start(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() })
-                .await
-                .unwrap();
+            let bc = bc_sim::Simulator::start(bc_sim::Options::default()).await.unwrap();
             let jira = jira_sim::Simulator::start(jira_sim::Options::default()).await.unwrap();
             let list = bc.list_id("Sprint 1").await.unwrap();
             let mut ids = Vec::new();

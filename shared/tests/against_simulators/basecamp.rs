@@ -270,7 +270,7 @@ async fn simulator_responses_deserialize_into_the_client_types() {
 
 #[tokio::test]
 async fn a_recordings_walk_stops_at_its_page_limit_and_says_it_did_not_reach_the_cursor() {
-    let opts = Options { page_size: 2, rate_limit: None, ..Options::default() };
+    let opts = Options { page_size: 2, ..Options::default() };
     let bc = Basecamp::start_with(opts, bc_sim::REFRESH_TOKEN).await;
     let mut created = Vec::new();
     for n in 1..=5 {

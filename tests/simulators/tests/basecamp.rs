@@ -34,10 +34,6 @@ impl Client {
     }
 }
 
-fn unlimited() -> Options {
-    Options { rate_limit: None, ..Options::default() }
-}
-
 async fn new_todo(sim: &Simulator, write: TodoWrite) -> i64 {
     let list = sim.list_id("Sprint 1").await.unwrap();
     sim.create_todo(list, write, VICTOR).await.unwrap()
@@ -45,7 +41,7 @@ async fn new_todo(sim: &Simulator, write: TodoWrite) -> i64 {
 
 #[tokio::test]
 async fn main_get_endpoints_carry_the_fixture_keys() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let todo_id = new_todo(
         &sim,
@@ -91,7 +87,7 @@ async fn main_get_endpoints_carry_the_fixture_keys() {
 
 #[tokio::test]
 async fn put_without_assignee_ids_clears_assignees_description_and_due_date() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let id = new_todo(
         &sim,
@@ -132,7 +128,7 @@ async fn a_burst_of_sixty_requests_meets_429_with_retry_after() {
 
 #[tokio::test]
 async fn requests_without_user_agent_or_valid_token_are_refused() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let no_ua = c.http.get(format!("{}/projects.json", sim.base_url())).bearer_auth(&c.token).send().await.unwrap();
     assert_eq!(no_ua.status(), StatusCode::BAD_REQUEST);
@@ -183,7 +179,7 @@ async fn requests_without_user_agent_or_valid_token_are_refused() {
 
 #[tokio::test]
 async fn projects_paginate_with_link_headers() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     for n in 0..20 {
         sim.create_project(&format!("Project {n}")).await;
     }
@@ -202,7 +198,7 @@ async fn projects_paginate_with_link_headers() {
 
 #[tokio::test]
 async fn records_of_another_bucket_are_not_found() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let other = sim.create_project("Elsewhere").await;
     let id = new_todo(&sim, TodoWrite { content: Some("x".into()), ..TodoWrite::default() }).await;
     let c = Client::new(&sim);
@@ -226,7 +222,7 @@ async fn register_hook(c: &Client, receiver: &Receiver, types: Value) -> Value {
 
 #[tokio::test]
 async fn webhooks_deliver_thin_unsigned_payloads_for_subscribed_types() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     let hook = register_hook(&c, &receiver, json!(["Todo"])).await;
@@ -260,7 +256,7 @@ fn deliveries_of(receiver: &Receiver, event_id: &Value) -> usize {
 
 #[tokio::test]
 async fn a_failed_event_is_retried_ten_times_over_hours_then_the_webhook_is_deactivated() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     receiver.respond_with(500);
@@ -307,7 +303,7 @@ async fn a_failed_event_is_retried_ten_times_over_hours_then_the_webhook_is_deac
 
 #[tokio::test]
 async fn ten_different_events_failing_once_each_do_not_deactivate_the_webhook() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     receiver.respond_with(503);
@@ -336,7 +332,7 @@ async fn ten_different_events_failing_once_each_do_not_deactivate_the_webhook() 
 
 #[tokio::test]
 async fn a_delivery_that_never_connects_is_lost_silently_and_the_hook_stays_active() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     // A port nothing listens on: the connection is refused.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
@@ -359,7 +355,7 @@ async fn a_delivery_that_never_connects_is_lost_silently_and_the_hook_stays_acti
 
 #[tokio::test]
 async fn webhook_writes_are_validated_with_rails_field_errors() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let path = format!("/buckets/{}/webhooks.json", basecamp::PROJECT_ID);
     let plain_http = c.send(reqwest::Method::POST, &path, json!({"payload_url": "http://example.com/x"})).await;
@@ -373,7 +369,7 @@ async fn webhook_writes_are_validated_with_rails_field_errors() {
 
 #[tokio::test]
 async fn every_id_is_past_two_to_the_53_and_odd() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let id =
         new_todo(&sim, TodoWrite { content: Some("t".into()), assignee_ids: Some(vec![ANNIE]), ..Default::default() })
@@ -419,7 +415,7 @@ where
 
 #[tokio::test]
 async fn the_control_api_acts_as_a_person_and_counts_calls() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let http = reqwest::Client::new();
     let list = sim.list_id("Backlog").await.unwrap();
     let created: Value = http
@@ -447,7 +443,7 @@ async fn the_control_api_acts_as_a_person_and_counts_calls() {
 
 #[tokio::test]
 async fn a_move_to_another_list_changes_parent_and_position_and_fires_no_webhook() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     register_hook(&c, &receiver, json!(["Todo", "Todolist", "Comment"])).await;
@@ -499,7 +495,7 @@ async fn a_move_to_another_list_changes_parent_and_position_and_fires_no_webhook
 
 #[tokio::test]
 async fn trash_archive_and_restore_show_in_reads_listings_and_webhooks() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     register_hook(&c, &receiver, json!(["Todo", "Todolist"])).await;
@@ -553,7 +549,7 @@ async fn trash_archive_and_restore_show_in_reads_listings_and_webhooks() {
 
 #[tokio::test]
 async fn a_trashed_todo_can_be_deleted_for_good_and_then_reads_404() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     register_hook(&c, &receiver, json!(["Todo"])).await;
@@ -570,7 +566,7 @@ async fn a_trashed_todo_can_be_deleted_for_good_and_then_reads_404() {
 
 #[tokio::test]
 async fn a_copy_fires_todo_copied_on_the_original_naming_the_copy() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     register_hook(&c, &receiver, json!(["Todo"])).await;
@@ -596,7 +592,7 @@ async fn a_copy_fires_todo_copied_on_the_original_naming_the_copy() {
 
 #[tokio::test]
 async fn rich_text_is_stored_with_only_basecamps_tags() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let list = sim.list_id("Sprint 1").await.unwrap();
     let created: Value = c
