@@ -285,3 +285,20 @@ async fn deleting_a_list_detaches_the_pairs_of_its_todos_for_good() {
     assert!(notices[1].contains("was deleted"), "{notices:?}");
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_todo_trashed_while_its_webhook_was_lost_is_detached_by_the_reconcile_pass() {
+    use campbridge_simulators::common::faults::{Faults, WebhookFaults};
+    let stack = start("trash-lost", |_| {}).await;
+    let (todo, key) = synced(&stack, "Sprint 1", "Archive old invoices").await;
+    stack
+        .basecamp
+        .set_faults(Faults { webhook: WebhookFaults { drop_next: 1, ..Default::default() }, ..Default::default() });
+    stack.basecamp.set_status(todo, "trashed", bc::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(detached_reason(&stack, todo).await, None, "the webhook was lost");
+    stack.reconcile().await.unwrap();
+    wait_detached(&stack, todo, Some("todo_trashed")).await;
+    assert_eq!(jira_notices(&stack, &key).await.len(), 1);
+    stack.stop().await.unwrap();
+}
