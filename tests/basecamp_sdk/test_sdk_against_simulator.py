@@ -260,7 +260,8 @@ class SdkAgainstSimulator(unittest.TestCase):
         projects = self.account.projects.list()
         self.assertIn(self.project_id, [p["id"] for p in projects])
         project = self.account.projects.get(project_id=self.project_id)
-        self.assert_big_id(project["id"], "project id")
+        self.assertEqual(project["id"], self.project_id)
+        self.assert_big_id(self.todoset_id, "to-do set id")
         dock = [d for d in project["dock"] if d["name"] == "todoset" and d["enabled"]]
         self.assertEqual([d["id"] for d in dock], [self.todoset_id])
         todoset = self.account.todosets.get(todoset_id=self.todoset_id)
