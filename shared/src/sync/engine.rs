@@ -249,7 +249,7 @@ impl Engine {
             };
             let route = self.route(&route_id)?;
             let mut seen_item = None;
-            match self.run(route, changed, pair, (project, todo_id), delivery.as_ref(), &mut seen_item, None).await? {
+            match self.run(route, changed, pair, (project, todo_id, None), delivery.as_ref(), &mut seen_item).await? {
                 Some(outcome) => {
                     if let Some(item) = seen_item.filter(|_| changed == Side::Tracker) {
                         let key = crate::domain::PairKey { route: route_id.clone(), todo: todo_id };
@@ -320,7 +320,7 @@ impl Engine {
         for _ in 0..5 {
             let pair = self.pairs.get(&crate::domain::PairKey { route: route.id.clone(), todo: todo_id }).await?;
             let mut seen_item = None;
-            let run = self.run(route, Side::Basecamp, pair, (project, todo_id), delivery, &mut seen_item, todo.clone());
+            let run = self.run(route, Side::Basecamp, pair, (project, todo_id, todo.clone()), delivery, &mut seen_item);
             if let Some(outcome) = run.await? {
                 return Ok(outcome);
             }
@@ -334,10 +334,9 @@ impl Engine {
         route: &Route,
         mut changed: Side,
         pair: Option<Pair>,
-        (project, todo_id): (crate::domain::ProjectId, crate::domain::TodoId),
+        (project, todo_id, prefetched): (crate::domain::ProjectId, crate::domain::TodoId, Option<Todo>),
         delivery: Option<&DeliveryId>,
         seen_item: &mut Option<DevItem>,
-        prefetched: Option<Todo>,
     ) -> Result<Option<Outcome>, SyncError> {
         let users = &self.settings.users;
         let mut reads = Reads { todo: prefetched.map_or(Fresh::NotFetched, Fresh::Found), item: Fresh::NotFetched };
