@@ -86,7 +86,7 @@ pub async fn run(
             })
         })
         .collect();
-    detached.sort_by(|a, b| b.since.cmp(&a.since));
+    detached.sort_by_key(|d| std::cmp::Reverse(d.since));
     let linked = linked_pairs.len() - detached.len();
     let pending = stores.pairs.list(None, Some(PairState::Pending), ALL).await?;
     let now = Utc::now();
