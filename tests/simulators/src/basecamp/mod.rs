@@ -5,6 +5,7 @@
 //! deactivation.
 
 mod control;
+pub mod launchpad;
 mod render;
 mod routes;
 pub mod sanitize;
@@ -57,6 +58,9 @@ pub const REFRESH_TOKEN: &str = "bc-sim-refresh-token";
 pub const CLIENT_ID: &str = "bc-sim-client";
 /// Default OAuth client secret.
 pub const CLIENT_SECRET: &str = "bc-sim-client-secret";
+/// The redirect URI the simulator's OAuth app is registered with at start (`campbridge auth basecamp`'s
+/// default).
+pub const REDIRECT_URI: &str = "http://127.0.0.1:8915/callback";
 /// The seeded to-do lists.
 pub const SEEDED_LISTS: [&str; 3] = ["Sprint 1", "Bugs", "Backlog"];
 
@@ -82,6 +86,11 @@ pub struct Options {
     pub client_id: String,
     /// OAuth client secret.
     pub client_secret: String,
+    /// The OAuth app's registered redirect URIs (Launchpad refuses any other).
+    pub redirect_uris: Vec<String>,
+    /// How long an authorization code can be exchanged (Launchpad's codes are "time-limited"; the
+    /// limit is not documented, 10 minutes is OAuth 2's recommended maximum).
+    pub oauth_code_ttl: Duration,
     /// Page size of paginated collections (Basecamp's first page holds 15).
     pub page_size: usize,
     /// Rate limit across all API requests (Basecamp: 50 per 10 s per IP); `None` = unlimited.
@@ -106,6 +115,8 @@ impl Default for Options {
             refresh_token: REFRESH_TOKEN.to_owned(),
             client_id: CLIENT_ID.to_owned(),
             client_secret: CLIENT_SECRET.to_owned(),
+            redirect_uris: vec![REDIRECT_URI.to_owned()],
+            oauth_code_ttl: Duration::from_secs(10 * 60),
             page_size: 15,
             rate_limit: Some(RateLimit { requests: 50, window: Duration::from_secs(10) }),
             webhook_timeout: Duration::from_secs(10),
@@ -139,6 +150,8 @@ pub(crate) struct Inner {
     pub clock: webhooks::SimClock,
     /// Deliveries waiting to be retried.
     pub retries: webhooks::Retries,
+    /// Launchpad's side: the app's redirect URIs, open authorization pages and issued codes.
+    pub launchpad: StdMutex<launchpad::Grants>,
     rate: StdMutex<VecDeque<Instant>>,
 }
 
@@ -234,6 +247,7 @@ impl Simulator {
             backoff: Duration::ZERO,
             attempt_header: None,
         };
+        let grants = launchpad::Grants::new(&opts.redirect_uris);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let observer: Arc<dyn DeliveryObserver> = Arc::new(webhooks::Observer(weak.clone()));
             Inner {
@@ -245,6 +259,7 @@ impl Simulator {
                 clock: webhooks::SimClock::new(opts.clock_scale),
                 retries: webhooks::Retries::default(),
                 opts,
+                launchpad: StdMutex::new(grants),
                 rate: StdMutex::new(VecDeque::new()),
             }
         });

@@ -18,7 +18,7 @@ use super::state::{TodoWrite, Webhook};
 use super::{Inner, control, render};
 use crate::common::SimError;
 use crate::common::faults::Style;
-use crate::common::json::{fixture, now_utc_millis, obj};
+use crate::common::json::now_utc_millis;
 use crate::common::webhooks::is_loopback;
 
 type Sim = State<Arc<Inner>>;
@@ -29,7 +29,7 @@ type Params = Path<HashMap<String, String>>;
 pub struct Actor(pub i64);
 
 /// A Basecamp error answer.
-pub struct ApiError(StatusCode, Value);
+pub struct ApiError(pub StatusCode, pub Value);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -110,9 +110,8 @@ pub fn router(sim: Arc<Inner>) -> Router {
     let api = api.route_layer(from_fn_with_state(sim.clone(), gate)).with_state(sim.clone());
     Router::new()
         .nest(&format!("/{}", sim.opts.account_id), api)
-        .route("/authorization/token", post(oauth_token))
-        .route("/authorization.json", get(authorization))
         .with_state(sim.clone())
+        .merge(super::launchpad::router(sim.clone()))
         .merge(control::router(sim))
         .fallback(|| async { not_found() })
 }
@@ -702,60 +701,4 @@ async fn delete_webhook(State(sim): Sim, Path(params): Params) -> ApiResult {
     check_bucket(&params, project_id)?;
     state.webhooks.remove(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /authorization/token`: the Launchpad refresh flow (`type=refresh` or
-/// `grant_type=refresh_token`), parameters in the query string or a form body.
-async fn oauth_token(State(sim): Sim, Query(mut query): Q, body: Bytes) -> ApiResult {
-    sim.calls.record("POST", "/authorization/token");
-    for (key, value) in url::form_urlencoded::parse(&body) {
-        query.insert(key.into_owned(), value.into_owned());
-    }
-    let grant = query.get("grant_type").or_else(|| query.get("type")).map(String::as_str).unwrap_or_default();
-    if grant != "refresh" && grant != "refresh_token" {
-        return Err(bad_request("unsupported_grant_type"));
-    }
-    let client_ok = query.get("client_id") == Some(&sim.opts.client_id)
-        && query.get("client_secret") == Some(&sim.opts.client_secret);
-    if !client_ok {
-        return Err(ApiError(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"})));
-    }
-    let refresh = query.get("refresh_token").cloned().unwrap_or_default();
-    let mut state = sim.state.lock().await;
-    let Some(person_id) = state.refresh_tokens.get(&refresh).copied() else {
-        return Err(bad_request("authorization_expired"));
-    };
-    let access = format!("bc-sim-access-{}", uuid::Uuid::new_v4().simple());
-    state.tokens.insert(access.clone(), super::state::Token { person_id, expired: false });
-    let mut response = obj(fixture(render::OAUTH_TOKEN));
-    response.insert("access_token".into(), access.into());
-    response.insert("refresh_token".into(), refresh.into());
-    Ok(Json(Value::Object(response)).into_response())
-}
-
-/// `GET /authorization.json`: identity and accounts for a bearer token.
-async fn authorization(State(sim): Sim, headers: HeaderMap) -> ApiResult {
-    sim.calls.record("GET", "/authorization.json");
-    let actor = authenticate(&sim, &headers)
-        .await
-        .map_err(|_| ApiError(StatusCode::UNAUTHORIZED, json!({"error": "OAuth token could not be verified"})))?;
-    let state = sim.state.lock().await;
-    let person = render::person(&state, actor.0);
-    let name = person["name"].as_str().unwrap_or_default();
-    let (first, last) = name.split_once(' ').unwrap_or((name, ""));
-    let mut response = obj(fixture(render::OAUTH_AUTHORIZATION));
-    let expires = chrono::Utc::now() + chrono::Duration::days(14);
-    response.insert("expires_at".into(), expires.to_rfc3339().into());
-    response.insert(
-        "identity".into(),
-        json!({"id": actor.0, "first_name": first, "last_name": last, "email_address": person["email_address"]}),
-    );
-    response.insert(
-        "accounts".into(),
-        json!([{
-            "product": "bc3", "id": sim.opts.account_id, "name": "Honcho Design",
-            "href": sim.ctx.base_url(), "app_href": format!("{}/{}", sim.ctx.app_origin, sim.opts.account_id),
-        }]),
-    );
-    Ok(Json(Value::Object(response)).into_response())
 }
