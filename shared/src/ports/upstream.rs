@@ -126,6 +126,14 @@ impl TrackerTarget {
     }
 }
 
+impl std::fmt::Display for TrackerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Jira { project, issue_type } => write!(f, "Jira project {project} ({issue_type} issues)"),
+        }
+    }
+}
+
 /// The changes the engine asks of a dev item. `None` leaves a field alone; label and component
 /// changes are differential so labels the team added by hand survive.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -140,6 +140,27 @@ pub enum Outcome {
     },
 }
 
+/// What happened, in words (`campbridge selftest` and logs print it).
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conflicts = |n: usize| match n {
+            0 => String::new(),
+            1 => ", 1 conflict".to_owned(),
+            n => format!(", {n} conflicts"),
+        };
+        match self {
+            Self::Skipped(skip) => write!(f, "skipped: {skip}"),
+            Self::Created { item, recovered: false } => write!(f, "created {item} and paired it"),
+            Self::Created { item, recovered: true } => {
+                write!(f, "found {item} (created by an earlier, interrupted attempt) and paired it")
+            }
+            Self::Updated { writes, conflicts: n } => write!(f, "updated: {writes} write(s){}", conflicts(*n)),
+            Self::Recorded { conflicts: 0 } => f.write_str("recorded: both sides already agree"),
+            Self::Recorded { conflicts: n } => write!(f, "recorded without writing{}", conflicts(*n)),
+        }
+    }
+}
+
 /// The result of one [`Apply`]: the saved pair and what Basecamp returned after a write.
 struct Applied {
     pair: Pair,

@@ -77,6 +77,12 @@ impl Skip {
     }
 }
 
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// A conflict found while deciding: both sides changed `field` since the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConflictFound {
