@@ -84,6 +84,11 @@ enum Command {
         #[arg(long, default_value = "target/demo")]
         dir: PathBuf,
     },
+    /// Sign campbridge in to an upstream and store its tokens where the backend reads secrets.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Work with campbridge.toml.
     Config {
         #[command(subcommand)]
@@ -169,6 +174,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Basecamp's OAuth sign-in (Launchpad): prints the URL to open, receives the browser on
+    /// `[basecamp] redirect_uri` (127.0.0.1), exchanges the code and stores the access and refresh tokens —
+    /// locally in an environment file (mode 0600), for a stack in Secrets Manager <stack>/<name>.
+    Basecamp {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// How long to wait for the browser to come back (`90s`, `5m`).
+        #[arg(long, default_value = "5m", value_parser = parse_wait)]
+        timeout: std::time::Duration,
+        /// Local mode: the environment file the tokens are written to (default: campbridge.env beside the config).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let (number, per) = match text.strip_suffix('h') {
+        Some(n) => (n, 3600),
+        None => match text.strip_suffix('m') {
+            Some(n) => (n, 60),
+            None => (text.strip_suffix('s').unwrap_or(text), 1),
+        },
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n * per)),
+        _ => Err(format!("{text:?} is not a duration like 90s or 5m")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +342,34 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Config { command: ConfigCommand::Check { path } } => config_cmd::check(&path),
+        Command::Auth { command: AuthCommand::Basecamp { config: path, timeout, env_file } } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&path, &sa).await?;
+                let client_secret = ops::auth::client_secret(&config, secrets.as_ref()).await?;
+                let sink = match secret_source(&config, &sa) {
+                    SecretSource::Env => {
+                        let file = env_file.unwrap_or_else(|| path.with_file_name("campbridge.env"));
+                        ops::auth::TokenSink::EnvFile(std::path::absolute(&file).unwrap_or(file))
+                    }
+                    SecretSource::SecretsManager { prefix } => ops::auth::TokenSink::Store { secrets, prefix },
+                };
+                let pending = ops::auth::start(&config, ops::auth::Options { timeout, client_secret }).await?;
+                println!(
+                    "Open this URL in a browser signed in to Basecamp as the person campbridge should act as, and \
+                     allow access:\n\n  {}\n",
+                    pending.url
+                );
+                println!(
+                    "Waiting up to {} s for Launchpad to send the browser back to {} …",
+                    timeout.as_secs(),
+                    pending.redirect_uri
+                );
+                let done = pending.finish(&config, &sink).await?;
+                print!("{}", ops::auth::render(&done));
+                Ok(true)
+            })
+        }
         Command::Serve { config, port, workers } => {
             init_logs(cli.log_format, "info");
             run_async(serve(config, port, workers, sa.loopback_for_tests))
