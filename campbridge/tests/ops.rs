@@ -705,11 +705,46 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     ] {
         assert!(passed.contains(&step), "{step}: {text}");
     }
-    // The sandbox issue is gone from Jira; the sandbox to-dos are in Basecamp's trash.
-    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
-    assert_eq!(pairs.len(), 1);
-    let item = pairs[0].item.clone().unwrap();
-    assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");
-    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["status"], "trashed");
+    // The sandbox issue is gone from Jira, the sandbox to-do closed, and nothing of it is left in the store.
+    let (todo, item) = sandbox(&report);
+    assert!(stack.jira.issue(&item).await.is_none(), "{text}");
+    let closed = stack.basecamp.record("todos", todo).await;
+    assert!(closed.is_none_or(|t| t["completed"] == true || t["status"] == "trashed"), "{text}");
+    assert_nothing_left(&backend, &config, &text).await;
+    for debug in ["Skipped(", "Filtered(", "ListNotRouted", "Took", "Updated {"] {
+        assert!(!text.contains(debug), "{debug:?}: words, not debug output:\n{text}");
+    }
+    assert!(text.contains("skipped: not routed: to-do list \"Backlog\" matches none of the route's lists"), "{text}");
+    stack.stop().await.unwrap();
+}
+
+/// The sandbox to-do and issue the selftest's create step names (`to-do 123 → WEB-1`).
+fn sandbox(report: &ops::selftest::Report) -> (i64, String) {
+    let step = report.steps.iter().find(|s| s.name == "create → one issue").expect("a create step");
+    let (todo, item) = step.detail.trim_start_matches("to-do ").split_once(" → ").expect("to-do N → KEY");
+    (todo.parse().expect("a to-do id"), item.to_owned())
+}
+
+/// No pair, no open conflict: `status` and `conflicts list` show nothing of the selftest.
+async fn assert_nothing_left(backend: &Backend, config: &Config, text: &str) {
+    assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "a sandbox pair is left:\n{text}");
+    assert!(ops::conflicts::list(backend.stores.conflicts.as_ref(), false).await.unwrap().iter().all(|c| c.resolution
+        != shared::ports::Resolution::Open));
+    let status = ops::status::run(backend, config, None, &PublicUrls::default()).await.unwrap();
+    assert_eq!((status.pairs_linked, status.pairs_pending, status.conflicts_open), (0, 0, 0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selftest_under_the_manual_policy_settles_the_conflict_it_opened() {
+    let stack = start("selftest-manual", |o| o.conflict_policy = "manual").await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "selftest-manual");
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let report = ops::selftest::run(&config, stack.secrets(), &engine, &stack.route).await.unwrap();
+    let text = ops::selftest::render(&report);
+    assert!(report.ok(), "{text}");
+    assert!(text.contains("policy manual left it open for a person"), "{text}");
+    assert!(text.contains("conflict") && text.contains("settled"), "{text}");
+    assert_nothing_left(&backend, &config, &text).await;
     stack.stop().await.unwrap();
 }
