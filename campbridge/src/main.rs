@@ -301,10 +301,20 @@ struct HooksArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    hooks: HooksArgs,
+    /// Also delete our own hooks that point at an old URL (without it they are reported).
+    #[arg(long)]
+    prune: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum WebhooksCommand {
     /// Create missing registrations and re-enable inactive ones (idempotent); prints Jira's admin steps.
-    Register(HooksArgs),
+    /// Our hooks at an old URL are reported, and deleted with --prune.
+    Register(RegisterArgs),
     /// Show each expected registration and its state.
     List(HooksArgs),
     /// Like `list`, but exits 1 unless every registration is present and active.
@@ -390,7 +400,12 @@ fn main() -> ExitCode {
         Command::Webhooks { command } => {
             init_logs(cli.log_format, "warn");
             let (args, action, strict) = match command {
-                WebhooksCommand::Register(a) => (a, ops::webhooks::Action::Register, true),
+                WebhooksCommand::Register(RegisterArgs { hooks, prune: false }) => {
+                    (hooks, ops::webhooks::Action::Register, true)
+                }
+                WebhooksCommand::Register(RegisterArgs { hooks, prune: true }) => {
+                    (hooks, ops::webhooks::Action::RegisterAndPrune, true)
+                }
                 WebhooksCommand::List(a) => (a, ops::webhooks::Action::Check, false),
                 WebhooksCommand::Check(a) => (a, ops::webhooks::Action::Check, true),
                 WebhooksCommand::Remove(a) => (a, ops::webhooks::Action::Remove, false),
@@ -658,8 +673,11 @@ mod tests {
             "team-sync/",
         ])
         .map_err(|e| e.to_string());
-        let Ok(Cli { command: Command::Webhooks { command: WebhooksCommand::Register(args) }, secret_prefix, .. }) =
-            cli
+        let Ok(Cli {
+            command: Command::Webhooks { command: WebhooksCommand::Register(RegisterArgs { hooks: args, .. }) },
+            secret_prefix,
+            ..
+        }) = cli
         else {
             panic!("parsed as {cli:?}");
         };

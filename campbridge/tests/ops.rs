@@ -450,6 +450,63 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_public_url_changes_old_hooks_are_reported_and_register_prune_deletes_only_ours() {
+    use ops::webhooks::{Action, run};
+    use shared::clients::bitbucket::WebhookSpec;
+    let stack = start("hooks-prune", |_| {}).await;
+    let secrets = stack.secrets();
+    let old = PublicUrls::base("https://old-tunnel.example.com");
+    let new = PublicUrls::base("https://new-tunnel.example.com");
+    let project = shared::domain::ProjectId(bc::PROJECT_ID);
+    let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
+    let bb_client = ops::bitbucket_client(&stack.config, secrets.as_ref()).await.unwrap();
+    let repo = stack.config.bitbucket.as_ref().unwrap().repos[0].clone();
+    // Start from our hooks at the old URL, next to other people's hooks on the same project and repository.
+    run(&stack.config, secrets.clone(), &PublicUrls::base(&stack.server_url), Action::Remove).await.unwrap();
+    assert_eq!(run(&stack.config, secrets.clone(), &old, Action::Register).await.unwrap().changes, 2);
+    let foreign = "https://someone-else.example.com/basecamp/not-ours";
+    client.create_webhook(project, foreign, shared::clients::basecamp::SYNC_WEBHOOK_TYPES).await.unwrap();
+    let spec = WebhookSpec {
+        description: "ci".into(),
+        url: "https://ci.example.com/bitbucket".into(),
+        events: vec!["repo:push".into()],
+        secret: secrecy::SecretString::from("ci-secret"),
+        active: true,
+    };
+    bb_client.create_webhook(&repo, &spec).await.unwrap();
+
+    // The URL changes: register adds the new hooks and reports the old ones, without deleting anything.
+    let moved = run(&stack.config, secrets.clone(), &new, Action::Register).await.unwrap();
+    let text = ops::webhooks::render(&moved);
+    assert!(!moved.healthy(), "{text}");
+    assert_eq!(moved.changes, 2, "{text}");
+    let stale: Vec<_> = moved.hooks.iter().filter(|h| h.target.ends_with("old URL")).collect();
+    assert_eq!(stale.len(), 2, "one Basecamp and one Bitbucket hook at the old URL: {text}");
+    assert!(stale.iter().all(|h| h.healthy == Some(false) && h.url.starts_with("https://old-tunnel.")), "{text}");
+    assert!(text.contains("webhooks register --prune"), "{text}");
+    assert_eq!(client.webhooks(project).await.unwrap().len(), 3);
+    assert!(!run(&stack.config, secrets.clone(), &new, Action::Check).await.unwrap().healthy());
+
+    // --prune deletes our two old hooks and nobody else's.
+    let pruned = run(&stack.config, secrets.clone(), &new, Action::RegisterAndPrune).await.unwrap();
+    let text = ops::webhooks::render(&pruned);
+    assert!(pruned.healthy(), "{text}");
+    assert_eq!(pruned.changes, 2, "{text}");
+    assert!(text.contains("removed: it pointed at an old URL"), "{text}");
+    let mut left: Vec<String> = client.webhooks(project).await.unwrap().into_iter().map(|h| h.payload_url).collect();
+    left.sort();
+    assert_eq!(left.len(), 2);
+    assert!(left[0].starts_with("https://new-tunnel.example.com/basecamp/") && left[1] == foreign, "{left:?}");
+    let mut repo_hooks: Vec<String> = bb_client.webhooks(&repo).await.unwrap().into_iter().map(|h| h.url).collect();
+    repo_hooks.sort();
+    assert_eq!(repo_hooks, ["https://ci.example.com/bitbucket", "https://new-tunnel.example.com/bitbucket"]);
+    let check = run(&stack.config, secrets.clone(), &new, Action::Check).await.unwrap();
+    assert!(check.healthy(), "{}", ops::webhooks::render(&check));
+    assert_eq!(run(&stack.config, secrets, &new, Action::RegisterAndPrune).await.unwrap().changes, 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployed_stack_registers_each_receiver_at_its_own_function_url_once() {
     use ops::webhooks::{Action, run};
     let stack = start("hooks-aws", |_| {}).await;
@@ -465,7 +522,10 @@ async fn a_deployed_stack_registers_each_receiver_at_its_own_function_url_once()
     assert_eq!(first.changes, 2, "{}", ops::webhooks::render(&first));
     let second = run(&stack.config, secrets.clone(), &urls, Action::Register).await.unwrap();
     assert_eq!(second.changes, 0, "{}", ops::webhooks::render(&second));
-    assert!(second.healthy());
+    // The only things wrong are the local server's own hooks, now at an old URL.
+    let unhealthy: Vec<_> = second.hooks.iter().filter(|h| h.healthy == Some(false)).collect();
+    assert_eq!(unhealthy.len(), 2, "{}", ops::webhooks::render(&second));
+    assert!(unhealthy.iter().all(|h| h.url.starts_with(&stack.server_url) && h.target.ends_with("old URL")));
 
     let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
     let hooks = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap();
