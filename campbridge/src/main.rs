@@ -122,6 +122,10 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Exit 1 when something needs attention: dead letters, open conflicts, unhealthy webhooks, or a
+        /// receiver silent for longer than `[server] max_silence` (for monitoring and cron).
+        #[arg(long)]
+        check: bool,
     },
     /// The conflict log, and settling an open conflict by hand.
     Conflicts {
@@ -417,14 +421,14 @@ fn main() -> ExitCode {
                 Ok(!strict || report.healthy())
             })
         }
-        Command::Status { config, urls, json } => {
+        Command::Status { config, urls, json, check } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
                 let (config, secrets) = ops_setup(&config, &sa).await?;
                 let backend = Backend::open(&config).await?;
                 let report = ops::status::run(&backend, &config, Some(secrets), &urls.urls()).await?;
                 emit(json, &report, ops::status::render(&report))?;
-                Ok(true)
+                Ok(!check || report.problems.is_empty())
             })
         }
         Command::Conflicts { command } => {

@@ -270,6 +270,35 @@ pub const LOOPBACK_OPT_IN_VAR: &str = "CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FO
 const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes"];
 
 impl Config {
+    /// Every secret the config names, each once, with what it is for (`"Jira API token"`), in section order.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut all: Vec<(&'static str, &SecretRef)> = Vec::new();
+        if let Some(key) = &self.server.webhook_key {
+            all.push(("webhook key", key));
+        }
+        if let Some(bc) = &self.basecamp {
+            all.push(("Basecamp access token", &bc.access_token));
+            if let Some(r) = &bc.refresh {
+                all.push(("Basecamp OAuth client secret", &r.client_secret));
+                all.push(("Basecamp refresh token", &r.refresh_token));
+            }
+        }
+        if let Some(jira) = &self.jira {
+            all.push(("Jira API token", &jira.api_token));
+            all.push(("Jira webhook secret", &jira.webhook_secret));
+        }
+        if let Some(bb) = &self.bitbucket {
+            match &bb.auth {
+                BitbucketAuth::ApiToken { token, .. } => all.push(("Bitbucket API token", token)),
+                BitbucketAuth::AccessToken(token) => all.push(("Bitbucket access token", token)),
+            }
+            all.push(("Bitbucket webhook secret", &bb.webhook_secret));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|(_, r)| seen.insert(r.name().to_owned()));
+        all
+    }
+
     /// Refuses a config that asks for the loopback test allowance unless the process opted in
     /// ([`LOOPBACK_OPT_IN_VAR`], or `campbridge --insecure-loopback-upstreams-for-tests`), so one line in a
     /// production config cannot switch it on silently. With the opt-in it warns once in the log.

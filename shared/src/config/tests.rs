@@ -783,3 +783,22 @@ fn the_silence_bound_takes_a_duration_and_is_off_by_default() {
         assert!(found[0].starts_with("campbridge.toml:2: [server] max_silence"), "{found:?}");
     }
 }
+
+#[test]
+fn every_secret_the_config_names_is_listed_once_with_its_purpose() {
+    let config = parse_ok(EXAMPLE);
+    let names: Vec<(&str, &str)> = config.secrets().into_iter().map(|(what, r)| (what, r.name())).collect();
+    assert_eq!(
+        names,
+        [
+            ("webhook key", "campbridge-webhook-key"),
+            ("Basecamp access token", "basecamp-access-token"),
+            ("Basecamp OAuth client secret", "basecamp-client-secret"),
+            ("Basecamp refresh token", "basecamp-refresh-token"),
+            ("Jira API token", "jira-api-token"),
+            ("Jira webhook secret", "jira-webhook-secret"),
+            ("Bitbucket API token", "bitbucket-api-token"),
+            ("Bitbucket webhook secret", "bitbucket-webhook-secret"),
+        ]
+    );
+}
