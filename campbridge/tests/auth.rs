@@ -165,7 +165,8 @@ fn env_vars(path: &Path) -> BTreeMap<String, String> {
 }
 
 async fn authorization_json(sim: &Simulator, token: &str) -> (StatusCode, Value) {
-    let r = browser().get(format!("{}/authorization.json", sim.launchpad_url())).bearer_auth(token).send().await.unwrap();
+    let r =
+        browser().get(format!("{}/authorization.json", sim.launchpad_url())).bearer_auth(token).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }

@@ -76,7 +76,8 @@ fn overlapping_routes_regex_globs_and_a_site_path_are_warnings_with_lines_and_th
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "warnings do not fail the check:\n{stderr}");
     let site = format!("campbridge.toml:{}: warning: [jira] site", line("site = "));
-    let glob = format!("campbridge.toml:{}: warning: route \"mobile\": todolists pattern \"Release.*\"", line("Release.*"));
+    let glob =
+        format!("campbridge.toml:{}: warning: route \"mobile\": todolists pattern \"Release.*\"", line("Release.*"));
     let overlap =
         format!("campbridge.toml:{}: warning: route \"mobile\" overlaps route \"web\"", line("id = \"mobile\"") - 1);
     for expected in [site, glob, overlap] {

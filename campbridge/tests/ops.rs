@@ -788,8 +788,13 @@ fn sandbox(report: &ops::selftest::Report) -> (i64, String) {
 /// No pair, no open conflict: `status` and `conflicts list` show nothing of the selftest.
 async fn assert_nothing_left(backend: &Backend, config: &Config, text: &str) {
     assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "a sandbox pair is left:\n{text}");
-    assert!(ops::conflicts::list(backend.stores.conflicts.as_ref(), false).await.unwrap().iter().all(|c| c.resolution
-        != shared::ports::Resolution::Open));
+    assert!(
+        ops::conflicts::list(backend.stores.conflicts.as_ref(), false)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.resolution != shared::ports::Resolution::Open)
+    );
     let status = ops::status::run(backend, config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!((status.pairs_linked, status.pairs_pending, status.conflicts_open), (0, 0, 0), "{text}");
 }
@@ -841,13 +846,20 @@ async fn doctor_names_a_secret_that_is_not_set_as_missing_with_where_to_set_it()
     let text = ops::doctor::render(&report);
     assert!(!report.ok(), "{text}");
     let line = |provider: &str, name: &str| {
-        report.checks.iter().find(|c| c.provider == provider && c.name.contains(name)).unwrap_or_else(|| panic!("{text}"))
+        report
+            .checks
+            .iter()
+            .find(|c| c.provider == provider && c.name.contains(name))
+            .unwrap_or_else(|| panic!("{text}"))
     };
     let access = line("secrets", "basecamp-access-token");
     assert_eq!(access.ok, Some(false));
     assert!(access.detail.contains("SECRET_MISSING") && access.detail.contains("is not set"), "{text}");
     let fix = access.fix.as_deref().unwrap_or_default();
-    assert!(fix.contains("campbridge auth basecamp") && fix.contains("CAMPBRIDGE_SECRET_BASECAMP_ACCESS_TOKEN"), "{text}");
+    assert!(
+        fix.contains("campbridge auth basecamp") && fix.contains("CAMPBRIDGE_SECRET_BASECAMP_ACCESS_TOKEN"),
+        "{text}"
+    );
     let jira = line("secrets", "jira-api-token");
     assert!(jira.fix.as_deref().unwrap_or_default().contains("CAMPBRIDGE_SECRET_JIRA_API_TOKEN"), "{text}");
     assert!(!text.contains("expired or revoked"), "a missing secret is not a refused token:\n{text}");
@@ -880,7 +892,8 @@ async fn status_check_fails_on_silence_conflicts_unhealthy_hooks_and_dead_letter
     let stack = start("status-check", |o| o.conflict_policy = "manual").await;
     let secrets = stack.secrets();
     let base = PublicUrls::base(&stack.server_url);
-    let text_with = |bound: &str| stack.config_text.replace("[server]\n", &format!("[server]\nmax_silence = {bound:?}\n"));
+    let text_with =
+        |bound: &str| stack.config_text.replace("[server]\n", &format!("[server]\nmax_silence = {bound:?}\n"));
     let config = Config::parse(&text_with("1h"), "campbridge.toml").unwrap();
     let file = std::env::temp_dir().join(format!("campbridge-status-check-{}.toml", std::process::id()));
     std::fs::write(&file, text_with("1h")).unwrap();

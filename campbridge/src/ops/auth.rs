@@ -153,9 +153,8 @@ pub async fn start(config: &Config, opts: Options) -> Result<Pending, AuthError>
     let redirect_uri = bc.redirect_uri.clone();
     let port = redirect_uri.port().unwrap_or_default();
     let addr = format!("127.0.0.1:{port}");
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| AuthError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+    let listener =
+        TcpListener::bind(&addr).await.map_err(|e| AuthError::Listen { addr: addr.clone(), reason: e.to_string() })?;
     let state = random_state();
     let mut url = Url::parse(&bc.launchpad_url.join("/authorization/new"))
         .map_err(|e| AuthError::NotConfigured(format!("[basecamp] launchpad_url: {e}")))?;
@@ -187,12 +186,12 @@ struct Listening {
     tx: mpsc::Sender<Callback>,
 }
 
-const PAGE_DONE: &str = "campbridge received Basecamp's answer. You can close this window; the terminal says what happened.";
+const PAGE_DONE: &str =
+    "campbridge received Basecamp's answer. You can close this window; the terminal says what happened.";
 
 fn page(status: StatusCode, text: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html><head><title>campbridge</title></head><body><p>{text}</p></body></html>\n"
-    );
+    let html =
+        format!("<!DOCTYPE html>\n<html><head><title>campbridge</title></head><body><p>{text}</p></body></html>\n");
     (status, Html(html)).into_response()
 }
 
@@ -264,10 +263,9 @@ impl Pending {
         let (identity, account) = check_account(&http, bc, &tokens.access).await?;
         let stored = store(bc, refresh, &tokens, sink, &self.state).await?;
         // Let the browser's page finish before the connections go.
-        let _flushed = tokio::time::timeout(Duration::from_secs(2), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
+        let _flushed =
+            tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} })
+                .await;
         Ok(Authorized {
             identity,
             account,
@@ -360,7 +358,10 @@ async fn check_account(
         .await
         .map_err(|e| AuthError::Launchpad(e.without_url().to_string()))?;
     if !response.status().is_success() {
-        return Err(AuthError::Launchpad(format!("authorization.json answered {} for the new token", response.status())));
+        return Err(AuthError::Launchpad(format!(
+            "authorization.json answered {} for the new token",
+            response.status()
+        )));
     }
     let body: serde_json::Value =
         response.json().await.map_err(|e| AuthError::Launchpad(format!("authorization.json: {}", e.without_url())))?;
@@ -373,13 +374,18 @@ async fn check_account(
     .trim()
     .to_owned();
     let accounts = body["accounts"].as_array().cloned().unwrap_or_default();
-    let account = accounts
-        .iter()
-        .find(|a| a["id"].as_i64() == Some(bc.account_id.0) && a["product"].as_str().is_some_and(|p| p.starts_with("bc")));
+    let account = accounts.iter().find(|a| {
+        a["id"].as_i64() == Some(bc.account_id.0) && a["product"].as_str().is_some_and(|p| p.starts_with("bc"))
+    });
     match account {
         Some(a) => Ok((
             who,
-            format!("{} ({}, {})", bc.account_id, a["name"].as_str().unwrap_or("?"), a["product"].as_str().unwrap_or("?")),
+            format!(
+                "{} ({}, {})",
+                bc.account_id,
+                a["name"].as_str().unwrap_or("?"),
+                a["product"].as_str().unwrap_or("?")
+            ),
         )),
         None => Err(AuthError::Account { who, account: bc.account_id.0 }),
     }
@@ -412,15 +418,12 @@ async fn store(
                 .put(access_name, &tokens.access, &format!("auth-{run}-access"))
                 .await
                 .map_err(|e| AuthError::Store(format!("secret {prefix}{access_name}: {e}")))?;
-            secrets
-                .put(refresh_name, &tokens.refresh, &format!("auth-{run}-refresh"))
-                .await
-                .map_err(|e| {
-                    AuthError::Store(format!(
-                        "secret {prefix}{refresh_name}: {e} (the access token was stored in {prefix}{access_name}; run \
+            secrets.put(refresh_name, &tokens.refresh, &format!("auth-{run}-refresh")).await.map_err(|e| {
+                AuthError::Store(format!(
+                    "secret {prefix}{refresh_name}: {e} (the access token was stored in {prefix}{access_name}; run \
                          it again)"
-                    ))
-                })?;
+                ))
+            })?;
             Ok(vec![
                 format!("Secrets Manager {prefix}{access_name}: the access token (new version)"),
                 format!("Secrets Manager {prefix}{refresh_name}: the refresh token (new version)"),

@@ -466,7 +466,9 @@ async fn store(config: &Config, report: &mut Report) {
         StoreConfig::Sqlite { path } => {
             match super::Backend::open(config).await {
                 Ok(backend) => health(config, &backend, report).await,
-                Err(e) => report.fail(P, format!("SQLite {}", path.display()), None, format!("{e:#}"), "check the file"),
+                Err(e) => {
+                    report.fail(P, format!("SQLite {}", path.display()), None, format!("{e:#}"), "check the file")
+                }
             }
             return;
         }

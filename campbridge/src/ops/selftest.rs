@@ -14,8 +14,8 @@ use serde::Serialize;
 use shared::clients::basecamp::{BasecampClient, NewTodo, TodoChanges};
 use shared::config::Config;
 use shared::domain::{DeliveryId, DevItemRef, Job, PairKey, Route, RouteId, TodoId, TodolistId};
-use shared::ports::{DevItemPatch, SecretStore};
 use shared::ports::Resolution;
+use shared::ports::{DevItemPatch, SecretStore};
 use shared::sync::{Engine, Outcome, Side, Skip};
 
 use super::{OpsError, mark, secret};
@@ -250,7 +250,10 @@ async fn settle_open_conflicts(engine: &Engine, keys: &[PairKey]) -> (bool, Vec<
     let open = match engine.conflicts.list(true, 10_000).await {
         Ok(list) => list,
         Err(e) => {
-            return (false, vec![format!("could not read the open conflicts ({e}): settle them with `campbridge conflicts`")]);
+            return (
+                false,
+                vec![format!("could not read the open conflicts ({e}): settle them with `campbridge conflicts`")],
+            );
         }
     };
     let (mut ok, mut notes) = (true, Vec::new());

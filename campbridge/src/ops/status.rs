@@ -117,7 +117,10 @@ pub fn problems(r: &StatusReport, config: &Config, now: DateTime<Utc>) -> Vec<Pr
     if r.conflicts_open > 0 {
         out.push(Problem {
             what: "open conflicts".into(),
-            detail: format!("{} conflict(s) wait for a person; their fields do not sync until settled", r.conflicts_open),
+            detail: format!(
+                "{} conflict(s) wait for a person; their fields do not sync until settled",
+                r.conflicts_open
+            ),
             fix: "`campbridge conflicts list`, then `campbridge conflicts resolve <id> --take basecamp|tracker`".into(),
         });
     }

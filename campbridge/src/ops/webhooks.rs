@@ -329,7 +329,8 @@ async fn bitbucket(
             let (ours, other): (Vec<_>, Vec<_>) = client.webhooks(repo).await?.into_iter().partition(|h| h.url == url);
             let existing = ours.into_iter().next();
             let stale = other.into_iter().filter(|h| {
-                h.description.as_deref() == Some(BITBUCKET_DESCRIPTION) && h.url.trim_end_matches('/').ends_with("/bitbucket")
+                h.description.as_deref() == Some(BITBUCKET_DESCRIPTION)
+                    && h.url.trim_end_matches('/').ends_with("/bitbucket")
             });
             for old in stale {
                 let target = format!("repository {repo}: old URL");

@@ -399,7 +399,10 @@ impl SqliteStore {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
         let deleted = tx
-            .execute("DELETE FROM pairs WHERE route = ?1 AND todo = ?2 AND version = ?3", params![route, todo, expected])
+            .execute(
+                "DELETE FROM pairs WHERE route = ?1 AND todo = ?2 AND version = ?3",
+                params![route, todo, expected],
+            )
             .context("failed to delete a pair")?;
         if deleted == 0 {
             return Ok(false);

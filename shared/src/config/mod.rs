@@ -371,8 +371,16 @@ impl Config {
             return Err(ConfigErrors(ctx.into_errors()));
         }
         let warnings = ctx.take_warnings();
-        let config =
-            Self { server, store, basecamp, jira, bitbucket, users: users.table, user_contacts: users.contacts, routes };
+        let config = Self {
+            server,
+            store,
+            basecamp,
+            jira,
+            bitbucket,
+            users: users.table,
+            user_contacts: users.contacts,
+            routes,
+        };
         Ok((config, warnings))
     }
 }

@@ -202,7 +202,8 @@ pub(super) fn globs_overlap(a: &str, b: &str) -> bool {
 /// probably meant when there is an obvious one.
 pub(super) fn regex_like(pattern: &str) -> Option<Option<String>> {
     // A bracket with a range inside (`[0-9]`, `[a-z]+`) is a character class; `[Client] Tasks` is a name.
-    let class = pattern.split('[').skip(1).any(|rest| rest.split_once(']').is_some_and(|(inside, _)| inside.contains('-')));
+    let class =
+        pattern.split('[').skip(1).any(|rest| rest.split_once(']').is_some_and(|(inside, _)| inside.contains('-')));
     let regexy = ["\\", ".*", ".+", "|", "(?"].iter().any(|t| pattern.contains(t))
         || class
         || pattern.starts_with('^')

@@ -370,11 +370,15 @@ fn redirect_uri(ctx: &mut Ctx, sec: &Section<'_>, text: &Spanned<String>) -> Opt
     let raw = text.value.trim();
     let problem = match Url::parse(raw) {
         Err(e) => format!("is not a URL ({e})"),
-        Ok(url) if url.scheme() != "http" => "must be http: the browser comes back to campbridge on this machine".into(),
+        Ok(url) if url.scheme() != "http" => {
+            "must be http: the browser comes back to campbridge on this machine".into()
+        }
         Ok(url) if !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) => {
             "must be on 127.0.0.1 (or localhost): campbridge receives the redirect on loopback only".into()
         }
-        Ok(url) if url.port().is_none_or(|p| p == 0) => "needs an explicit port, like http://127.0.0.1:8915/callback".into(),
+        Ok(url) if url.port().is_none_or(|p| p == 0) => {
+            "needs an explicit port, like http://127.0.0.1:8915/callback".into()
+        }
         Ok(url) if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() => {
             "must not have a fragment or credentials".into()
         }

@@ -680,7 +680,8 @@ fn the_example_and_a_minimal_config_have_no_warnings() {
 
 #[test]
 fn two_routes_on_one_project_that_can_take_the_same_todo_are_warned_about_with_their_lines() {
-    let second = "\n[[routes]]\nid = \"ops\"\nbasecamp_project = 100\njira_project = \"OPS\"\ntodolists = [\"Sprint 1\"]\n";
+    let second =
+        "\n[[routes]]\nid = \"ops\"\nbasecamp_project = 100\njira_project = \"OPS\"\ntodolists = [\"Sprint 1\"]\n";
     // The first route takes every list, so it overlaps any other route on project 100.
     let text = format!("{MINIMAL}{second}");
     let found = warnings(&text);
@@ -721,14 +722,25 @@ fn glob_overlap_is_decided_for_stars_and_question_marks() {
 
 #[test]
 fn regex_like_list_patterns_are_warned_about_with_the_glob_they_likely_meant() {
-    let text = MINIMAL.replace("jira_project = \"WEB\"\n", "jira_project = \"WEB\"\ntodolists = [\"Release.*\", \"^Bugs$\", \"[Client] Tasks\"]\n");
+    let text = MINIMAL.replace(
+        "jira_project = \"WEB\"\n",
+        "jira_project = \"WEB\"\ntodolists = [\"Release.*\", \"^Bugs$\", \"[Client] Tasks\"]\n",
+    );
     let found = warnings(&text);
     let line = line_of(&text, "Release.*");
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0].starts_with(&format!("campbridge.toml:{line}: route \"web\": todolists pattern \"Release.*\" looks like a regular expression")), "{found:?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "campbridge.toml:{line}: route \"web\": todolists pattern \"Release.*\" looks like a regular expression"
+        )),
+        "{found:?}"
+    );
     assert!(found[0].contains("did you mean \"Release*\"?"), "{found:?}");
     assert!(found[1].contains("did you mean \"Bugs\"?"), "{found:?}");
-    let classes = MINIMAL.replace("jira_project = \"WEB\"\n", "jira_project = \"WEB\"\n\n[[routes.lists]]\nlist = \"Sprint [0-9]+\"\nlabels = [\"sprint\"]\n");
+    let classes = MINIMAL.replace(
+        "jira_project = \"WEB\"\n",
+        "jira_project = \"WEB\"\n\n[[routes.lists]]\nlist = \"Sprint [0-9]+\"\nlabels = [\"sprint\"]\n",
+    );
     let found = warnings(&classes);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("list pattern \"Sprint [0-9]+\"") && !found[0].contains("did you mean"), "{found:?}");
@@ -750,7 +762,10 @@ fn the_redirect_uri_must_be_plain_http_on_loopback_with_a_port() {
     let config = parse_ok(MINIMAL);
     assert_eq!(config.basecamp.unwrap().redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
     let with = |uri: &str| {
-        MINIMAL.replace("access_token = { secret = \"bc-token\" }", &format!("access_token = {{ secret = \"bc-token\" }}\nredirect_uri = {uri:?}"))
+        MINIMAL.replace(
+            "access_token = { secret = \"bc-token\" }",
+            &format!("access_token = {{ secret = \"bc-token\" }}\nredirect_uri = {uri:?}"),
+        )
     };
     let ok = parse_ok(&with("http://localhost:7777/oauth/done"));
     assert_eq!(ok.basecamp.unwrap().redirect_uri.port(), Some(7777));

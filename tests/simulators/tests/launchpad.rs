@@ -86,12 +86,8 @@ async fn an_approval_redirects_with_a_single_use_code_that_exchanges_for_working
     assert_same_keys(&tokens, &fixture("basecamp", "oauth-token-response.json"), "token response");
     assert_eq!(tokens["expires_in"], 1_209_600);
     let access = tokens["access_token"].as_str().unwrap();
-    let me = browser()
-        .get(format!("{}/authorization.json", sim.launchpad_url()))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let me =
+        browser().get(format!("{}/authorization.json", sim.launchpad_url())).bearer_auth(access).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(me.json::<Value>().await.unwrap()["identity"]["id"], SYNC_BOT);
     let refresh = tokens["refresh_token"].as_str().unwrap();
