@@ -157,6 +157,7 @@ impl std::fmt::Display for Outcome {
             Self::Updated { writes, conflicts: n } => write!(f, "updated: {writes} write(s){}", conflicts(*n)),
             Self::Recorded { conflicts: 0 } => f.write_str("recorded: both sides already agree"),
             Self::Recorded { conflicts: n } => write!(f, "recorded without writing{}", conflicts(*n)),
+            Self::Detached { reason } => write!(f, "detached: {}", reason.describe()),
         }
     }
 }
