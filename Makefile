@@ -20,7 +20,7 @@ run: ## Local mode: serve ./campbridge.toml if present, else the demo against th
 demo: ## The demo story once, then exit
 	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
-test: check-fmt check-vendor clippy unit fuzz-smoke test-aws lint-infra ## Format check, vendor artifacts, clippy -D warnings, every test (emulators included), a short fuzz run
+test: check-fmt check-vendor clippy unit test-basecamp-sdk fuzz-smoke test-aws lint-infra ## Format check, vendor artifacts, clippy -D warnings, every test (emulators included), a short fuzz run
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -62,6 +62,14 @@ fuzz: ## Every fuzz target for FUZZ_SECONDS (default 60) each; a crash fails and
 # The short run in make test: every seed, then 10 s of mutations per target, on a quicker build.
 fuzz-smoke:
 	FUZZ_PROFILE=smoke scripts/fuzz.sh 10
+
+# The official Basecamp SDK (PyPI basecamp-sdk) as a client of the Basecamp simulator, every response checked
+# against the SDK's OpenAPI document (npm @37signals/basecamp); both pinned and installed under .tools/.
+.PHONY: test-basecamp-sdk
+test-basecamp-sdk: ## The official Basecamp SDK against the Basecamp simulator, responses validated against its OpenAPI
+	scripts/basecamp-sdk.sh install
+	$(CARGO) build $(CARGO_FLAGS) -p campbridge-simulators --bin campbridge-simulators
+	scripts/basecamp-sdk.sh run $(or $(CARGO_TARGET_DIR),target)/debug/campbridge-simulators
 
 # ---- AWS mode --------------------------------------------------------------------------------------------
 .PHONY: tools-aws test-aws lint-infra build deploy

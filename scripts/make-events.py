@@ -77,8 +77,9 @@ def jira_body():
 # The sync-mapper batches. The to-do ids are the first two a freshly seeded Basecamp simulator hands out
 # (after its three seeded lists); the handler tests create those to-dos and assert the ids match.
 PROJECT_ID = 2085958505
-TODO_A = 1069490004
-TODO_B = 1069490005
+# The first two to-dos a fresh Basecamp simulator hands out (its ids are past 2^53).
+TODO_A = 9007199254750007
+TODO_B = 9007199254750009
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:campbridge-JobQueue-9XQ2KZ1R7T3M.fifo"
 SENT_AT_MS = 1784635200000  # 2026-07-21T12:00:00Z
 

@@ -118,6 +118,10 @@ impl<S: PairStore> PairStore for CountingStore<S> {
         self.counts.add("pairs.find_by_item", 1.0);
         self.inner.find_by_item(item).await
     }
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        self.counts.add("pairs.remove", 1.0);
+        self.inner.remove(key, version).await
+    }
     async fn list(
         &self,
         route: Option<&RouteId>,

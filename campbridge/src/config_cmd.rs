@@ -53,8 +53,8 @@ pub fn check(path: &Path, stack: Option<&str>) -> ExitCode {
         }
     };
     let file = path.display().to_string();
-    let config = match Config::parse(&text, &file) {
-        Ok(config) => config,
+    let (config, warnings) = match Config::parse_with_warnings(&text, &file) {
+        Ok(parsed) => parsed,
         Err(errors) => {
             for e in errors.errors() {
                 eprintln!("{e}");
@@ -65,7 +65,13 @@ pub fn check(path: &Path, stack: Option<&str>) -> ExitCode {
     };
     println!("{file}: ok — {} route(s), {} user(s)", config.routes.len(), config.users.users.len());
     for route in &config.routes {
-        println!("  route {:<12} Basecamp project {} → {:?}", route.id, route.project, route.target);
+        println!("  route {:<12} Basecamp project {} → {}", route.id, route.project, route.target);
+    }
+    for w in &warnings {
+        eprintln!("{}", warning(w));
+    }
+    if !warnings.is_empty() {
+        eprintln!("{} warning(s): the config is valid, but check these lines", warnings.len());
     }
     if config.server.allow_insecure_loopback_upstreams {
         println!(
@@ -257,6 +263,14 @@ fn run_stack(fut: impl std::future::Future<Output = Result<bool, StackError>>) -
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `file:line: warning: message`.
+fn warning(w: &shared::config::ConfigError) -> String {
+    match w.line {
+        Some(line) => format!("{}:{line}: warning: {}", w.file, w.message),
+        None => format!("{}: warning: {}", w.file, w.message),
     }
 }
 

@@ -84,6 +84,11 @@ enum Command {
         #[arg(long, default_value = "target/demo")]
         dir: PathBuf,
     },
+    /// Sign campbridge in to an upstream and store its tokens where the backend reads secrets.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Work with campbridge.toml, locally and in a deployed stack.
     Config {
         #[command(subcommand)]
@@ -122,6 +127,10 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Exit 1 when something needs attention: dead letters, open conflicts, unhealthy webhooks, or a
+        /// receiver silent for longer than `[server] max_silence` (for monitoring and cron).
+        #[arg(long)]
+        check: bool,
     },
     /// The conflict log, and settling an open conflict by hand.
     Conflicts {
@@ -174,6 +183,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Basecamp's OAuth sign-in (Launchpad): prints the URL to open, receives the browser on
+    /// `[basecamp] redirect_uri` (127.0.0.1), exchanges the code and stores the access and refresh tokens —
+    /// locally in an environment file (mode 0600), for a stack in Secrets Manager <stack>/<name>.
+    Basecamp {
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        /// How long to wait for the browser to come back (`90s`, `5m`).
+        #[arg(long, default_value = "5m", value_parser = parse_wait)]
+        timeout: std::time::Duration,
+        /// Local mode: the environment file the tokens are written to (default: campbridge.env beside the config).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let (number, per) = match text.strip_suffix('h') {
+        Some(n) => (n, 3600),
+        None => match text.strip_suffix('m') {
+            Some(n) => (n, 60),
+            None => (text.strip_suffix('s').unwrap_or(text), 1),
+        },
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n * per)),
+        _ => Err(format!("{text:?} is not a duration like 90s or 5m")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,10 +310,20 @@ struct HooksArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    hooks: HooksArgs,
+    /// Also delete our own hooks that point at an old URL (without it they are reported).
+    #[arg(long)]
+    prune: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum WebhooksCommand {
     /// Create missing registrations and re-enable inactive ones (idempotent); prints Jira's admin steps.
-    Register(HooksArgs),
+    /// Our hooks at an old URL are reported, and deleted with --prune.
+    Register(RegisterArgs),
     /// Show each expected registration and its state.
     List(HooksArgs),
     /// Like `list`, but exits 1 unless every registration is present and active.
@@ -341,6 +392,34 @@ fn main() -> ExitCode {
             config_cmd::push(&path, &stack, sa.loopback_for_tests)
         }
         Command::Secrets { command: SecretsCommand::Set { name, stack } } => config_cmd::set_secret(&stack, &name),
+        Command::Auth { command: AuthCommand::Basecamp { config: path, timeout, env_file } } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let (config, secrets) = ops_setup(&path, &sa).await?;
+                let client_secret = ops::auth::client_secret(&config, secrets.as_ref()).await?;
+                let sink = match secret_source(&config, &sa) {
+                    SecretSource::Env => {
+                        let file = env_file.unwrap_or_else(|| path.with_file_name("campbridge.env"));
+                        ops::auth::TokenSink::EnvFile(std::path::absolute(&file).unwrap_or(file))
+                    }
+                    SecretSource::SecretsManager { prefix } => ops::auth::TokenSink::Store { secrets, prefix },
+                };
+                let pending = ops::auth::start(&config, ops::auth::Options { timeout, client_secret }).await?;
+                println!(
+                    "Open this URL in a browser signed in to Basecamp as the person campbridge should act as, and \
+                     allow access:\n\n  {}\n",
+                    pending.url
+                );
+                println!(
+                    "Waiting up to {} s for Launchpad to send the browser back to {} …",
+                    timeout.as_secs(),
+                    pending.redirect_uri
+                );
+                let done = pending.finish(&config, &sink).await?;
+                print!("{}", ops::auth::render(&done));
+                Ok(true)
+            })
+        }
         Command::Serve { config, port, workers } => {
             init_logs(cli.log_format, "info");
             run_async(serve(config, port, workers, sa.loopback_for_tests))
@@ -361,7 +440,12 @@ fn main() -> ExitCode {
         Command::Webhooks { command } => {
             init_logs(cli.log_format, "warn");
             let (args, action, strict) = match command {
-                WebhooksCommand::Register(a) => (a, ops::webhooks::Action::Register, true),
+                WebhooksCommand::Register(RegisterArgs { hooks, prune: false }) => {
+                    (hooks, ops::webhooks::Action::Register, true)
+                }
+                WebhooksCommand::Register(RegisterArgs { hooks, prune: true }) => {
+                    (hooks, ops::webhooks::Action::RegisterAndPrune, true)
+                }
                 WebhooksCommand::List(a) => (a, ops::webhooks::Action::Check, false),
                 WebhooksCommand::Check(a) => (a, ops::webhooks::Action::Check, true),
                 WebhooksCommand::Remove(a) => (a, ops::webhooks::Action::Remove, false),
@@ -373,14 +457,14 @@ fn main() -> ExitCode {
                 Ok(!strict || report.healthy())
             })
         }
-        Command::Status { config, urls, json } => {
+        Command::Status { config, urls, json, check } => {
             init_logs(cli.log_format, "warn");
             run_ops(async move {
                 let (config, secrets) = ops_setup(&config, &sa).await?;
                 let backend = Backend::open(&config).await?;
                 let report = ops::status::run(&backend, &config, Some(secrets), &urls.urls()).await?;
                 emit(json, &report, ops::status::render(&report))?;
-                Ok(true)
+                Ok(!check || report.problems.is_empty())
             })
         }
         Command::Conflicts { command } => {
@@ -629,8 +713,11 @@ mod tests {
             "team-sync/",
         ])
         .map_err(|e| e.to_string());
-        let Ok(Cli { command: Command::Webhooks { command: WebhooksCommand::Register(args) }, secret_prefix, .. }) =
-            cli
+        let Ok(Cli {
+            command: Command::Webhooks { command: WebhooksCommand::Register(RegisterArgs { hooks: args, .. }) },
+            secret_prefix,
+            ..
+        }) = cli
         else {
             panic!("parsed as {cli:?}");
         };

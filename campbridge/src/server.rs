@@ -318,7 +318,7 @@ pub async fn worker(
                             stats.conflicts.fetch_add(*conflicts, Relaxed);
                             stats.updated.fetch_add(1, Relaxed)
                         }
-                        Outcome::Skipped(_) => 0,
+                        Outcome::Skipped(_) | Outcome::Detached { .. } => 0,
                     };
                 }
             }

@@ -450,6 +450,63 @@ async fn registering_webhooks_twice_leaves_one_hook_per_project_and_check_is_hea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_public_url_changes_old_hooks_are_reported_and_register_prune_deletes_only_ours() {
+    use ops::webhooks::{Action, run};
+    use shared::clients::bitbucket::WebhookSpec;
+    let stack = start("hooks-prune", |_| {}).await;
+    let secrets = stack.secrets();
+    let old = PublicUrls::base("https://old-tunnel.example.com");
+    let new = PublicUrls::base("https://new-tunnel.example.com");
+    let project = shared::domain::ProjectId(bc::PROJECT_ID);
+    let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
+    let bb_client = ops::bitbucket_client(&stack.config, secrets.as_ref()).await.unwrap();
+    let repo = stack.config.bitbucket.as_ref().unwrap().repos[0].clone();
+    // Start from our hooks at the old URL, next to other people's hooks on the same project and repository.
+    run(&stack.config, secrets.clone(), &PublicUrls::base(&stack.server_url), Action::Remove).await.unwrap();
+    assert_eq!(run(&stack.config, secrets.clone(), &old, Action::Register).await.unwrap().changes, 2);
+    let foreign = "https://someone-else.example.com/basecamp/not-ours";
+    client.create_webhook(project, foreign, shared::clients::basecamp::SYNC_WEBHOOK_TYPES).await.unwrap();
+    let spec = WebhookSpec {
+        description: "ci".into(),
+        url: "https://ci.example.com/bitbucket".into(),
+        events: vec!["repo:push".into()],
+        secret: secrecy::SecretString::from("ci-secret"),
+        active: true,
+    };
+    bb_client.create_webhook(&repo, &spec).await.unwrap();
+
+    // The URL changes: register adds the new hooks and reports the old ones, without deleting anything.
+    let moved = run(&stack.config, secrets.clone(), &new, Action::Register).await.unwrap();
+    let text = ops::webhooks::render(&moved);
+    assert!(!moved.healthy(), "{text}");
+    assert_eq!(moved.changes, 2, "{text}");
+    let stale: Vec<_> = moved.hooks.iter().filter(|h| h.target.ends_with("old URL")).collect();
+    assert_eq!(stale.len(), 2, "one Basecamp and one Bitbucket hook at the old URL: {text}");
+    assert!(stale.iter().all(|h| h.healthy == Some(false) && h.url.starts_with("https://old-tunnel.")), "{text}");
+    assert!(text.contains("webhooks register --prune"), "{text}");
+    assert_eq!(client.webhooks(project).await.unwrap().len(), 3);
+    assert!(!run(&stack.config, secrets.clone(), &new, Action::Check).await.unwrap().healthy());
+
+    // --prune deletes our two old hooks and nobody else's.
+    let pruned = run(&stack.config, secrets.clone(), &new, Action::RegisterAndPrune).await.unwrap();
+    let text = ops::webhooks::render(&pruned);
+    assert!(pruned.healthy(), "{text}");
+    assert_eq!(pruned.changes, 2, "{text}");
+    assert!(text.contains("removed: it pointed at an old URL"), "{text}");
+    let mut left: Vec<String> = client.webhooks(project).await.unwrap().into_iter().map(|h| h.payload_url).collect();
+    left.sort();
+    assert_eq!(left.len(), 2);
+    assert!(left[0].starts_with("https://new-tunnel.example.com/basecamp/") && left[1] == foreign, "{left:?}");
+    let mut repo_hooks: Vec<String> = bb_client.webhooks(&repo).await.unwrap().into_iter().map(|h| h.url).collect();
+    repo_hooks.sort();
+    assert_eq!(repo_hooks, ["https://ci.example.com/bitbucket", "https://new-tunnel.example.com/bitbucket"]);
+    let check = run(&stack.config, secrets.clone(), &new, Action::Check).await.unwrap();
+    assert!(check.healthy(), "{}", ops::webhooks::render(&check));
+    assert_eq!(run(&stack.config, secrets, &new, Action::RegisterAndPrune).await.unwrap().changes, 0);
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployed_stack_registers_each_receiver_at_its_own_function_url_once() {
     use ops::webhooks::{Action, run};
     let stack = start("hooks-aws", |_| {}).await;
@@ -465,7 +522,10 @@ async fn a_deployed_stack_registers_each_receiver_at_its_own_function_url_once()
     assert_eq!(first.changes, 2, "{}", ops::webhooks::render(&first));
     let second = run(&stack.config, secrets.clone(), &urls, Action::Register).await.unwrap();
     assert_eq!(second.changes, 0, "{}", ops::webhooks::render(&second));
-    assert!(second.healthy());
+    // The only things wrong are the local server's own hooks, now at an old URL.
+    let unhealthy: Vec<_> = second.hooks.iter().filter(|h| h.healthy == Some(false)).collect();
+    assert_eq!(unhealthy.len(), 2, "{}", ops::webhooks::render(&second));
+    assert!(unhealthy.iter().all(|h| h.url.starts_with(&stack.server_url) && h.target.ends_with("old URL")));
 
     let client = ops::basecamp_client(&stack.config, secrets.clone()).await.unwrap();
     let hooks = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap();
@@ -616,7 +676,7 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_over_300_todos_plans_each_one_and_writes_nothing() {
-    let stack = start("dry-run", |o| o.basecamp_rate_limit = false).await;
+    let stack = start("dry-run", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     create_todos(&stack, "Sprint 1", "Old task", 200).await;
     create_todos(&stack, "Backlog", "Someday", 100).await;
@@ -705,11 +765,223 @@ async fn the_selftest_runs_the_validation_loop_and_cleans_up_after_itself() {
     ] {
         assert!(passed.contains(&step), "{step}: {text}");
     }
-    // The sandbox issue is gone from Jira; the sandbox to-dos are closed (the simulator has no trash).
-    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
-    assert_eq!(pairs.len(), 1);
-    let item = pairs[0].item.clone().unwrap();
-    assert!(stack.jira.issue(item.display_name()).await.is_none(), "{text}");
-    assert_eq!(stack.basecamp.record("todos", pairs[0].todo.0).await.unwrap()["completed"], true);
+    // The sandbox issue is gone from Jira, the sandbox to-do closed, and nothing of it is left in the store.
+    let (todo, item) = sandbox(&report);
+    assert!(stack.jira.issue(&item).await.is_none(), "{text}");
+    let closed = stack.basecamp.record("todos", todo).await;
+    assert!(closed.is_none_or(|t| t["completed"] == true || t["status"] == "trashed"), "{text}");
+    assert_nothing_left(&backend, &config, &text).await;
+    for debug in ["Skipped(", "Filtered(", "ListNotRouted", "Took", "Updated {"] {
+        assert!(!text.contains(debug), "{debug:?}: words, not debug output:\n{text}");
+    }
+    assert!(text.contains("skipped: not routed: to-do list \"Backlog\" matches none of the route's lists"), "{text}");
+    stack.stop().await.unwrap();
+}
+
+/// The sandbox to-do and issue the selftest's create step names (`to-do 123 → WEB-1`).
+fn sandbox(report: &ops::selftest::Report) -> (i64, String) {
+    let step = report.steps.iter().find(|s| s.name == "create → one issue").expect("a create step");
+    let (todo, item) = step.detail.trim_start_matches("to-do ").split_once(" → ").expect("to-do N → KEY");
+    (todo.parse().expect("a to-do id"), item.to_owned())
+}
+
+/// No pair, no open conflict: `status` and `conflicts list` show nothing of the selftest.
+async fn assert_nothing_left(backend: &Backend, config: &Config, text: &str) {
+    assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "a sandbox pair is left:\n{text}");
+    assert!(
+        ops::conflicts::list(backend.stores.conflicts.as_ref(), false)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.resolution != shared::ports::Resolution::Open)
+    );
+    let status = ops::status::run(backend, config, None, &PublicUrls::default()).await.unwrap();
+    assert_eq!((status.pairs_linked, status.pairs_pending, status.conflicts_open), (0, 0, 0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_selftest_under_the_manual_policy_settles_the_conflict_it_opened() {
+    let stack = start("selftest-manual", |o| o.conflict_policy = "manual").await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "selftest-manual");
+    let (backend, engine) = ops::open_engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let report = ops::selftest::run(&config, stack.secrets(), &engine, &stack.route).await.unwrap();
+    let text = ops::selftest::render(&report);
+    assert!(report.ok(), "{text}");
+    assert!(text.contains("policy manual left it open for a person"), "{text}");
+    assert!(text.contains("conflict") && text.contains("settled"), "{text}");
+    assert_nothing_left(&backend, &config, &text).await;
+    stack.stop().await.unwrap();
+}
+
+/// A secret store without some of the stack's secrets: an operator who has not set them yet.
+struct Without {
+    inner: Arc<dyn shared::ports::SecretStore>,
+    unset: Vec<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::SecretStore for Without {
+    async fn get(&self, name: &str) -> Result<secrecy::SecretString, shared::ports::SecretError> {
+        if self.unset.contains(&name) {
+            return Err(shared::ports::SecretError::Missing(name.to_owned()));
+        }
+        self.inner.get(name).await
+    }
+    async fn put(
+        &self,
+        name: &str,
+        value: &secrecy::SecretString,
+        request_token: &str,
+    ) -> Result<(), shared::ports::SecretError> {
+        self.inner.put(name, value, request_token).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_secret_that_is_not_set_as_missing_with_where_to_set_it() {
+    let stack = start("doctor-missing", |_| {}).await;
+    let secrets = Arc::new(Without { inner: stack.secrets(), unset: vec!["basecamp-access-token", "jira-api-token"] });
+    let report = ops::doctor::run(&stack.config, secrets, &PublicUrls::base(&stack.server_url)).await;
+    let text = ops::doctor::render(&report);
+    assert!(!report.ok(), "{text}");
+    let line = |provider: &str, name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.provider == provider && c.name.contains(name))
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let access = line("secrets", "basecamp-access-token");
+    assert_eq!(access.ok, Some(false));
+    assert!(access.detail.contains("SECRET_MISSING") && access.detail.contains("is not set"), "{text}");
+    let fix = access.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.contains("campbridge auth basecamp") && fix.contains("CAMPBRIDGE_SECRET_BASECAMP_ACCESS_TOKEN"),
+        "{text}"
+    );
+    let jira = line("secrets", "jira-api-token");
+    assert!(jira.fix.as_deref().unwrap_or_default().contains("CAMPBRIDGE_SECRET_JIRA_API_TOKEN"), "{text}");
+    assert!(!text.contains("expired or revoked"), "a missing secret is not a refused token:\n{text}");
+    // The checks that need them say why they did not run; the others still do.
+    assert_eq!(line("basecamp", "credentials").ok, None, "{text}");
+    assert_eq!(line("jira", "credentials").ok, None, "{text}");
+    assert_eq!(line("bitbucket", "credentials").ok, Some(true), "{text}");
+    stack.stop().await.unwrap();
+}
+
+/// `campbridge status --check` as cron runs it: the real binary on `config`, the stack's secrets in the
+/// environment. (exit success, everything printed).
+fn status_check(stack: &Stack, config: &std::path::Path, secrets: &[(String, String)]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_campbridge"))
+        .args(["status", "--check", "--config"])
+        .arg(config)
+        .args(["--base-url", &stack.server_url])
+        .env(shared::config::LOOPBACK_OPT_IN_VAR, "1")
+        .envs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_check_fails_on_silence_conflicts_unhealthy_hooks_and_dead_letters_and_doctor_agrees() {
+    use secrecy::ExposeSecret;
+    use shared::ports::JobQueue;
+    let stack = start("status-check", |o| o.conflict_policy = "manual").await;
+    let secrets = stack.secrets();
+    let base = PublicUrls::base(&stack.server_url);
+    let text_with =
+        |bound: &str| stack.config_text.replace("[server]\n", &format!("[server]\nmax_silence = {bound:?}\n"));
+    let config = Config::parse(&text_with("1h"), "campbridge.toml").unwrap();
+    let file = std::env::temp_dir().join(format!("campbridge-status-check-{}.toml", std::process::id()));
+    std::fs::write(&file, text_with("1h")).unwrap();
+    let mut env = Vec::new();
+    for (_, secret) in config.secrets() {
+        let value = secrets.get(secret.name()).await.unwrap().expose_secret().to_owned();
+        env.push((shared::adapters::env_secrets::var_name(secret.name()), value));
+    }
+    let backend = stack_backend(&stack);
+    let whats = |r: &ops::status::StatusReport| r.problems.iter().map(|p| p.what.clone()).collect::<Vec<_>>();
+
+    // Nothing delivered yet: every receiver is silent.
+    let fresh = ops::status::run(&backend, &config, Some(secrets.clone()), &base).await.unwrap();
+    assert_eq!(whats(&fresh), ["silent receiver basecamp", "silent receiver jira", "silent receiver bitbucket"]);
+    let (ok, out) = status_check(&stack, &file, &env);
+    assert!(!ok && out.contains("Needs attention (3)"), "{out}");
+
+    // One delivery from each source: healthy, and the binary exits 0.
+    let list = stack.list("Sprint 1").await.unwrap();
+    let write = bc::TodoWrite { content: Some("Fix login".into()), ..Default::default() };
+    let todo = stack.basecamp.create_todo(list, write, bc::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.jira.transition_issue(&key, "Done", campbridge_simulators::jira::JARED).await.unwrap();
+    stack
+        .wait_for("the to-do to complete", 20, || async {
+            (stack.basecamp.record("todos", todo).await?["completed"] == true).then_some(())
+        })
+        .await
+        .unwrap();
+    stack.bitbucket.open_pullrequest(&format!("Fix login ({key})"), "", "feature/login", "jared").await.unwrap();
+    stack
+        .wait_for("the pull request note", 20, || async {
+            stack.basecamp_comments(todo).await.ok()?.iter().any(|c| c.contains("PR #")).then_some(())
+        })
+        .await
+        .unwrap();
+    stack.settle().await.unwrap();
+    let healthy = ops::status::run(&backend, &config, Some(secrets.clone()), &base).await.unwrap();
+    assert!(healthy.problems.is_empty(), "{}", ops::status::render(&healthy));
+    assert!(ops::status::render(&healthy).contains("Nothing needs attention."));
+    let (ok, out) = status_check(&stack, &file, &env);
+    assert!(ok, "{out}");
+
+    // A conflict left open (manual policy) and a webhook Basecamp deactivated.
+    let write = bc::TodoWrite { content: Some("Fix logout".into()), ..Default::default() };
+    let second = stack.basecamp.create_todo(list, write, bc::ANNIE).await.unwrap();
+    let second_key = stack.wait_issue(second).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    stack.edit_title_on_both_sides(second, &second_key, "PM title", "Dev title").await.unwrap();
+    let client = ops::basecamp_client(&config, secrets.clone()).await.unwrap();
+    let hook = client.webhooks(shared::domain::ProjectId(bc::PROJECT_ID)).await.unwrap().remove(0);
+    client
+        .update_webhook(hook.id, &hook.payload_url, shared::clients::basecamp::SYNC_WEBHOOK_TYPES, false)
+        .await
+        .unwrap();
+    let troubled = ops::status::run(&backend, &config, Some(secrets.clone()), &base).await.unwrap();
+    let found = whats(&troubled);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0], "open conflicts");
+    assert!(found[1].starts_with("webhook basecamp project"), "{found:?}");
+    let (ok, out) = status_check(&stack, &file, &env);
+    assert!(!ok && out.contains("open conflicts") && out.contains("inactive"), "{out}");
+    // doctor runs the same rules.
+    let doctor = ops::doctor::run(&config, secrets.clone(), &base).await;
+    let failed: Vec<String> =
+        doctor.checks.iter().filter(|c| c.ok == Some(false)).map(|c| format!("{} {}", c.provider, c.name)).collect();
+    assert!(failed.contains(&"health open conflicts".to_owned()), "{failed:?}");
+    assert!(failed.iter().any(|f| f.starts_with("basecamp webhook project")), "{failed:?}");
+
+    // Time passes: with a one-second bound, every receiver is silent again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let strict = Config::parse(&text_with("1s"), "campbridge.toml").unwrap();
+    let quiet = ops::status::run(&backend, &strict, None, &PublicUrls::default()).await.unwrap();
+    assert_eq!(whats(&quiet)[1..], ["silent receiver basecamp", "silent receiver jira", "silent receiver bitbucket"]);
+    assert!(quiet.problems[1].detail.contains("ago"), "{:?}", quiet.problems[1]);
+
+    // A dead letter (a body no job version reads, received until the queue gives up).
+    let private = private_store_config(&stack, "status-check-dlq");
+    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
+    let store = campbridge::wiring::open_store(&private, clock).unwrap().with_max_receives(2);
+    let dlq_backend = Backend::sqlite(store.clone(), "status-check-dlq.db");
+    let engine = dlq_backend.engine(&private, secrets.clone(), "ops-test").await.unwrap();
+    store.send("poison", "poison-1", "not a job").await.unwrap();
+    for _ in 0..3 {
+        shared::sync::run_queue_once(&engine, &store, 10, std::time::Duration::ZERO).await.unwrap();
+    }
+    let dead = ops::status::run(&dlq_backend, &private, None, &PublicUrls::default()).await.unwrap();
+    assert_eq!(dead.dead_letters, 1);
+    assert_eq!(whats(&dead), ["dead letters"], "{}", ops::status::render(&dead));
     stack.stop().await.unwrap();
 }

@@ -380,12 +380,13 @@ async fn the_selftest_runs_its_loop_on_dynamodb_and_cleans_up() {
     let text = ops::selftest::render(&report);
     assert!(report.ok(), "{text}");
     assert_eq!(report.steps.iter().filter(|s| s.ok == Some(true)).count(), 5, "{text}");
-    let pairs = backend.stores.pairs.list(None, None, 10).await.unwrap();
-    assert_eq!(pairs.len(), 1, "the sandbox pair is in the table");
-    let item = pairs[0].item.clone().unwrap();
-    assert!(stack.jira.issue(item.display_name()).await.is_none(), "the sandbox issue is deleted: {text}");
+    let step = report.steps.iter().find(|s| s.name == "create → one issue").unwrap();
+    let item = step.detail.split(" → ").nth(1).unwrap();
+    assert!(stack.jira.issue(item).await.is_none(), "the sandbox issue is deleted: {text}");
+    assert!(backend.stores.pairs.list(None, None, 10).await.unwrap().is_empty(), "no sandbox pair is left: {text}");
     let conflicts = backend.stores.conflicts.list(false, 10).await.unwrap();
     assert_eq!(conflicts.len(), 1, "the conflict step is logged in the table");
+    assert_ne!(conflicts[0].resolution, Resolution::Open);
     stack.stop().await.unwrap();
 }
 
@@ -530,5 +531,57 @@ async fn the_campbridge_command_reads_status_conflicts_and_dead_letters_from_the
     assert!(ok, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((status["dead_letters"].as_u64(), status["queue_depth"].as_u64()), (Some(0), Some(1)), "{out}");
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_basecamp_stores_the_new_tokens_as_versions_of_the_stacks_secrets() {
+    use ops::auth::{Options, TokenSink};
+    or_return!(emulators_running().await);
+    let stack = start("auth", |_| {}).await;
+    let aws = or_return!(deployment(&stack, 5).await);
+    let (prefix, client) = or_return!(secrets_in_secrets_manager(&stack).await);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    stack.basecamp.register_redirect_uri(&redirect);
+    let line = "refresh_token = { secret = \"basecamp-refresh-token\" }";
+    let text = aws.config_text.replace(line, &format!("{line}\nredirect_uri = {redirect:?}"));
+    let config = Config::parse(&text, "campbridge.toml").unwrap();
+    let source = SecretSource::for_store(&config, &prefix);
+    let secrets = source.open(&config).await;
+    let client_secret = ops::auth::client_secret(&config, secrets.as_ref()).await.unwrap();
+    let pending = ops::auth::start(&config, Options { timeout: Duration::from_secs(60), client_secret }).await.unwrap();
+    let url = pending.url.clone();
+    let sink = TokenSink::Store { secrets, prefix: prefix.clone() };
+    let finishing = {
+        let config = config.clone();
+        tokio::spawn(async move { pending.finish(&config, &sink).await })
+    };
+
+    // The browser: Launchpad's page, the person approves, Launchpad sends the browser back.
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    let location = stack.basecamp.answer_authorization(None, bc::SYNC_BOT, true).unwrap();
+    assert_eq!(reqwest::get(&location).await.unwrap().status(), 200);
+    let done = finishing.await.unwrap().unwrap();
+
+    let read = |name: &'static str| {
+        let client = client.clone();
+        let id = format!("{prefix}{name}");
+        async move { client.get_secret_value().secret_id(id).send().await.unwrap().secret_string.unwrap() }
+    };
+    let access = read("basecamp-access-token").await;
+    let refresh = read("basecamp-refresh-token").await;
+    assert_ne!(access, bc::ACCESS_TOKEN);
+    assert_ne!(refresh, bc::REFRESH_TOKEN);
+    let me = reqwest::Client::new()
+        .get(format!("{}/authorization.json", stack.basecamp.launchpad_url()))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the stored access token works");
+    let text = ops::auth::render(&done);
+    assert!(text.contains(&format!("Secrets Manager {prefix}basecamp-access-token")), "{text}");
+    assert!(!text.contains(&access) && !text.contains(&refresh), "tokens are never printed: {text}");
     stack.stop().await.unwrap();
 }

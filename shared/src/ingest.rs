@@ -125,10 +125,29 @@ impl BasecampReceiver {
             return Ok(ignored(format!("project {} is not route {}'s project", d.event.bucket, route.id)));
         }
         let (route_id, project, event) = (route.id.clone(), route.project, d.event.kind.clone());
+        // A copy (`todo_copied`, `todolist_copied`) is announced on the original only: the copy is what is new,
+        // so it is the copy that is synced — when it landed in this route's project. A copy into another
+        // project is found by that project's next reconcile pass (docs/lifecycle.md).
+        let copy_here = d.event.copy.filter(|c| c.bucket.is_none_or(|b| b == project)).map(|c| c.id);
+        if d.event.copy.is_some() && copy_here.is_none() {
+            return Ok(ignored(format!("{} into another project: its reconcile pass picks the copy up", event)));
+        }
         let job = match d.event.target {
             BasecampTarget::Todo { todo } => {
+                let todo = copy_here.map_or(todo, crate::domain::TodoId);
                 Job::TodoChanged { delivery: d.delivery, route: route_id, project, todo, event, received_at: now }
             }
+            BasecampTarget::Todolist { .. } if event == "todolist_created" => {
+                return Ok(ignored("a new to-do list holds no to-dos yet".to_owned()));
+            }
+            BasecampTarget::Todolist { list } => Job::TodolistChanged {
+                delivery: d.delivery,
+                route: route_id,
+                project,
+                list: copy_here.map_or(list, crate::domain::TodolistId),
+                event,
+                received_at: now,
+            },
             BasecampTarget::TodoComment { todo, comment } => Job::TodoCommentChanged {
                 delivery: d.delivery,
                 route: route_id,
@@ -138,7 +157,7 @@ impl BasecampReceiver {
                 event,
                 received_at: now,
             },
-            BasecampTarget::Todolist { .. } | BasecampTarget::Ignored { .. } => {
+            BasecampTarget::Ignored { .. } => {
                 return Ok(ignored(format!("Basecamp {} events are not synced", d.event.kind)));
             }
         };
@@ -193,7 +212,9 @@ impl JiraReceiver {
                 return Ok(ignored(format!("Jira {webhook_event} events are not synced")));
             }
         };
-        if !self.routes_project(&issue.key) {
+        // An issue moved out of a routed project carries its old key in the changelog: its pair must hear of it.
+        let moved_out = issue.previous_key.as_ref().is_some_and(|k| self.routes_project(k));
+        if !self.routes_project(&issue.key) && !moved_out {
             return Ok(ignored(format!("Jira project {} is not routed", issue.key.project())));
         }
         let job = Job::IssueChanged {

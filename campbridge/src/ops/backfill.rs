@@ -107,6 +107,10 @@ impl BasecampApi for Limited {
         self.limiter.acquire(1).await;
         self.inner.update_comment(project, comment, html).await
     }
+    async fn list_todos(&self, project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError> {
+        self.limiter.acquire(4).await;
+        self.inner.list_todos(project, list).await
+    }
 }
 
 /// How to run.
@@ -364,6 +368,10 @@ async fn sync_one(engine: &Engine, route: &Route, todo: &Todo, report: &mut Repo
                 Outcome::Skipped(skip) => {
                     report.skipped += 1;
                     skip.describe()
+                }
+                Outcome::Detached { reason } => {
+                    report.skipped += 1;
+                    format!("already paired; stopped syncing: {}", reason.describe())
                 }
                 Outcome::Updated { .. } | Outcome::Recorded { .. } => {
                     report.skipped += 1;

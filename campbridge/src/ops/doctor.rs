@@ -1,7 +1,13 @@
 //! `campbridge doctor`: the preflight checklist, one line per check with a fix. Failures carry the setup
 //! codes of [`shared::doctor::SetupCode`]. Every base URL is checked by the outbound guard before any
 //! request is made, and a provider whose base URL fails the safety checks is not contacted at all.
+//!
+//! A secret the config names but the secret store does not hold is reported as missing, with where to set
+//! it; the checks that need it are skipped rather than reported as refused credentials. With a store to
+//! read (a stack's table, or local mode's database once it exists), doctor also runs `status --check`'s
+//! health rules: dead letters, open conflicts and silent receivers (webhooks are checked above).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +139,7 @@ pub async fn run_with(
     guard: &OutboundGuard,
 ) -> Report {
     let mut report = Report { checks: Vec::new() };
+    let missing = secrets_set(config, secrets.as_ref(), &mut report).await;
     let mut providers: Vec<(&'static str, Vec<&url::Url>)> = Vec::new();
     if let Some(bc) = &config.basecamp {
         providers.push(("basecamp", vec![bc.base_url.url(), bc.launchpad_url.url()]));
@@ -166,10 +173,20 @@ pub async fn run_with(
     let hooks = if unknown || !all_safe {
         None
     } else {
-        webhooks::run_with(config, secrets.clone(), urls, Action::Check, guard).await.ok()
+        match webhooks::run_with(config, secrets.clone(), urls, Action::Check, guard).await {
+            Ok(hooks) => Some(hooks),
+            Err(e @ OpsError::SecretMissing(_)) => {
+                report.skip("webhooks", "registrations", format!("not checked: {e}"));
+                None
+            }
+            Err(e) => {
+                report.fail("webhooks", "registrations", None, e.to_string(), "fix the cause, then re-run");
+                None
+            }
+        }
     };
     if safe.contains(&"basecamp") {
-        basecamp(config, secrets.clone(), guard, hooks.as_ref(), &mut report).await;
+        basecamp(config, secrets.clone(), guard, hooks.as_ref(), &missing, &mut report).await;
     }
     if safe.contains(&"jira") {
         jira(config, secrets.as_ref(), guard, &mut report).await;
@@ -184,6 +201,60 @@ pub async fn run_with(
     }
     store(config, &mut report).await;
     report
+}
+
+/// Where to set secret `name` (the Basecamp tokens: `campbridge auth basecamp`), for a fix line.
+fn missing_fix(config: &Config, name: &str) -> String {
+    let place = match config.store {
+        StoreConfig::Sqlite { .. } => format!("set {}", shared::adapters::env_secrets::var_name(name)),
+        StoreConfig::DynamoDb { .. } => format!("put a value in Secrets Manager secret <stack>/{name}"),
+    };
+    let basecamp_token = config.basecamp.as_ref().is_some_and(|bc| {
+        bc.access_token.name() == name || bc.refresh.as_ref().is_some_and(|r| r.refresh_token.name() == name)
+    });
+    if basecamp_token {
+        format!("run `campbridge auth basecamp` (signs in and stores both Basecamp tokens), or {place}")
+    } else {
+        place
+    }
+}
+
+/// Whether every secret the config names is in the store: one passed line, or a failed line per secret
+/// that is not set (or cannot be read). Returns the names that are not available.
+async fn secrets_set(config: &Config, secrets: &dyn SecretStore, report: &mut Report) -> BTreeSet<String> {
+    const P: &str = "secrets";
+    let named = config.secrets();
+    let mut missing = BTreeSet::new();
+    for (what, secret_ref) in &named {
+        let name = secret_ref.name();
+        match secrets.get(name).await {
+            Ok(_) => {}
+            Err(shared::ports::SecretError::Missing(_)) => {
+                missing.insert(name.to_owned());
+                report.fail(
+                    P,
+                    format!("{what} ({name})"),
+                    None,
+                    format!("SECRET_MISSING: secret {name:?} is not set"),
+                    missing_fix(config, name),
+                );
+            }
+            Err(e) => {
+                missing.insert(name.to_owned());
+                report.fail(
+                    P,
+                    format!("{what} ({name})"),
+                    None,
+                    format!("cannot read secret {name:?}: {e}"),
+                    "check the secret store's permissions (docs/operations.md lists them)",
+                );
+            }
+        }
+    }
+    if missing.is_empty() && !named.is_empty() {
+        report.pass(P, "all set", format!("the {} secret(s) the config names are set", named.len()));
+    }
+    missing
 }
 
 const BLOCKED_FIX: &str = "use the provider's public https API URL; campbridge does not call private, loopback, \
@@ -256,10 +327,19 @@ async fn basecamp(
     secrets: Arc<dyn SecretStore>,
     guard: &OutboundGuard,
     hooks: Option<&webhooks::HooksReport>,
+    missing: &BTreeSet<String>,
     report: &mut Report,
 ) {
     const P: &str = "basecamp";
     let Some(bc) = &config.basecamp else { return };
+    if let Some(name) = [Some(&bc.access_token), bc.refresh.as_ref().map(|r| &r.client_secret)]
+        .into_iter()
+        .flatten()
+        .map(|r| r.name())
+        .find(|n| missing.contains(*n))
+    {
+        return report.skip(P, "credentials", format!("not checked: secret {name:?} is not set (see above)"));
+    }
     let token = match secret(secrets.as_ref(), bc.access_token.name()).await {
         Ok(t) => t,
         Err(e) => return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P)),
@@ -374,11 +454,25 @@ async fn basecamp(
     hook_lines(report, hooks, P);
 }
 
-/// A deployed stack's table and queues, as the operator commands open them (local mode's SQLite file is
-/// created on first use, so there is nothing to check).
+/// A deployed stack's table and queues, as the operator commands open them, and the health rules over
+/// them. Local mode's SQLite file is created on first use: before that there is nothing to check.
 async fn store(config: &Config, report: &mut Report) {
     const P: &str = "store";
-    let StoreConfig::DynamoDb { table, queue_url } = &config.store else { return };
+    let (table, queue_url) = match &config.store {
+        StoreConfig::DynamoDb { table, queue_url } => (table, queue_url),
+        StoreConfig::Sqlite { path } if !path.exists() => {
+            return report.skip("health", "store", format!("{} does not exist yet: nothing synced", path.display()));
+        }
+        StoreConfig::Sqlite { path } => {
+            match super::Backend::open(config).await {
+                Ok(backend) => health(config, &backend, report).await,
+                Err(e) => {
+                    report.fail(P, format!("SQLite {}", path.display()), None, format!("{e:#}"), "check the file")
+                }
+            }
+            return;
+        }
+    };
     const FIX: &str = "check [store] table and queue_url against the stack's resources, and that your AWS \
                        credentials, region and permissions reach them (docs/operations.md lists the actions)";
     let backend = match super::Backend::open(config).await {
@@ -403,6 +497,24 @@ async fn store(config: &Config, report: &mut Report) {
              `dead-letters` / `replay` have nothing to work with",
             "give the queue a redrive policy to a FIFO dead-letter queue (infra/template.yaml does, maxReceiveCount 5)",
         ),
+    }
+    health(config, &backend, report).await;
+}
+
+/// `status --check`'s rules (dead letters, open conflicts, silent receivers) as checklist lines; the
+/// webhooks were checked with the providers.
+async fn health(config: &Config, backend: &super::Backend, report: &mut Report) {
+    const P: &str = "health";
+    match super::status::run(backend, config, None, &PublicUrls::default()).await {
+        Ok(status) if status.problems.is_empty() => {
+            report.pass(P, "sync", "no dead letters, no open conflicts, no receiver silent past [server] max_silence")
+        }
+        Ok(status) => {
+            for p in status.problems {
+                report.fail(P, p.what, None, p.detail, p.fix);
+            }
+        }
+        Err(e) => report.fail(P, "sync", None, format!("cannot read the store: {e}"), "check the store"),
     }
 }
 
@@ -434,8 +546,8 @@ async fn jira(config: &Config, secrets: &dyn SecretStore, guard: &OutboundGuard,
     let Some(jira) = &config.jira else { return };
     let client = match super::jira_client_with(config, secrets, guard).await {
         Ok(c) => c,
-        Err(e @ OpsError::SecretMissing(_)) => {
-            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));
+        Err(OpsError::SecretMissing(name)) => {
+            return report.skip(P, "credentials", format!("not checked: secret {name:?} is not set (see above)"));
         }
         Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [jira] section"),
     };
@@ -609,8 +721,8 @@ async fn bitbucket(
     let Some(bb) = &config.bitbucket else { return };
     let client = match bitbucket_client_with(config, secrets, guard).await {
         Ok(c) => c,
-        Err(e @ OpsError::SecretMissing(_)) => {
-            return report.fail(P, "credentials", Some(SetupCode::AuthRequired), e.to_string(), auth_fix(P));
+        Err(OpsError::SecretMissing(name)) => {
+            return report.skip(P, "credentials", format!("not checked: secret {name:?} is not set (see above)"));
         }
         Err(e) => return report.fail(P, "client", None, e.to_string(), "fix the [bitbucket] section"),
     };

@@ -1,8 +1,9 @@
-//! The operator commands (`doctor`, `webhooks`, `status`, `conflicts`, `replay`, `dead-letters`,
+//! The operator commands (`auth`, `doctor`, `webhooks`, `status`, `conflicts`, `replay`, `dead-letters`,
 //! `backfill`, `selftest`) as library functions: each returns data plus a `render` for people (and serde
 //! for `--json`), so tests call them directly and `main.rs` only maps arguments onto them. The commands
 //! that touch the store or queue take a [`Backend`], so each is written once for SQLite and AWS.
 
+pub mod auth;
 pub mod backend;
 pub mod backfill;
 pub mod conflicts;

@@ -1,8 +1,10 @@
 //! `campbridge selftest --route R`: the validation loop on a sandbox to-do in the real accounts, run
 //! through the engine directly (no webhook needed): create → exactly one issue; rename → mirrored once;
 //! a to-do in an unrouted list → nothing; both sides edit the title → the route's conflict policy is
-//! applied and logged. Then it cleans up: the sandbox issues are deleted in Jira and the sandbox to-dos
-//! trashed in Basecamp (completed when trashing is refused).
+//! applied and logged. Then it cleans up after itself: a conflict it left open (the `manual` policy) is
+//! settled, the sandbox issues are deleted in Jira, the sandbox to-dos trashed in Basecamp (completed when
+//! trashing is refused), and its pairs removed from the store, so `status` and `conflicts list` show
+//! nothing of it (the audit trail keeps the story).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,9 @@ use serde::Serialize;
 use shared::clients::basecamp::{BasecampClient, NewTodo, TodoChanges};
 use shared::config::Config;
 use shared::domain::{DeliveryId, DevItemRef, Job, PairKey, Route, RouteId, TodoId, TodolistId};
+use shared::ports::Resolution;
 use shared::ports::{DevItemPatch, SecretStore};
-use shared::sync::{Engine, Outcome, Skip};
+use shared::sync::{Engine, Outcome, Side, Skip};
 
 use super::{OpsError, mark, secret};
 
@@ -108,7 +111,18 @@ pub async fn run(
     if let Err(e) = result {
         report.add("run", Some(false), format!("stopped: {e}"));
     }
-    cleanup(config, secrets.as_ref(), &client, &todos, &items, &mut report).await;
+    let keys: Vec<PairKey> = todos.iter().map(|t| PairKey { route: route.id.clone(), todo: TodoId(*t) }).collect();
+    let settled = settle_open_conflicts(engine, &keys).await;
+    cleanup(config, secrets.as_ref(), &client, &todos, &items, settled, &mut report).await;
+    let removed = remove_pairs(engine, &keys).await;
+    if let Some(step) = report.steps.iter_mut().find(|s| s.name == "clean up") {
+        step.ok = Some(step.ok == Some(true) && removed.is_ok());
+        step.detail.push_str(&match removed {
+            Ok(0) => "; no pair to remove".to_owned(),
+            Ok(n) => format!("; {n} sandbox pair(s) removed from the store"),
+            Err(e) => format!("; {e}"),
+        });
+    }
     Ok(report)
 }
 
@@ -132,7 +146,11 @@ async fn steps(
     let item = match sandbox.sync(todo.id).await {
         Ok(Outcome::Created { item, .. }) => item,
         other => {
-            report.add("create → one issue", Some(false), format!("expected a created issue, got {other:?}"));
+            let got = match other {
+                Ok(outcome) => outcome.to_string(),
+                Err(e) => format!("an error: {e}"),
+            };
+            report.add("create → one issue", Some(false), format!("expected a created issue, got {got}"));
             return Ok(());
         }
     };
@@ -172,7 +190,7 @@ async fn steps(
             report.add(
                 "filter-negative → nothing",
                 Some(none && filtered),
-                format!("to-do in {:?}: {}", l.title, outcome.map(|o| format!("{o:?}")).unwrap_or_else(|e| e)),
+                format!("to-do in {:?}: {}", l.title, outcome.map(|o| o.to_string()).unwrap_or_else(|e| e)),
             );
         }
         None => report.add("filter-negative → nothing", None, "every to-do list is routed; nothing to test"),
@@ -207,15 +225,74 @@ async fn steps(
         Some(c) => report.add(
             "conflict → policy applied",
             Some(true),
-            format!("{} conflict logged, policy {}: {:?}", c.field, c.policy, c.resolution),
+            format!("{} conflict logged; policy {} {}", c.field, c.policy, resolution_words(&c.resolution)),
         ),
         None => report.add(
             "conflict → policy applied",
             Some(false),
-            format!("no conflict logged ({})", outcome.map(|o| format!("{o:?}")).unwrap_or_else(|e| e)),
+            format!("no conflict logged ({})", outcome.map(|o| o.to_string()).unwrap_or_else(|e| e)),
         ),
     }
     Ok(())
+}
+
+fn resolution_words(r: &Resolution) -> &'static str {
+    match r {
+        Resolution::TookBasecamp => "kept the Basecamp value",
+        Resolution::TookTracker => "kept the tracker value",
+        Resolution::Open => "left it open for a person",
+    }
+}
+
+/// Settles the conflicts the loop left open on its pairs (the `manual` policy), keeping the Basecamp side,
+/// while the sandbox records still exist; the notes say what was done.
+async fn settle_open_conflicts(engine: &Engine, keys: &[PairKey]) -> (bool, Vec<String>) {
+    let open = match engine.conflicts.list(true, 10_000).await {
+        Ok(list) => list,
+        Err(e) => {
+            return (
+                false,
+                vec![format!("could not read the open conflicts ({e}): settle them with `campbridge conflicts`")],
+            );
+        }
+    };
+    let (mut ok, mut notes) = (true, Vec::new());
+    for c in open.into_iter().filter(|c| keys.contains(&c.pair)) {
+        match engine.resolve_conflict(&c.id, Side::Basecamp).await {
+            Ok(_) => notes.push(format!("open {} conflict {} settled", c.field, c.id)),
+            Err(e) => {
+                ok = false;
+                notes.push(format!("conflict {} NOT settled ({e}): `campbridge conflicts resolve {}`", c.id, c.id));
+            }
+        }
+    }
+    (ok, notes)
+}
+
+/// Removes the sandbox pairs (re-reading when a worker saved one meanwhile); how many were removed.
+async fn remove_pairs(engine: &Engine, keys: &[PairKey]) -> Result<usize, String> {
+    let mut removed = 0;
+    for key in keys {
+        let mut gone = false;
+        for _ in 0..10 {
+            let pair = engine.pairs.get(key).await.map_err(|e| format!("pair {key} NOT removed ({e})"))?;
+            let Some(pair) = pair else {
+                gone = true;
+                break;
+            };
+            if engine.pairs.remove(key, pair.version).await.map_err(|e| format!("pair {key} NOT removed ({e})"))? {
+                removed += 1;
+                gone = true;
+                break;
+            }
+            // A worker (a late webhook of the sandbox) saved it meanwhile.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if !gone {
+            return Err(format!("pair {key} kept changing and was NOT removed"));
+        }
+    }
+    Ok(removed)
 }
 
 async fn cleanup(
@@ -224,12 +301,13 @@ async fn cleanup(
     client: &BasecampClient,
     todos: &[i64],
     items: &[DevItemRef],
+    (settled_ok, settled): (bool, Vec<String>),
     report: &mut Report,
 ) {
     let http =
         shared::outbound::OutboundGuard::for_config(config).client_builder().timeout(Duration::from_secs(20)).build();
-    let mut notes = Vec::new();
-    let mut ok = true;
+    let mut ok = settled_ok;
+    let mut notes = settled;
     if let (Ok(http), Some(jira)) = (&http, &config.jira) {
         let token = secret(secrets, jira.api_token.name()).await;
         for item in items {

@@ -5,6 +5,11 @@
 //! Jira: admin webhooks with a secret cannot be registered with an API token, so campbridge prints the
 //! exact admin steps instead. Registrations are matched by URL, so `register` is idempotent: a second
 //! run finds every hook in place and changes nothing (an inactive Basecamp hook is re-enabled).
+//!
+//! Our own hooks at an **old URL** (the public URL changed: a new tunnel, a redeployed stack) are found
+//! too — a Basecamp hook whose URL ends in the route's secret `/basecamp/<token>`, a Bitbucket hook named
+//! `campbridge` whose URL ends in `/bitbucket` — and reported unhealthy: their deliveries are lost, or reach
+//! whoever holds that address now. `register --prune` deletes them.
 
 use std::sync::Arc;
 
@@ -76,6 +81,8 @@ pub enum Action {
     Check,
     /// Create missing hooks and re-enable inactive ones.
     Register,
+    /// `Register`, and delete our own hooks that point at an old URL.
+    RegisterAndPrune,
     /// Delete the hooks campbridge registered (matched by URL).
     Remove,
 }
@@ -197,8 +204,13 @@ async fn basecamp(
             fix: None,
             code: None,
         };
-        let existing = match client.webhooks(route.project).await {
-            Ok(list) => list.into_iter().find(|h| h.payload_url == url),
+        let suffix = format!("/basecamp/{}", receivers.route_token(&route.id));
+        let (existing, stale) = match client.webhooks(route.project).await {
+            Ok(list) => {
+                let (ours, other): (Vec<_>, Vec<_>) = list.into_iter().partition(|h| h.payload_url == url);
+                let stale: Vec<_> = other.into_iter().filter(|h| h.payload_url.ends_with(&suffix)).collect();
+                (ours.into_iter().next(), stale)
+            }
             Err(e) => {
                 hook.healthy = Some(false);
                 hook.state = "could not list the project's webhooks".to_owned();
@@ -208,6 +220,25 @@ async fn basecamp(
                 continue;
             }
         };
+        for old in stale {
+            let target = format!("project {} (route {}): old URL", route.project, route.id);
+            let mut hook = stale_hook("basecamp", target, old.payload_url.clone(), old.id.to_string());
+            if action == Action::RegisterAndPrune {
+                match client.delete_webhook(old.id).await {
+                    Ok(()) => {
+                        report.changes += 1;
+                        hook.healthy = Some(true);
+                        hook.state = "removed: it pointed at an old URL".to_owned();
+                        hook.fix = None;
+                    }
+                    Err(e) => {
+                        hook.fix = Some(client_fix(&e, "Basecamp"));
+                        hook.code = client_code(&e);
+                    }
+                }
+            }
+            report.hooks.push(hook);
+        }
         let types_ok = |t: &[String]| types.iter().all(|want| t.contains(want));
         let result: Result<(), ClientError> = async {
             match (action, existing) {
@@ -218,14 +249,14 @@ async fn basecamp(
                     hook.state = "removed".to_owned();
                 }
                 (Action::Remove, None) => hook.state = "not registered; nothing to remove".to_owned(),
-                (Action::Register, None) => {
+                (Action::Register | Action::RegisterAndPrune, None) => {
                     let h = client.create_webhook(route.project, &url, SYNC_WEBHOOK_TYPES).await?;
                     report.changes += 1;
                     hook.id = Some(h.id.to_string());
                     hook.healthy = Some(true);
                     hook.state = format!("registered (types {})", SYNC_WEBHOOK_TYPES.join(", "));
                 }
-                (Action::Register, Some(h)) if !h.active || !types_ok(&h.types) => {
+                (Action::Register | Action::RegisterAndPrune, Some(h)) if !h.active || !types_ok(&h.types) => {
                     client.update_webhook(h.id, &url, SYNC_WEBHOOK_TYPES, true).await?;
                     report.changes += 1;
                     hook.id = Some(h.id.to_string());
@@ -295,7 +326,24 @@ async fn bitbucket(
             code: None,
         };
         let result: Result<(), OpsError> = async {
-            let existing = client.webhooks(repo).await?.into_iter().find(|h| h.url == url);
+            let (ours, other): (Vec<_>, Vec<_>) = client.webhooks(repo).await?.into_iter().partition(|h| h.url == url);
+            let existing = ours.into_iter().next();
+            let stale = other.into_iter().filter(|h| {
+                h.description.as_deref() == Some(BITBUCKET_DESCRIPTION)
+                    && h.url.trim_end_matches('/').ends_with("/bitbucket")
+            });
+            for old in stale {
+                let target = format!("repository {repo}: old URL");
+                let mut entry = stale_hook("bitbucket", target, old.url.clone(), old.uuid.clone());
+                if action == Action::RegisterAndPrune {
+                    client.delete_webhook(repo, &old.uuid).await?;
+                    report.changes += 1;
+                    entry.healthy = Some(true);
+                    entry.state = "removed: it pointed at an old URL".to_owned();
+                    entry.fix = None;
+                }
+                report.hooks.push(entry);
+            }
             let events_ok = |e: &[String]| BITBUCKET_EVENTS.iter().all(|want| e.iter().any(|have| have == want));
             match (action, existing) {
                 (Action::Remove, Some(h)) => {
@@ -305,7 +353,7 @@ async fn bitbucket(
                     hook.state = "removed".to_owned();
                 }
                 (Action::Remove, None) => hook.state = "not registered; nothing to remove".to_owned(),
-                (Action::Register, existing)
+                (Action::Register | Action::RegisterAndPrune, existing)
                     if existing
                         .as_ref()
                         .is_none_or(|h| !h.active || !events_ok(&h.events) || h.secret_set == Some(false)) =>
@@ -367,6 +415,21 @@ async fn bitbucket(
         report.hooks.push(hook);
     }
     Ok(())
+}
+
+/// One of our hooks at an old URL, as `check` reports it.
+fn stale_hook(provider: &'static str, target: String, url: String, id: String) -> Hook {
+    Hook {
+        provider,
+        target,
+        url,
+        id: Some(id),
+        healthy: Some(false),
+        state: "ours, but pointing at an old URL: its deliveries are lost, or reach whoever holds that address now"
+            .to_owned(),
+        fix: Some("run `campbridge webhooks register --prune` (deletes our hooks at old URLs)".to_owned()),
+        code: None,
+    }
 }
 
 /// The report as people read it.

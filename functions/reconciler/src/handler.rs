@@ -85,8 +85,7 @@ todolists = ["Sprint *"]
     }
 
     async fn world() -> World {
-        let bc =
-            bc_sim::Simulator::start(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() }).await.unwrap();
+        let bc = bc_sim::Simulator::start(bc_sim::Options::default()).await.unwrap();
         let jira = jira_sim::Simulator::start(jira_sim::Options::default()).await.unwrap();
         let config = Config::parse(&config_text(&bc, &jira), "campbridge.toml").unwrap();
         let secrets = Arc::new(MemorySecrets::with([

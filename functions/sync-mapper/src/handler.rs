@@ -81,8 +81,8 @@ mod tests {
     use super::*;
 
     /// The to-dos the events name: the first two a freshly seeded simulator creates (events/README.md).
-    const TODO_A: i64 = 1_069_490_004;
-    const TODO_B: i64 = 1_069_490_005;
+    const TODO_A: i64 = 9_007_199_254_750_007;
+    const TODO_B: i64 = 9_007_199_254_750_009;
 
     /// Records visibility changes; refuses them when `refuse` is set (an SQS outage).
     #[derive(Default)]
@@ -167,9 +167,7 @@ triage = {{ jira = {mia:?} }}
 
     impl World {
         async fn start(queue: RecordingQueue) -> Self {
-            let bc = bc_sim::Simulator::start(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() })
-                .await
-                .unwrap();
+            let bc = bc_sim::Simulator::start(bc_sim::Options::default()).await.unwrap();
             let jira = jira_sim::Simulator::start(jira_sim::Options::default()).await.unwrap();
             let list = bc.list_id("Sprint 1").await.unwrap();
             let mut ids = Vec::new();

@@ -419,6 +419,50 @@ impl PairStore for DynamoStore {
         self.pair_at(key).await
     }
 
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        let Some(current) = self.pair_at(key).await? else { return Ok(false) };
+        if current.version != version {
+            return Ok(false);
+        }
+        let pair_delete = || {
+            Delete::builder()
+                .table_name(&self.table)
+                .key(PK, s(pair_pk(&key.route, key.todo)))
+                .key(SK, s(PAIR_SK))
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":v", n(version))
+                .build()
+                .context("failed to describe a pair delete")
+        };
+        let mut actions = vec![TransactWriteItem::builder().delete(pair_delete()?).build()];
+        if let Some(item) = &current.item {
+            // Only a lookup that still names this pair goes with it.
+            let lookup = Delete::builder()
+                .table_name(&self.table)
+                .key(PK, s(item_pk(item)))
+                .key(SK, s(ITEM_SK))
+                .condition_expression("attribute_not_exists(#pk) OR (#r = :r AND #t = :t)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#r", ROUTE)
+                .expression_attribute_names("#t", TODO)
+                .expression_attribute_values(":r", s(key.route.as_str()))
+                .expression_attribute_values(":t", n(key.todo.0))
+                .build()
+                .context("failed to describe an item lookup delete")?;
+            actions.push(TransactWriteItem::builder().delete(lookup).build());
+        }
+        match self.transact(actions).await? {
+            Ok(()) => Ok(true),
+            Err(reasons) if failed(&reasons, 0).is_some() => Ok(false),
+            // The lookup belongs to another pair now: delete the pair alone.
+            Err(_) => match self.transact(vec![TransactWriteItem::builder().delete(pair_delete()?).build()]).await? {
+                Ok(()) => Ok(true),
+                Err(_) => Ok(false),
+            },
+        }
+    }
+
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
         let found = self.owner_of(None, item).await?;
         // A lookup is only trusted while its pair still names the item.
@@ -809,7 +853,7 @@ fn failed(reasons: &[CancellationReason], index: usize) -> Option<Option<&Item>>
 }
 
 /// A condition failed on a record that is gone by the time we read it: only a concurrent delete does
-/// that, and nothing deletes pairs or conflicts.
+/// that, and only `PairStore::remove` (selftest's cleanup of its own sandbox pairs) deletes a pair.
 fn vanished() -> StoreError {
     StoreError::Unexpected(anyhow::anyhow!("a record that failed a write condition was gone when read back"))
 }

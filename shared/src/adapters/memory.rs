@@ -137,6 +137,20 @@ impl PairStore for MemoryPairStore {
         Ok(lock(&self.inner)?.by_key.get(key).cloned())
     }
 
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        let mut g = lock(&self.inner)?;
+        if g.by_key.get(key).is_none_or(|p| p.version != version) {
+            return Ok(false);
+        }
+        let removed = g.by_key.remove(key);
+        if let Some(index) = removed.and_then(|p| p.item).map(|i| i.index_key())
+            && g.by_item.get(&index) == Some(key)
+        {
+            g.by_item.remove(&index);
+        }
+        Ok(true)
+    }
+
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
         let g = lock(&self.inner)?;
         Ok(g.by_item.get(&item.index_key()).and_then(|k| g.by_key.get(k)).cloned())

@@ -393,6 +393,26 @@ impl SqliteStore {
         Ok(Replaced::Replaced(next.version))
     }
 
+    fn remove_pair(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        let expected = to_i64(version, "pair version")?;
+        let (route, todo) = (key.route.as_str(), key.todo.0);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM pairs WHERE route = ?1 AND todo = ?2 AND version = ?3",
+                params![route, todo, expected],
+            )
+            .context("failed to delete a pair")?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM pair_items WHERE route = ?1 AND todo = ?2", params![route, todo])
+            .context("failed to drop an item lookup")?;
+        tx.commit().context("failed to commit a pair removal")?;
+        Ok(true)
+    }
+
     fn get_pair(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
         let conn = self.conn()?;
         pair_at(&conn, &key.route, key.todo.0)
@@ -822,6 +842,11 @@ impl PairStore for SqliteStore {
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
         let item = item.clone();
         self.blocking(move |s| s.find_pair_by_item(&item)).await
+    }
+
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.blocking(move |s| s.remove_pair(&key, version)).await
     }
 
     async fn list(

@@ -1,5 +1,5 @@
 //! [`StoredConfig`]: a stack's `campbridge.toml` in Secrets Manager, `<stack>/campbridge.toml` (why there:
-//! docs/decisions/0010-config-transport.md).
+//! docs/decisions/0012-config-transport.md).
 //!
 //! - **Validated before it is stored**: [`StoredConfig::push`] parses the text as every runtime does and
 //!   refuses a config with problems, or one over [`MAX_CONFIG_BYTES`], before any request.

@@ -22,7 +22,7 @@ use url::Url;
 
 use super::http::{self, BaseUrl, HttpSettings, Reply, clip, nullable};
 use super::{ClientError, found};
-use crate::domain::{Artifact, BasecampCommentId, PersonId, ProjectId, Todo, TodoId, TodolistId};
+use crate::domain::{Artifact, BasecampCommentId, PersonId, ProjectId, RecordingStatus, Todo, TodoId, TodolistId};
 use crate::ports::{ApiError, BasecampApi, SecretError, SecretStore, TodoComment, TodoPatch};
 
 /// Launchpad's token endpoint (exchange and refresh).
@@ -238,7 +238,7 @@ impl BasecampTodo {
                 .iter()
                 .filter_map(|a| Some(Artifact { name: a.filename.clone()?, url: a.download_url.clone()? }))
                 .collect(),
-            active: self.status == "active",
+            status: RecordingStatus::from_basecamp(&self.status),
         }
     }
 }
@@ -378,8 +378,12 @@ pub fn full_put_body(current: &BasecampTodo, changes: &TodoChanges) -> Value {
         "assignee_ids": changes.assignee_ids.clone().unwrap_or_else(|| ids(&current.assignees)),
         "completion_subscriber_ids":
             changes.completion_subscriber_ids.clone().unwrap_or_else(|| ids(&current.completion_subscribers)),
-        "notify": changes.notify,
     });
+    // `notify` is a one-shot directive, not state: sent only when true (the SDK's merge-safe update,
+    // conformance `todos_write.json`).
+    if changes.notify {
+        body["notify"] = json!(true);
+    }
     // Dates go out only when set: omitting one clears it, and `""` is a format error.
     let due_on = changes.due_on.unwrap_or(current.due_on);
     let starts_on = changes.starts_on.unwrap_or(current.starts_on);
@@ -514,9 +518,14 @@ impl BasecampClient {
         let message = error_field(reply)
             .unwrap_or_else(|| format!("HTTP {status} {}", reply.status.canonical_reason().unwrap_or("")));
         match status {
-            429 => {
-                ClientError::RateLimited { retry_after: reply.retry_after().unwrap_or(self.config.default_retry_after) }
-            }
+            // A `Retry-After` of zero or a date already past is no wait at all: the standard delay applies
+            // (the SDK's conformance `retry.json`, "Retry-After HTTP-date format respected").
+            429 => ClientError::RateLimited {
+                retry_after: reply
+                    .retry_after()
+                    .filter(|wait| !wait.is_zero())
+                    .unwrap_or(self.config.default_retry_after),
+            },
             401 => ClientError::AuthRequired(format!("Basecamp rejected the token: {message}")),
             403 => ClientError::Forbidden(message),
             404 if reply.headers.get("reason").and_then(|v| v.to_str().ok()) == Some("Account Inactive") => {
@@ -617,6 +626,21 @@ impl BasecampClient {
     pub async fn todos(&self, list: TodolistId, completed: bool) -> Result<Vec<BasecampTodo>, ClientError> {
         let suffix = if completed { "?completed=true" } else { "" };
         self.get_all(&format!("todolists/{list}/todos.json{suffix}")).await
+    }
+
+    /// `GET /todolists/{id}/todos.json?status=archived|trashed`: those to-dos, pending and completed.
+    pub async fn todos_with_status(&self, list: TodolistId, status: &str) -> Result<Vec<BasecampTodo>, ClientError> {
+        self.get_all(&format!("todolists/{list}/todos.json?status={status}")).await
+    }
+
+    /// `PUT /recordings/{id}/status/{trashed|archived|active}.json`: trash, archive or restore a recording.
+    pub async fn set_status(&self, recording: i64, status: RecordingStatus) -> Result<(), ClientError> {
+        let status = match status {
+            RecordingStatus::Active => "active",
+            RecordingStatus::Archived => "archived",
+            RecordingStatus::Trashed => "trashed",
+        };
+        self.send_empty(Method::PUT, &format!("recordings/{recording}/status/{status}.json"), None).await
     }
 
     /// `GET /todos/{id}.json`. `None` when gone or not visible.
@@ -759,10 +783,38 @@ fn secret_error(e: SecretError) -> ClientError {
     }
 }
 
-/// Basecamp's and Launchpad's `{"error": "…"}` body field, when the body is JSON.
+/// The message of an error body, when it is JSON: Basecamp's and Launchpad's `{"error": "…"}` (or
+/// `{"message": "…"}`), with Rails field errors flattened after it in parentheses — `{"errors": {field:
+/// [messages]}}`, or the webhooks controller's bare `{field: [messages]}` at 400 — as
+/// "field: message; message, field: message" with the fields sorted (the SDK's conformance suite,
+/// `error-mapping.json`). Entries that are not lists of strings are skipped.
 fn error_field(reply: &Reply) -> Option<String> {
     let v = reply.json_value()?;
-    v.get("error").and_then(Value::as_str).map(clip)
+    let top = v.get("error").and_then(Value::as_str).or_else(|| v.get("message").and_then(Value::as_str));
+    let fields = match v.get("errors") {
+        Some(Value::Object(map)) => flatten_field_errors(map),
+        _ if top.is_none() && v.get("error").is_none() => v.as_object().map(flatten_field_errors).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let message = match (top, fields.is_empty()) {
+        (Some(top), true) => top.to_owned(),
+        (Some(top), false) => format!("{top} ({fields})"),
+        (None, false) => fields,
+        (None, true) => return None,
+    };
+    Some(clip(&message))
+}
+
+fn flatten_field_errors(map: &serde_json::Map<String, Value>) -> String {
+    let mut fields: Vec<(&String, Vec<&str>)> = map
+        .iter()
+        .filter_map(|(field, messages)| {
+            let messages: Vec<&str> = messages.as_array()?.iter().filter_map(Value::as_str).collect();
+            (!messages.is_empty()).then_some((field, messages))
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    fields.iter().map(|(field, messages)| format!("{field}: {}", messages.join("; "))).collect::<Vec<_>>().join(", ")
 }
 
 fn same_people(a: &[i64], b: &[PersonId]) -> bool {
@@ -812,6 +864,17 @@ impl BasecampApi for BasecampClient {
 
     async fn post_comment(&self, _project: ProjectId, todo: TodoId, html: &str) -> Result<BasecampCommentId, ApiError> {
         Ok(BasecampCommentId(self.create_comment(todo.0, html).await?.id))
+    }
+
+    async fn list_todos(&self, _project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError> {
+        // The four listings that together hold every to-do: pending, completed, archived, trashed.
+        let Some(mut all) = found(self.todos(list, false).await)? else { return Ok(None) };
+        all.extend(self.todos(list, true).await?);
+        all.extend(self.todos_with_status(list, "archived").await?);
+        all.extend(self.todos_with_status(list, "trashed").await?);
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|t| seen.insert(t.id));
+        Ok(Some(all.iter().map(BasecampTodo::to_todo).collect()))
     }
 
     async fn list_comments(&self, _project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError> {

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// How often local mode runs a reconcile pass (the first one at start); `None` = never. AWS mode runs
     /// the reconciler on the template's schedule instead.
     pub reconcile_every: Option<Duration>,
+    /// `status --check` and `doctor` fail when a configured source's receiver has had no delivery for
+    /// longer than this (`None`, the default: never).
+    pub max_silence: Option<Duration>,
 }
 
 /// `[server] reconcile_every`'s default: the template's `rate(5 minutes)`.
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             webhook_key: None,
             allow_insecure_loopback_upstreams: false,
             reconcile_every: Some(DEFAULT_RECONCILE_EVERY),
+            max_silence: None,
         }
     }
 }
@@ -98,12 +102,19 @@ pub struct BasecampConfig {
     pub base_url: BaseUrl,
     /// Where OAuth tokens are refreshed (default `https://launchpad.37signals.com`).
     pub launchpad_url: BaseUrl,
+    /// Where Launchpad sends the browser back to `campbridge auth basecamp`: the OAuth app's registered
+    /// redirect URI, always `http://127.0.0.1:<port>/…` or `http://localhost:<port>/…` (default
+    /// [`DEFAULT_REDIRECT_URI`]).
+    pub redirect_uri: Url,
     /// Sent on every request; Basecamp requires an app name and a contact, `app (contact)`.
     pub user_agent: String,
     pub access_token: SecretRef,
     /// Present when the access token can be refreshed (it lasts two weeks).
     pub refresh: Option<BasecampRefresh>,
 }
+
+/// `[basecamp] redirect_uri`'s default.
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:8915/callback";
 
 /// What the OAuth refresh flow needs. The three keys come together or not at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +270,35 @@ pub const LOOPBACK_OPT_IN_VAR: &str = "CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FO
 const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes"];
 
 impl Config {
+    /// Every secret the config names, each once, with what it is for (`"Jira API token"`), in section order.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut all: Vec<(&'static str, &SecretRef)> = Vec::new();
+        if let Some(key) = &self.server.webhook_key {
+            all.push(("webhook key", key));
+        }
+        if let Some(bc) = &self.basecamp {
+            all.push(("Basecamp access token", &bc.access_token));
+            if let Some(r) = &bc.refresh {
+                all.push(("Basecamp OAuth client secret", &r.client_secret));
+                all.push(("Basecamp refresh token", &r.refresh_token));
+            }
+        }
+        if let Some(jira) = &self.jira {
+            all.push(("Jira API token", &jira.api_token));
+            all.push(("Jira webhook secret", &jira.webhook_secret));
+        }
+        if let Some(bb) = &self.bitbucket {
+            match &bb.auth {
+                BitbucketAuth::ApiToken { token, .. } => all.push(("Bitbucket API token", token)),
+                BitbucketAuth::AccessToken(token) => all.push(("Bitbucket access token", token)),
+            }
+            all.push(("Bitbucket webhook secret", &bb.webhook_secret));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|(_, r)| seen.insert(r.name().to_owned()));
+        all
+    }
+
     /// Refuses a config that asks for the loopback test allowance unless the process opted in
     /// ([`LOOPBACK_OPT_IN_VAR`], or `campbridge --insecure-loopback-upstreams-for-tests`), so one line in a
     /// production config cannot switch it on silently. With the opt-in it warns once in the log.
@@ -281,16 +321,28 @@ impl Config {
 
     /// Reads and validates a config file. Problems are reported against the path as given.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        Self::from_file_with_warnings(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::from_file`] with the warnings of [`Config::parse_with_warnings`].
+    pub fn from_file_with_warnings(path: impl AsRef<Path>) -> Result<(Self, Vec<ConfigError>), ConfigErrors> {
         let path = path.as_ref();
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text, &file),
+            Ok(text) => Self::parse_with_warnings(&text, &file),
             Err(e) => Err(ConfigErrors(vec![ConfigError { file, line: None, message: format!("cannot read: {e}") }])),
         }
     }
 
     /// Validates config text; `file_name` only labels the problems.
     pub fn parse(text: &str, file_name: &str) -> Result<Self, ConfigErrors> {
+        Self::parse_with_warnings(text, file_name).map(|(config, _)| config)
+    }
+
+    /// [`Config::parse`], plus the warnings (in file order, each with its line): things the config allows
+    /// but that are probably mistakes — two routes on one Basecamp project that can take the same to-do, a
+    /// to-do list pattern written as a regular expression, a Jira site URL with a path.
+    pub fn parse_with_warnings(text: &str, file_name: &str) -> Result<(Self, Vec<ConfigError>), ConfigErrors> {
         let mut ctx = Ctx::new(file_name, text);
         let doc = match toml_edit::Document::parse(text) {
             Ok(doc) => doc,
@@ -318,6 +370,17 @@ impl Config {
         if ctx.has_errors() {
             return Err(ConfigErrors(ctx.into_errors()));
         }
-        Ok(Self { server, store, basecamp, jira, bitbucket, users: users.table, user_contacts: users.contacts, routes })
+        let warnings = ctx.take_warnings();
+        let config = Self {
+            server,
+            store,
+            basecamp,
+            jira,
+            bitbucket,
+            users: users.table,
+            user_contacts: users.contacts,
+            routes,
+        };
+        Ok((config, warnings))
     }
 }

@@ -28,6 +28,8 @@ pub(super) struct Ctx {
     file: String,
     line_starts: Vec<usize>,
     errors: Vec<ConfigError>,
+    /// Things that are allowed but probably not meant (`config check` prints them; nothing is refused).
+    warnings: Vec<ConfigError>,
     /// `[server] allow_insecure_loopback_upstreams`: lets upstream URLs be `http://` on loopback.
     pub allow_insecure_loopback: bool,
 }
@@ -35,7 +37,13 @@ pub(super) struct Ctx {
 impl Ctx {
     pub fn new(file: &str, text: &str) -> Self {
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Self { file: file.to_owned(), line_starts, errors: Vec::new(), allow_insecure_loopback: false }
+        Self {
+            file: file.to_owned(),
+            line_starts,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            allow_insecure_loopback: false,
+        }
     }
 
     /// The 1-based line holding the start of `span`.
@@ -46,6 +54,19 @@ impl Ctx {
     pub fn error(&mut self, span: &Span, message: impl Into<String>) {
         let line = self.line_of(span);
         self.errors.push(ConfigError { file: self.file.clone(), line, message: message.into() });
+    }
+
+    /// Records something the config allows but that is probably a mistake.
+    pub fn warn(&mut self, span: &Span, message: impl Into<String>) {
+        let line = self.line_of(span);
+        self.warnings.push(ConfigError { file: self.file.clone(), line, message: message.into() });
+    }
+
+    /// The warnings, in file order.
+    pub fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|e| e.line.unwrap_or(0));
+        warnings
     }
 
     pub fn has_errors(&self) -> bool {

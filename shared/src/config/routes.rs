@@ -118,19 +118,102 @@ pub(super) fn users(ctx: &mut Ctx, root: &Section<'_>) -> Users {
 
 /// `[[routes]]`, in file order. A route with any problem is left out (and the config refused).
 pub(super) fn routes(ctx: &mut Ctx, root: &Section<'_>, users: &Users) -> Vec<Route> {
-    let mut routes = Vec::new();
+    let mut routes: Vec<(Route, Span)> = Vec::new();
     let mut seen_ids: HashMap<String, Span> = HashMap::new();
     for (i, (table, span)) in root.tables(ctx, "routes").into_iter().enumerate() {
         let scope = match table.get("id").and_then(Item::as_str).filter(|s| !s.trim().is_empty()) {
             Some(id) => Scope::named("route", id),
             None => Scope::numbered("route", i + 1),
         };
-        let sec = Section::new(table, span, scope);
+        let sec = Section::new(table, span.clone(), scope);
         if let Some(route) = route(ctx, &sec, users, &mut seen_ids) {
-            routes.push(route);
+            warn_overlaps(ctx, &routes, &route, &span);
+            routes.push((route, span));
         }
     }
-    routes
+    routes.into_iter().map(|(route, _)| route).collect()
+}
+
+/// Warns when `route` can take a to-do an earlier route on the same Basecamp project takes too: both would
+/// create an issue for it. Routes with different opt-in markers are a deliberate split and not reported.
+fn warn_overlaps(ctx: &mut Ctx, earlier: &[(Route, Span)], route: &Route, span: &Span) {
+    for (other, other_span) in earlier.iter().filter(|(o, _)| o.project == route.project) {
+        let (a, b) = (&other.filter, &route.filter);
+        if let (Some(ma), Some(mb)) = (&a.marker, &b.marker)
+            && !ma.eq_ignore_ascii_case(mb)
+        {
+            continue;
+        }
+        let lists = |f: &crate::domain::Filter| {
+            if f.todolists.is_empty() {
+                "every to-do list".to_owned()
+            } else {
+                f.todolists.iter().map(|g| format!("{:?}", g.as_str())).collect::<Vec<_>>().join(", ")
+            }
+        };
+        let shared = if a.todolists.is_empty() || b.todolists.is_empty() {
+            true
+        } else {
+            a.todolists.iter().any(|ga| b.todolists.iter().any(|gb| globs_overlap(ga.as_str(), gb.as_str())))
+        };
+        if shared {
+            let at = ctx.line_of(other_span).map(|l| format!(" (line {l})")).unwrap_or_default();
+            ctx.warn(
+                span,
+                format!(
+                    "route {:?} overlaps route {:?}{at} on Basecamp project {}: a to-do in a list both take ({} / {}) \
+                     would get an issue from each; make the to-do lists disjoint or give each route its own marker",
+                    route.id.to_string(),
+                    other.id.to_string(),
+                    route.project,
+                    lists(a),
+                    lists(b),
+                ),
+            );
+        }
+    }
+}
+
+/// Whether some list name matches both globs (`*` any text, `?` one character, case-insensitive, as
+/// [`crate::domain::Glob::matches`]).
+pub(super) fn globs_overlap(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    // can[i][j]: the suffixes a[i..] and b[j..] match a common string.
+    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            can[i][j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some('*'), _) if can[i + 1][j] => true,
+                (_, Some('*')) if can[i][j + 1] => true,
+                // A star takes one more character of the other side's next token.
+                (Some('*'), Some(&c)) if c != '*' => can[i][j + 1],
+                (Some(&c), Some('*')) if c != '*' => can[i + 1][j],
+                (Some(&x), Some(&y)) if x != '*' && y != '*' => (x == '?' || y == '?' || x == y) && can[i + 1][j + 1],
+                _ => false,
+            };
+        }
+    }
+    can[0][0]
+}
+
+/// A pattern that reads like a regular expression (`Release.*`, `^Bugs$`, `Sprint [0-9]+`), with the glob it
+/// probably meant when there is an obvious one.
+pub(super) fn regex_like(pattern: &str) -> Option<Option<String>> {
+    // A bracket with a range inside (`[0-9]`, `[a-z]+`) is a character class; `[Client] Tasks` is a name.
+    let class =
+        pattern.split('[').skip(1).any(|rest| rest.split_once(']').is_some_and(|(inside, _)| inside.contains('-')));
+    let regexy = ["\\", ".*", ".+", "|", "(?"].iter().any(|t| pattern.contains(t))
+        || class
+        || pattern.starts_with('^')
+        || pattern.ends_with('$');
+    if !regexy {
+        return None;
+    }
+    let glob = pattern.trim_start_matches('^').trim_end_matches('$').replace(".*", "*").replace(".+", "?*");
+    let plain = !class && !["\\", "|", "(?"].iter().any(|t| glob.contains(t));
+    Some(plain.then_some(glob))
 }
 
 /// A route needs `[basecamp]`, `[jira]` and a webhook key; each missing one is reported once.
@@ -432,13 +515,24 @@ fn brace(name: &str) -> String {
     format!("{{{name}}}")
 }
 
-/// A to-do list glob: not blank.
+/// A to-do list glob: not blank. One that reads like a regular expression is kept, with a warning.
 fn glob(ctx: &mut Ctx, sec: &Section<'_>, key: &str, text: &Spanned<String>) -> Option<Glob> {
-    if text.value.trim().is_empty() {
+    let pattern = text.value.trim();
+    if pattern.is_empty() {
         ctx.error(&text.span, sec.scope.say(format!("{key} has an empty pattern")));
         return None;
     }
-    Some(Glob::new(text.value.trim()))
+    if let Some(meant) = regex_like(pattern) {
+        let hint = meant.map(|g| format!(" (did you mean {g:?}?)")).unwrap_or_default();
+        ctx.warn(
+            &text.span,
+            sec.scope.say(format!(
+                "{key} pattern {pattern:?} looks like a regular expression, but to-do list patterns are globs: * \
+                 matches any text and ? one character, everything else itself{hint}"
+            )),
+        );
+    }
+    Some(Glob::new(pattern))
 }
 
 /// A Jira label: not blank, no spaces (Jira refuses them).

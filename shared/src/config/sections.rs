@@ -28,7 +28,7 @@ pub(super) fn server(ctx: &mut Ctx, root: &Section<'_>) -> ServerConfig {
     let Some(sec) = root.table(ctx, "server", Scope::section("server")) else { return server };
     sec.check_keys(
         ctx,
-        &["listen", "public_url", "webhook_key", "allow_insecure_loopback_upstreams", "reconcile_every"],
+        &["listen", "public_url", "webhook_key", "allow_insecure_loopback_upstreams", "reconcile_every", "max_silence"],
     );
     // Read first: it decides whether the URLs below may be plain http on loopback.
     if let Some(allow) = sec.bool(ctx, "allow_insecure_loopback_upstreams") {
@@ -49,7 +49,34 @@ pub(super) fn server(ctx: &mut Ctx, root: &Section<'_>) -> ServerConfig {
     {
         server.reconcile_every = every;
     }
+    if let Some(text) = sec.str(ctx, "max_silence") {
+        let value = text.value.trim();
+        match duration(value) {
+            _ if value == "off" => server.max_silence = None,
+            Some(d) if !d.is_zero() => server.max_silence = Some(d),
+            _ => ctx.error(
+                &text.span,
+                sec.scope.say(format!(
+                    "max_silence {value:?} is not a duration like \"6h\" or \"2d\" (\"off\", the default, never \
+                     alerts)"
+                )),
+            ),
+        }
+    }
     server
+}
+
+/// `"30s"`, `"5m"`, `"1h"`, `"2d"`: a whole number and one unit.
+fn duration(value: &str) -> Option<Duration> {
+    let (i, unit) = value.char_indices().last()?;
+    let per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 60 * 60,
+        'd' => 24 * 60 * 60,
+        _ => return None,
+    };
+    value[..i].parse::<u64>().ok()?.checked_mul(per).map(Duration::from_secs)
 }
 
 /// `"30s"`, `"5m"`, `"1h"` (a whole number and one unit), or `"off"` / `"0"` for never (`Some(None)`);
@@ -263,6 +290,7 @@ pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfi
             "client_secret",
             "access_token",
             "refresh_token",
+            "redirect_uri",
         ],
     );
     let account_id = sec.required_int(ctx, "account_id").and_then(|id| {
@@ -280,6 +308,10 @@ pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfi
     let launchpad = match sec.str(ctx, "launchpad_url") {
         Some(text) => base_url(ctx, sec, "launchpad_url", &text),
         None => default_url(LAUNCHPAD_URL),
+    };
+    let redirect_uri = match sec.str(ctx, "redirect_uri") {
+        Some(text) => redirect_uri(ctx, sec, &text),
+        None => Url::parse(super::DEFAULT_REDIRECT_URI).ok(),
     };
     let user_agent = sec.non_empty_str(ctx, "user_agent", true).and_then(|ua| {
         if user_agent_has_contact(&ua.value) {
@@ -325,10 +357,35 @@ pub(super) fn basecamp(ctx: &mut Ctx, sec: &Section<'_>) -> Option<BasecampConfi
         account_id: account_id?,
         base_url: base?,
         launchpad_url: launchpad?,
+        redirect_uri: redirect_uri?,
         user_agent: user_agent?,
         access_token: access_token?.value,
         refresh,
     })
+}
+
+/// The OAuth redirect URI `campbridge auth basecamp` listens on: plain http on 127.0.0.1 (or `localhost`,
+/// which it also serves on 127.0.0.1) with an explicit port, as registered with the app at Launchpad.
+fn redirect_uri(ctx: &mut Ctx, sec: &Section<'_>, text: &Spanned<String>) -> Option<Url> {
+    let raw = text.value.trim();
+    let problem = match Url::parse(raw) {
+        Err(e) => format!("is not a URL ({e})"),
+        Ok(url) if url.scheme() != "http" => {
+            "must be http: the browser comes back to campbridge on this machine".into()
+        }
+        Ok(url) if !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) => {
+            "must be on 127.0.0.1 (or localhost): campbridge receives the redirect on loopback only".into()
+        }
+        Ok(url) if url.port().is_none_or(|p| p == 0) => {
+            "needs an explicit port, like http://127.0.0.1:8915/callback".into()
+        }
+        Ok(url) if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() => {
+            "must not have a fragment or credentials".into()
+        }
+        Ok(url) => return Some(url),
+    };
+    ctx.error(&text.span, sec.scope.say(format!("redirect_uri {raw:?} {problem}")));
+    None
 }
 
 /// `Name (contact)`: some text, then a parenthesised e-mail address or URL.
@@ -367,6 +424,21 @@ pub(super) fn jira(ctx: &mut Ctx, sec: &Section<'_>) -> Option<JiraConfig> {
     };
     if sec.has("site") && site.is_none() {
         return None;
+    }
+    if let (Some(site), Some(text)) = (&site, &site_text)
+        && site.url().path() != "/"
+    {
+        ctx.warn(
+            &text.span,
+            sec.scope.say(format!(
+                "site {:?} has a path ({}): campbridge calls the REST API and links issues under it \
+                 ({}/rest/api/3/…); a Jira Cloud site is just https://<team>.atlassian.net (a Data Center context \
+                 path is fine)",
+                text.value,
+                site.url().path(),
+                site.as_str()
+            )),
+        );
     }
     Some(JiraConfig {
         site,

@@ -663,3 +663,157 @@ fn create_fields_that_campbridge_sets_or_that_json_cannot_hold_are_refused_with_
         );
     }
 }
+
+/// The warnings for `text` (which must be valid), one string per warning.
+fn warnings(text: &str) -> Vec<String> {
+    match Config::parse_with_warnings(text, "campbridge.toml") {
+        Ok((_, warnings)) => warnings.iter().map(ToString::to_string).collect(),
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+#[test]
+fn the_example_and_a_minimal_config_have_no_warnings() {
+    assert_eq!(warnings(EXAMPLE), Vec::<String>::new());
+    assert_eq!(warnings(MINIMAL), Vec::<String>::new());
+}
+
+#[test]
+fn two_routes_on_one_project_that_can_take_the_same_todo_are_warned_about_with_their_lines() {
+    let second =
+        "\n[[routes]]\nid = \"ops\"\nbasecamp_project = 100\njira_project = \"OPS\"\ntodolists = [\"Sprint 1\"]\n";
+    // The first route takes every list, so it overlaps any other route on project 100.
+    let text = format!("{MINIMAL}{second}");
+    let found = warnings(&text);
+    let line = line_of(&text, "id = \"ops\"") - 1;
+    let first = line_of(&text, "id = \"web\"") - 1;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!("campbridge.toml:{line}: route \"ops\" overlaps route \"web\" (line {first})")),
+        "{found:?}"
+    );
+    assert!(found[0].contains("every to-do list") && found[0].contains("\"Sprint 1\""), "{found:?}");
+
+    // Disjoint lists, other projects and different markers are fine; overlapping globs are not.
+    let with_lists = |a: &str, b: &str| {
+        let text = MINIMAL.replace("jira_project = \"WEB\"\n", &format!("jira_project = \"WEB\"\n{a}\n"));
+        format!("{text}\n[[routes]]\nid = \"ops\"\nbasecamp_project = 100\njira_project = \"OPS\"\n{b}\n")
+    };
+    assert!(warnings(&with_lists("todolists = [\"Bugs\"]", "todolists = [\"Sprint *\"]")).is_empty());
+    assert!(warnings(&with_lists("marker = \"#web\"", "marker = \"#ops\"")).is_empty());
+    assert_eq!(warnings(&with_lists("todolists = [\"Sprint 1*\"]", "todolists = [\"*2\"]")).len(), 1);
+    assert_eq!(warnings(&with_lists("marker = \"#dev\"", "marker = \"#DEV\"")).len(), 1);
+    assert!(warnings(&format!("{MINIMAL}{}", second.replace("100", "200"))).is_empty());
+}
+
+#[test]
+fn glob_overlap_is_decided_for_stars_and_question_marks() {
+    use super::routes::globs_overlap;
+    assert!(globs_overlap("Sprint *", "Sprint 1"));
+    assert!(globs_overlap("sprint ?", "SPRINT 2"));
+    assert!(globs_overlap("Sprint 1*", "*2"));
+    assert!(globs_overlap("*", "Bugs"));
+    assert!(globs_overlap("a*b", "*c*"));
+    assert!(!globs_overlap("Bugs", "Sprint *"));
+    assert!(!globs_overlap("Sprint ?", "Sprint 10"));
+    assert!(!globs_overlap("a*b", "*c"));
+    assert!(!globs_overlap("Release ?", "Release"));
+}
+
+#[test]
+fn regex_like_list_patterns_are_warned_about_with_the_glob_they_likely_meant() {
+    let text = MINIMAL.replace(
+        "jira_project = \"WEB\"\n",
+        "jira_project = \"WEB\"\ntodolists = [\"Release.*\", \"^Bugs$\", \"[Client] Tasks\"]\n",
+    );
+    let found = warnings(&text);
+    let line = line_of(&text, "Release.*");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "campbridge.toml:{line}: route \"web\": todolists pattern \"Release.*\" looks like a regular expression"
+        )),
+        "{found:?}"
+    );
+    assert!(found[0].contains("did you mean \"Release*\"?"), "{found:?}");
+    assert!(found[1].contains("did you mean \"Bugs\"?"), "{found:?}");
+    let classes = MINIMAL.replace(
+        "jira_project = \"WEB\"\n",
+        "jira_project = \"WEB\"\n\n[[routes.lists]]\nlist = \"Sprint [0-9]+\"\nlabels = [\"sprint\"]\n",
+    );
+    let found = warnings(&classes);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("list pattern \"Sprint [0-9]+\"") && !found[0].contains("did you mean"), "{found:?}");
+}
+
+#[test]
+fn a_jira_site_with_a_path_is_warned_about_with_its_line() {
+    let text = MINIMAL.replace("https://team.atlassian.net", "https://team.atlassian.net/jira/software/projects");
+    let found = warnings(&text);
+    let line = line_of(&text, "site =");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with(&format!("campbridge.toml:{line}: [jira] site")), "{found:?}");
+    assert!(found[0].contains("has a path (/jira/software/projects)"), "{found:?}");
+    assert!(warnings(&MINIMAL.replace("atlassian.net\"", "atlassian.net/\"")).is_empty(), "a bare slash is no path");
+}
+
+#[test]
+fn the_redirect_uri_must_be_plain_http_on_loopback_with_a_port() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(config.basecamp.unwrap().redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
+    let with = |uri: &str| {
+        MINIMAL.replace(
+            "access_token = { secret = \"bc-token\" }",
+            &format!("access_token = {{ secret = \"bc-token\" }}\nredirect_uri = {uri:?}"),
+        )
+    };
+    let ok = parse_ok(&with("http://localhost:7777/oauth/done"));
+    assert_eq!(ok.basecamp.unwrap().redirect_uri.port(), Some(7777));
+    for (uri, problem) in [
+        ("https://127.0.0.1:7777/cb", "must be http"),
+        ("http://example.com:7777/cb", "must be on 127.0.0.1"),
+        ("http://10.0.0.1:7777/cb", "must be on 127.0.0.1"),
+        ("http://127.0.0.1/cb", "needs an explicit port"),
+        ("not a url", "is not a URL"),
+    ] {
+        let text = with(uri);
+        let found = problems(&text);
+        let line = line_of(&text, "redirect_uri");
+        assert_eq!(found.len(), 1, "{uri}: {found:?}");
+        assert!(found[0].starts_with(&format!("campbridge.toml:{line}: [basecamp] redirect_uri")), "{found:?}");
+        assert!(found[0].contains(problem), "{uri}: {found:?}");
+    }
+}
+
+#[test]
+fn the_silence_bound_takes_a_duration_and_is_off_by_default() {
+    assert_eq!(parse_ok(MINIMAL).server.max_silence, None);
+    let with = |v: &str| MINIMAL.replace("[server]\n", &format!("[server]\nmax_silence = {v:?}\n"));
+    assert_eq!(parse_ok(&with("6h")).server.max_silence, Some(Duration::from_secs(6 * 3600)));
+    assert_eq!(parse_ok(&with("2d")).server.max_silence, Some(Duration::from_secs(2 * 86_400)));
+    assert_eq!(parse_ok(&with("off")).server.max_silence, None);
+    for bad in ["6", "0h", "soon"] {
+        let found = problems(&with(bad));
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert!(found[0].starts_with("campbridge.toml:2: [server] max_silence"), "{found:?}");
+    }
+}
+
+#[test]
+fn every_secret_the_config_names_is_listed_once_with_its_purpose() {
+    let config = parse_ok(EXAMPLE);
+    let names: Vec<(&str, &str)> = config.secrets().into_iter().map(|(what, r)| (what, r.name())).collect();
+    assert_eq!(
+        names,
+        [
+            ("webhook key", "campbridge-webhook-key"),
+            ("Basecamp access token", "basecamp-access-token"),
+            ("Basecamp OAuth client secret", "basecamp-client-secret"),
+            ("Basecamp refresh token", "basecamp-refresh-token"),
+            ("Jira API token", "jira-api-token"),
+            ("Jira webhook secret", "jira-webhook-secret"),
+            ("Bitbucket API token", "bitbucket-api-token"),
+            ("Bitbucket webhook secret", "bitbucket-webhook-secret"),
+        ]
+    );
+}

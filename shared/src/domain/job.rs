@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{
     BasecampCommentId, DeliveryId, JiraIssueId, JiraKey, ProjectId, PullRequestRef, RepoRef, RouteId, TodoId,
+    TodolistId,
 };
 use super::model::PullRequest;
 
@@ -31,6 +32,17 @@ pub enum Job {
         project: ProjectId,
         todo: TodoId,
         /// The webhook `kind` (`todo_created`, …) or `poll` for the reconciler; informational only.
+        event: String,
+        received_at: DateTime<Utc>,
+    },
+    /// A Basecamp to-do list was renamed, archived, trashed, restored, copied, deleted… (any `todolist_*`
+    /// kind but `todolist_created`): its to-dos are re-scanned, since Basecamp does not notify the to-dos a
+    /// list's change reaches (webhooks.md, "Status propagation to children recordings").
+    TodolistChanged {
+        delivery: DeliveryId,
+        route: RouteId,
+        project: ProjectId,
+        list: TodolistId,
         event: String,
         received_at: DateTime<Utc>,
     },
@@ -107,6 +119,12 @@ pub enum RecordRef {
         key: JiraKey,
         comment: super::ids::JiraCommentId,
     },
+    /// A to-do list, whose to-dos a list event re-scans.
+    Todolist {
+        route: RouteId,
+        project: ProjectId,
+        list: TodolistId,
+    },
     /// A to-do's comment: the same message group as its to-do, so they apply in order.
     TodoComment {
         route: RouteId,
@@ -121,6 +139,7 @@ impl RecordRef {
     pub fn group_id(&self) -> String {
         match self {
             Self::Todo { todo, .. } | Self::TodoComment { todo, .. } => format!("bc-todo-{todo}"),
+            Self::Todolist { list, .. } => format!("bc-list-{list}"),
             Self::Issue { issue, .. } | Self::IssueComment { issue, .. } => format!("jira-issue-{issue}"),
             Self::PullRequest { pr } => format!("bb-pr-{}-{}-{}", pr.repo.workspace, pr.repo.repo_slug, pr.id),
             Self::Build { repo, key } => {
@@ -135,6 +154,7 @@ impl Job {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::TodoChanged { .. } => "todo_changed",
+            Self::TodolistChanged { .. } => "todolist_changed",
             Self::TodoCommentChanged { .. } => "todo_comment_changed",
             Self::PullRequestChanged { .. } => "pull_request_changed",
             Self::BuildChanged { .. } => "build_changed",
@@ -146,6 +166,7 @@ impl Job {
     pub fn delivery(&self) -> &DeliveryId {
         match self {
             Self::TodoChanged { delivery, .. }
+            | Self::TodolistChanged { delivery, .. }
             | Self::TodoCommentChanged { delivery, .. }
             | Self::PullRequestChanged { delivery, .. }
             | Self::BuildChanged { delivery, .. }
@@ -158,6 +179,9 @@ impl Job {
         match self {
             Self::TodoChanged { route, project, todo, .. } => {
                 RecordRef::Todo { route: route.clone(), project: *project, todo: *todo }
+            }
+            Self::TodolistChanged { route, project, list, .. } => {
+                RecordRef::Todolist { route: route.clone(), project: *project, list: *list }
             }
             Self::IssueChanged { issue, key, .. } => RecordRef::Issue { issue: issue.clone(), key: key.clone() },
             Self::TodoCommentChanged { route, project, todo, comment, .. } => {
@@ -174,6 +198,7 @@ impl Job {
     pub fn received_at(&self) -> DateTime<Utc> {
         match self {
             Self::TodoChanged { received_at, .. }
+            | Self::TodolistChanged { received_at, .. }
             | Self::TodoCommentChanged { received_at, .. }
             | Self::PullRequestChanged { received_at, .. }
             | Self::BuildChanged { received_at, .. }

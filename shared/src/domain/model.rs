@@ -102,8 +102,36 @@ pub struct Todo {
     pub app_url: String,
     pub updated_at: DateTime<Utc>,
     pub artifacts: Vec<Artifact>,
-    /// `false` once the to-do is trashed or archived: it is no longer synced.
-    pub active: bool,
+    /// Trashed or archived to-dos are not synced (docs/lifecycle.md).
+    pub status: RecordingStatus,
+}
+
+impl Todo {
+    /// Neither trashed nor archived (completion is separate).
+    pub fn is_active(&self) -> bool {
+        self.status == RecordingStatus::Active
+    }
+}
+
+/// A Basecamp recording's publication status, separate from completion (reference/basecamp-api.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStatus {
+    #[default]
+    Active,
+    Archived,
+    Trashed,
+}
+
+impl RecordingStatus {
+    /// Basecamp's `status` value; anything unknown reads as active (it is not trash or archive).
+    pub fn from_basecamp(status: &str) -> Self {
+        match status {
+            "archived" => Self::Archived,
+            "trashed" => Self::Trashed,
+            _ => Self::Active,
+        }
+    }
 }
 
 /// What a to-do pairs with on the dev side.

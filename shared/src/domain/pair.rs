@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{BasecampCommentId, ProjectId, RouteId, TodoId};
+use super::ids::{BasecampCommentId, JiraKey, ProjectId, RouteId, TodoId, TodolistId};
 use super::model::{DevItemRef, Field, Fields};
 
 /// PENDING while a worker holds the lease to create the dev item; LINKED once the item is recorded.
@@ -81,6 +81,98 @@ pub struct Pair {
     pub item_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set while one side is gone, trashed, archived or out of the route: nothing is synced, and
+    /// `status` shows it (docs/lifecycle.md).
+    #[serde(default)]
+    pub detached: Option<Detachment>,
+    /// A lifecycle comment to post on one side. Saved with the change it reports, cleared once posted; a
+    /// retry that finds it set looks for the comment before posting, so each is posted once.
+    #[serde(default)]
+    pub notice: Option<Notice>,
+    /// The to-do list the to-do was last seen in (a deleted list's to-dos are found by it).
+    #[serde(default)]
+    pub todolist: Option<TodolistId>,
+}
+
+/// Why a linked pair stopped syncing, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detachment {
+    pub reason: DetachReason,
+    pub since: DateTime<Utc>,
+}
+
+/// What happened to one side of a pair (docs/lifecycle.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum DetachReason {
+    /// The to-do is in Basecamp's trash; restoring it resumes the sync.
+    TodoTrashed,
+    /// The to-do (or its list) is archived; unarchiving resumes the sync.
+    TodoArchived,
+    /// The to-do is gone from Basecamp (deleted, or no longer visible to the integration). Final.
+    TodoDeleted,
+    /// The to-do is active but the route no longer takes it (moved to a list the route does not sync, its
+    /// opt-in marker removed); moving it back resumes the sync.
+    TodoUnrouted { why: String },
+    /// The tracker item was deleted. Final: nothing is recreated.
+    IssueDeleted,
+    /// The tracker item was moved out of the route's project (it now has `key`); moving it back resumes.
+    IssueMoved { key: JiraKey },
+}
+
+impl DetachReason {
+    /// Whether the to-do's side is the one that went away (so the tracker side hears about it).
+    pub fn on_todo_side(&self) -> bool {
+        matches!(self, Self::TodoTrashed | Self::TodoArchived | Self::TodoDeleted | Self::TodoUnrouted { .. })
+    }
+
+    /// Deleted on either side: the pair never syncs again.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::TodoDeleted | Self::IssueDeleted)
+    }
+
+    /// A short code for audit entries and `status`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TodoTrashed => "todo_trashed",
+            Self::TodoArchived => "todo_archived",
+            Self::TodoDeleted => "todo_deleted",
+            Self::TodoUnrouted { .. } => "todo_unrouted",
+            Self::IssueDeleted => "issue_deleted",
+            Self::IssueMoved { .. } => "issue_moved",
+        }
+    }
+
+    /// What happened, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::TodoTrashed => "the to-do is in Basecamp's trash".to_owned(),
+            Self::TodoArchived => "the to-do is archived in Basecamp".to_owned(),
+            Self::TodoDeleted => "the to-do was deleted from Basecamp".to_owned(),
+            Self::TodoUnrouted { why } => format!("the route no longer takes the to-do ({why})"),
+            Self::IssueDeleted => "the tracker issue was deleted".to_owned(),
+            Self::IssueMoved { key } => format!("the tracker issue moved out of the route's project (now {key})"),
+        }
+    }
+}
+
+/// Which side a notice is posted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeSide {
+    Basecamp,
+    Tracker,
+}
+
+/// A comment telling one side what happened to the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub side: NoticeSide,
+    /// The comment, as Basecamp rich text (the tracker client converts it).
+    pub html: String,
+    /// Plain text unique to this notice (it carries the time of the change), searched for before posting
+    /// again after a crash.
+    pub marker: String,
 }
 
 impl Pair {
@@ -111,6 +203,9 @@ impl Pair {
             item_seen_at: None,
             created_at: now,
             updated_at: now,
+            detached: None,
+            notice: None,
+            todolist: None,
         }
     }
 

@@ -494,7 +494,7 @@ impl Route {
         if todo.project != self.project {
             return Err(FilteredOut::OtherProject { project: todo.project });
         }
-        if !todo.active {
+        if !todo.is_active() {
             return Err(FilteredOut::Inactive);
         }
         if !self.filter.todolists.is_empty() && !self.filter.todolists.iter().any(|g| g.matches(&todo.todolist_name)) {

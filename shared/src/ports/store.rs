@@ -57,6 +57,12 @@ pub trait PairStore: Send + Sync {
     /// The pair a dev item belongs to, by the item's index key (see [`DevItemRef::index_key`]).
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError>;
 
+    /// Deletes the pair at `key` if its stored version is `version`, with the item lookup that points at it.
+    /// `Ok(true)` when it was deleted; `Ok(false)` when there is no such pair or its version differs (a
+    /// worker saved it meanwhile: re-read before deciding again). The sync itself never forgets a pair;
+    /// this takes away what `campbridge selftest` made in a sandbox.
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError>;
+
     /// Pairs in `state` on `route` (all routes if `None`), oldest first, at most `limit`.
     async fn list(
         &self,

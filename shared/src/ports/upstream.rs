@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use crate::domain::{
     BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraKey, JiraProjectKey, NewDevItem,
-    PersonId, Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId,
+    PersonId, Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId, TodolistId,
 };
 
 /// Errors from any upstream API, shaped for the decisions callers make on them.
@@ -103,6 +103,10 @@ pub trait BasecampApi: Send + Sync {
         project: ProjectId,
         comment: BasecampCommentId,
     ) -> Result<Option<TodoComment>, ApiError>;
+
+    /// Every to-do of a list in every state — pending and completed, active, archived and trashed — as
+    /// fresh reads. `Ok(None)` when the list is gone or we lost access (404).
+    async fn list_todos(&self, project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError>;
 }
 
 /// Where a route's dev items live.
@@ -118,6 +122,14 @@ impl TrackerTarget {
     pub fn rich_text_limit(&self) -> usize {
         match self {
             Self::Jira { .. } => 32_767,
+        }
+    }
+}
+
+impl std::fmt::Display for TrackerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Jira { project, issue_type } => write!(f, "Jira project {project} ({issue_type} issues)"),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::domain::{
-    Backlink, DeliveryId, DevItem, DevItemRef, Job, NewDevItem, Pair, PairState, RecordRef, Route, RouteId, Todo,
-    UserTable, escape_html,
+    Backlink, DeliveryId, DetachReason, Detachment, DevItem, DevItemRef, Job, NewDevItem, NoticeSide, Pair, PairState,
+    RecordRef, Route, RouteId, Todo, UserTable, escape_html,
 };
 use crate::ports::{
     ApiError, AuditEntry, AuditLog, BasecampApi, Clock, Conflict, ConflictLog, DeliveryLog, DevItemPatch, PairStore,
@@ -16,6 +16,7 @@ use crate::ports::{
 };
 
 use super::decide::{DecideInput, Fresh, decide, snapshot_after_create};
+use super::lifecycle::{self, Step};
 use super::plan::{Apply, Plan, Side, Skip};
 
 /// What the engine needs to know about the deployment.
@@ -133,6 +134,32 @@ pub enum Outcome {
     Recorded {
         conflicts: usize,
     },
+    /// One side went away: the pair stopped syncing and the other side was told (docs/lifecycle.md).
+    Detached {
+        reason: DetachReason,
+    },
+}
+
+/// What happened, in words (`campbridge selftest` and logs print it).
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conflicts = |n: usize| match n {
+            0 => String::new(),
+            1 => ", 1 conflict".to_owned(),
+            n => format!(", {n} conflicts"),
+        };
+        match self {
+            Self::Skipped(skip) => write!(f, "skipped: {skip}"),
+            Self::Created { item, recovered: false } => write!(f, "created {item} and paired it"),
+            Self::Created { item, recovered: true } => {
+                write!(f, "found {item} (created by an earlier, interrupted attempt) and paired it")
+            }
+            Self::Updated { writes, conflicts: n } => write!(f, "updated: {writes} write(s){}", conflicts(*n)),
+            Self::Recorded { conflicts: 0 } => f.write_str("recorded: both sides already agree"),
+            Self::Recorded { conflicts: n } => write!(f, "recorded without writing{}", conflicts(*n)),
+            Self::Detached { reason } => write!(f, "detached: {}", reason.describe()),
+        }
+    }
 }
 
 /// The result of one [`Apply`]: the saved pair and what Basecamp returned after a write.
@@ -213,6 +240,9 @@ impl Engine {
                 }
                 return Ok(last);
             }
+            RecordRef::Todolist { route, project, list } => {
+                return self.rescan_list(&route, project, list, delivery.as_ref()).await;
+            }
             RecordRef::Todo { .. } | RecordRef::Issue { .. } => {}
         }
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
@@ -232,6 +262,7 @@ impl Engine {
                     (pair.route.clone(), Side::Tracker, Some(pair.clone()), pair.project, pair.todo)
                 }
                 RecordRef::TodoComment { .. }
+                | RecordRef::Todolist { .. }
                 | RecordRef::IssueComment { .. }
                 | RecordRef::PullRequest { .. }
                 | RecordRef::Build { .. } => {
@@ -240,7 +271,7 @@ impl Engine {
             };
             let route = self.route(&route_id)?;
             let mut seen_item = None;
-            match self.run(route, changed, pair, (project, todo_id), delivery.as_ref(), &mut seen_item).await? {
+            match self.run(route, changed, pair, (project, todo_id, None), delivery.as_ref(), &mut seen_item).await? {
                 Some(outcome) => {
                     if let Some(item) = seen_item.filter(|_| changed == Side::Tracker) {
                         let key = crate::domain::PairKey { route: route_id.clone(), todo: todo_id };
@@ -254,18 +285,83 @@ impl Engine {
         Err(SyncError::Busy("the pair kept changing while syncing".to_owned()))
     }
 
+    /// A to-do list changed (renamed, archived, trashed, restored, copied, deleted): re-scans its to-dos,
+    /// each as if it had changed itself, from the listing (no read per to-do). Unpaired to-dos the route
+    /// does not take are passed over quietly; a list that is gone is walked through its pairs, each of
+    /// which then finds its to-do gone. A rate limit stops the scan; the job's retry scans again, and the
+    /// to-dos already handled are unchanged by then.
+    async fn rescan_list(
+        &self,
+        route_id: &RouteId,
+        project: crate::domain::ProjectId,
+        list: crate::domain::TodolistId,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Outcome, SyncError> {
+        let route = self.route(route_id)?;
+        let subject = format!("{route_id}/list-{list}");
+        let listed = self.basecamp.list_todos(project, list).await.map_err(SyncError::upstream(Side::Basecamp))?;
+        let mut work: Vec<(crate::domain::TodoId, Option<Todo>)> = Vec::new();
+        match listed {
+            Some(todos) => {
+                for todo in todos {
+                    let key = crate::domain::PairKey { route: route_id.clone(), todo: todo.id };
+                    if self.pairs.get(&key).await?.is_none() && route.admits(&todo).is_err() {
+                        continue;
+                    }
+                    work.push((todo.id, Some(todo)));
+                }
+            }
+            None => {
+                const ALL: usize = 100_000;
+                let pairs = self.pairs.list(Some(route_id), Some(PairState::Linked), ALL).await?;
+                work.extend(pairs.into_iter().filter(|p| p.todolist == Some(list)).map(|p| (p.todo, None)));
+            }
+        }
+        let detail = format!("re-scanning {} to-do(s) of list {list}", work.len());
+        self.record(Some(route_id), &subject, delivery, "list_rescan", &detail).await?;
+        let (mut writes, mut conflicts) = (0, 0);
+        for (todo_id, todo) in work {
+            let outcome = self.sync_todo(route, project, todo_id, todo, delivery).await?;
+            if let Outcome::Updated { writes: w, conflicts: c } = outcome {
+                writes += w;
+                conflicts += c;
+            }
+        }
+        Ok(Outcome::applied(writes, conflicts))
+    }
+
+    /// Syncs one to-do as a Basecamp-side change, starting from `todo` when it was just read.
+    async fn sync_todo(
+        &self,
+        route: &Route,
+        project: crate::domain::ProjectId,
+        todo_id: crate::domain::TodoId,
+        todo: Option<Todo>,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Outcome, SyncError> {
+        for _ in 0..5 {
+            let pair = self.pairs.get(&crate::domain::PairKey { route: route.id.clone(), todo: todo_id }).await?;
+            let mut seen_item = None;
+            let run = self.run(route, Side::Basecamp, pair, (project, todo_id, todo.clone()), delivery, &mut seen_item);
+            if let Some(outcome) = run.await? {
+                return Ok(outcome);
+            }
+        }
+        Err(SyncError::Busy(format!("pair {}/{todo_id} kept changing while syncing", route.id)))
+    }
+
     /// One decide → act round. `Ok(None)` means the pair changed under us: start again.
     async fn run(
         &self,
         route: &Route,
         mut changed: Side,
         pair: Option<Pair>,
-        (project, todo_id): (crate::domain::ProjectId, crate::domain::TodoId),
+        (project, todo_id, prefetched): (crate::domain::ProjectId, crate::domain::TodoId, Option<Todo>),
         delivery: Option<&DeliveryId>,
         seen_item: &mut Option<DevItem>,
     ) -> Result<Option<Outcome>, SyncError> {
         let users = &self.settings.users;
-        let mut reads = Reads { todo: Fresh::NotFetched, item: Fresh::NotFetched };
+        let mut reads = Reads { todo: prefetched.map_or(Fresh::NotFetched, Fresh::Found), item: Fresh::NotFetched };
         let subject = format!("{}/{}", route.id, todo_id);
         let mut pair = pair;
         // A linked pair under a live lease is having its changes written by another worker (see
@@ -278,9 +374,9 @@ impl Engine {
             }
         }
         // A pair linked by a worker that stopped before both links were made: finish them first.
-        if let Some(p) =
-            pair.as_mut().filter(|p| p.is_linked() && (!p.remote_linked || !matches!(p.backlink, Backlink::Posted(_))))
-        {
+        if let Some(p) = pair.as_mut().filter(|p| {
+            p.is_linked() && p.detached.is_none() && (!p.remote_linked || !matches!(p.backlink, Backlink::Posted(_)))
+        }) {
             let todo = self.basecamp.get_todo(project, todo_id).await.map_err(SyncError::upstream(Side::Basecamp))?;
             let item = match &p.item {
                 Some(r) => self.tracker.get_item(r).await.map_err(SyncError::upstream(Side::Tracker))?,
@@ -293,9 +389,46 @@ impl Engine {
             reads.item = item.map_or(Fresh::Gone, Fresh::Found);
         }
         let mut done: Option<(usize, usize)> = None;
-        // decide asks for at most one read per side, plus one follow-up round after a Basecamp write:
-        // five rounds always reach a verdict.
-        for _ in 0..5 {
+        // decide asks for at most one read per side, plus one follow-up round after a Basecamp write; the
+        // lifecycle may add a read, a posted notice and a resume: eight rounds always reach a verdict.
+        for _ in 0..8 {
+            if let Some(p) = pair.clone().filter(|p| p.is_linked()) {
+                if p.notice.is_some() {
+                    // A lifecycle comment saved but maybe not posted (a crash, a rate limit): post it first.
+                    let Some(posted) = self.post_notice(route, p, delivery).await? else { return Ok(None) };
+                    pair = Some(posted);
+                    continue;
+                }
+                match lifecycle::assess(route, &p, changed, as_ref(&reads.todo), as_ref(&reads.item)) {
+                    Step::Attached => {}
+                    Step::Fetch(side) => {
+                        self.read(side, &p, (project, todo_id), &mut reads, seen_item).await?;
+                        continue;
+                    }
+                    Step::Stay => {
+                        if let Some((writes, conflicts)) = done {
+                            return Ok(Some(Outcome::applied(writes, conflicts)));
+                        }
+                        let reason = p.detached.map(|d| d.reason).unwrap_or(DetachReason::TodoDeleted);
+                        let skip = Skip::Detached(reason);
+                        self.note(Some(&route.id), &subject, delivery, &skip).await?;
+                        return Ok(Some(Outcome::Skipped(skip)));
+                    }
+                    Step::Detach(reason) => return self.detach(route, p, reason, &reads, delivery).await,
+                    Step::Resume => {
+                        let Some(resumed) = self.resume(route, p, &reads, delivery).await? else { return Ok(None) };
+                        // Either side may have changed while detached: read both, so decide sees every change.
+                        if !reads.todo.is_fetched() {
+                            self.read(Side::Basecamp, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                        }
+                        if !reads.item.is_fetched() {
+                            self.read(Side::Tracker, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                        }
+                        pair = Some(resumed);
+                        continue;
+                    }
+                }
+            }
             let plan = decide(&DecideInput {
                 route,
                 users,
@@ -311,12 +444,10 @@ impl Engine {
                     reads.todo = t.map_or(Fresh::Gone, Fresh::Found);
                 }
                 Plan::Fetch(Side::Tracker) => {
-                    let Some(item_ref) = pair.as_ref().and_then(|p| p.item.as_ref()) else {
+                    let Some(p) = pair.as_ref().filter(|p| p.item.is_some()) else {
                         return Ok(Some(Outcome::Skipped(Skip::NotPaired)));
                     };
-                    let i = self.tracker.get_item(item_ref).await.map_err(SyncError::upstream(Side::Tracker))?;
-                    seen_item.clone_from(&i);
-                    reads.item = i.map_or(Fresh::Gone, Fresh::Found);
+                    self.read(Side::Tracker, p, (project, todo_id), &mut reads, seen_item).await?;
                 }
                 Plan::Skip(skip) => {
                     if let Some((writes, conflicts)) = done {
@@ -332,7 +463,10 @@ impl Engine {
                     return self.create(route, pair, todo, *draft, delivery).await;
                 }
                 Plan::Apply(apply) => {
-                    let Some(p) = pair.take() else { return Ok(None) };
+                    let Some(mut p) = pair.take() else { return Ok(None) };
+                    if let Some(t) = reads.todo.found() {
+                        p.todolist = Some(t.todolist);
+                    }
                     // Another worker saved the pair first (its event is for the same pair, from the
                     // other side): start over from the stored pair. Writes already made are equal to
                     // what the fresh reads will show, so the new round does not repeat them.
@@ -360,6 +494,142 @@ impl Engine {
             }
         }
         Err(SyncError::Busy("decide kept asking for reads".to_owned()))
+    }
+
+    /// Reads one side of `pair` into `reads`.
+    async fn read(
+        &self,
+        side: Side,
+        pair: &Pair,
+        (project, todo_id): (crate::domain::ProjectId, crate::domain::TodoId),
+        reads: &mut Reads,
+        seen_item: &mut Option<DevItem>,
+    ) -> Result<(), SyncError> {
+        match side {
+            Side::Basecamp => {
+                let t = self.basecamp.get_todo(project, todo_id).await.map_err(SyncError::upstream(Side::Basecamp))?;
+                reads.todo = t.map_or(Fresh::Gone, Fresh::Found);
+            }
+            Side::Tracker => {
+                let Some(item_ref) = &pair.item else { return Ok(()) };
+                let i = self.tracker.get_item(item_ref).await.map_err(SyncError::upstream(Side::Tracker))?;
+                seen_item.clone_from(&i);
+                reads.item = i.map_or(Fresh::Gone, Fresh::Found);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops syncing `pair` for `reason` (docs/lifecycle.md): saves the detachment together with the comment
+    /// the other side gets, then posts that comment. `Ok(None)`: the pair changed under us, start over.
+    async fn detach(
+        &self,
+        route: &Route,
+        mut pair: Pair,
+        reason: DetachReason,
+        reads: &Reads,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Outcome>, SyncError> {
+        let subject = pair.key().to_string();
+        let detachment = Detachment { reason: reason.clone(), since: self.clock.now() };
+        let (title, todo_url) = match reads.todo.found() {
+            Some(t) => (t.title.clone(), t.app_url.clone()),
+            None => (pair.snapshot.todo.title.clone(), String::new()),
+        };
+        // The item as the pair knew it (a moved issue is named by the key people knew), with its URL when read.
+        let key = pair.item.as_ref().map(|i| i.display_name().to_owned()).unwrap_or_default();
+        let item_url = reads.item.found().map(|i| i.url.clone()).unwrap_or_default();
+        if let (DetachReason::IssueMoved { key }, Some(DevItemRef::Jira { id, .. })) = (&reason, &pair.item) {
+            pair.item = Some(DevItemRef::Jira { id: id.clone(), key: key.clone() });
+        }
+        pair.notice = Some(lifecycle::detach_notice(route, &detachment, (&title, &todo_url), (&key, &item_url)));
+        pair.detached = Some(detachment);
+        if let Some(t) = reads.todo.found() {
+            pair.todolist = Some(t.todolist);
+        }
+        if !self.save_or_restart(&mut pair).await? {
+            return Ok(None);
+        }
+        info!(pair = %subject, reason = reason.code(), "pair detached");
+        self.record(Some(&route.id), &subject, delivery, "detached", &reason.describe()).await?;
+        if self.post_notice(route, pair, delivery).await?.is_none() {
+            // The pair moved on after the save; its next job posts the notice (it stays saved on the pair).
+            warn!(pair = %subject, "the detach notice waits for the next job");
+        }
+        Ok(Some(Outcome::Detached { reason }))
+    }
+
+    /// Syncs a detached pair again: saves that, with the comment saying so, then posts it.
+    async fn resume(
+        &self,
+        route: &Route,
+        mut pair: Pair,
+        reads: &Reads,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Pair>, SyncError> {
+        let subject = pair.key().to_string();
+        let Some(detachment) = pair.detached.take() else { return Ok(Some(pair)) };
+        if let Some(i) = reads.item.found() {
+            pair.item = Some(i.item.clone());
+        }
+        if let Some(t) = reads.todo.found() {
+            pair.todolist = Some(t.todolist);
+        }
+        let key = pair.item.as_ref().map(|i| i.display_name().to_owned()).unwrap_or_default();
+        pair.notice = Some(lifecycle::resume_notice(&detachment, self.clock.now(), &key));
+        if !self.save_or_restart(&mut pair).await? {
+            return Ok(None);
+        }
+        info!(pair = %subject, was = detachment.reason.code(), "pair resumed");
+        let detail = format!("syncing again; it was detached because {}", detachment.reason.describe());
+        self.record(Some(&route.id), &subject, delivery, "resumed", &detail).await?;
+        self.post_notice(route, pair, delivery).await
+    }
+
+    /// Posts the pair's pending lifecycle comment once: it looks for the comment first (an earlier attempt
+    /// may have posted it), and a side that is gone too gets nothing (audited). `Ok(None)`: the pair changed.
+    async fn post_notice(
+        &self,
+        route: &Route,
+        mut pair: Pair,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<Option<Pair>, SyncError> {
+        let Some(notice) = pair.notice.clone() else { return Ok(Some(pair)) };
+        let subject = pair.key().to_string();
+        let seen = |html: &str| crate::richtext::html_to_text(html).contains(&notice.marker);
+        let (side, result) = match (notice.side, &pair.item) {
+            (NoticeSide::Tracker, Some(item)) => {
+                let posted = match self.tracker.list_comments(item).await {
+                    Ok(comments) if comments.iter().any(|c| seen(&c.html)) => Ok(()),
+                    Ok(_) => self.tracker.add_comment(item, &notice.html).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                (Side::Tracker, posted)
+            }
+            (NoticeSide::Tracker, None) => (Side::Tracker, Err(ApiError::Invalid("no tracker item".into()))),
+            (NoticeSide::Basecamp, _) => {
+                let posted = match self.basecamp.list_comments(pair.project, pair.todo).await {
+                    Ok(comments) if comments.iter().any(|c| seen(&c.content)) => Ok(()),
+                    Ok(_) => self.basecamp.post_comment(pair.project, pair.todo, &notice.html).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                (Side::Basecamp, posted)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            // The side that should hear about it is gone (or closed to us) too: there is no one to tell.
+            Err(e @ (ApiError::Invalid(_) | ApiError::Forbidden(_))) => {
+                let detail = format!("the {} side could not take the notice ({e}): {}", side.as_str(), notice.marker);
+                self.record(Some(&route.id), &subject, delivery, "notice_undeliverable", &detail).await?;
+            }
+            Err(e) => return Err(SyncError::upstream(side)(e)),
+        }
+        pair.notice = None;
+        if !self.save_or_restart(&mut pair).await? {
+            return Ok(None);
+        }
+        Ok(Some(pair))
     }
 
     /// Find-or-create: claim the pair PENDING with a lease, create the item (or, after taking over a
@@ -440,6 +710,7 @@ impl Engine {
         pair.state = PairState::Linked;
         pair.item = Some(item.item.clone());
         pair.lease = None;
+        pair.todolist = Some(todo.todolist);
         pair.snapshot = snapshot_after_create(route, &self.settings.users, todo, &item);
         pair.todo_seen_at = Some(todo.updated_at);
         pair.item_seen_at = Some(item.updated_at);
@@ -752,7 +1023,7 @@ impl Engine {
     ) -> Result<(), SyncError> {
         tracing::debug!(subject, action = skip.action(), "{}", skip.describe());
         match skip {
-            Skip::Filtered(_) | Skip::Gone(_) => {
+            Skip::Filtered(_) | Skip::Gone(_) | Skip::Detached(_) => {
                 self.record(route, subject, delivery, skip.action(), &skip.describe()).await
             }
             Skip::NotPaired | Skip::Pending | Skip::Stale(_) | Skip::Unchanged => Ok(()),

@@ -434,6 +434,9 @@ impl PairStore for StaleRead {
     async fn get(&self, key: &PairKey) -> Result<Option<crate::domain::Pair>, crate::ports::StoreError> {
         self.inner.get(key).await
     }
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, crate::ports::StoreError> {
+        self.inner.remove(key, version).await
+    }
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<crate::domain::Pair>, crate::ports::StoreError> {
         let stale = self.stale.lock().unwrap().take();
         match stale {

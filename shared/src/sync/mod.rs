@@ -5,6 +5,7 @@
 mod comments;
 mod decide;
 mod engine;
+pub mod lifecycle;
 mod mapper;
 mod plan;
 pub mod reconcile;

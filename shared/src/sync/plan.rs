@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Field, FilteredOut, NewDevItem, Snapshot};
+use crate::domain::{DetachReason, Field, FilteredOut, NewDevItem, Snapshot};
 use crate::ports::{DevItemPatch, Resolution, TodoPatch};
 
 /// One side of a pair.
@@ -44,6 +44,8 @@ pub enum Skip {
     Stale(Side),
     /// Fresh values equal the snapshot: our own write coming back, or a change to nothing we sync.
     Unchanged,
+    /// The pair is detached (a side trashed, archived, deleted or out of the route): nothing syncs.
+    Detached(DetachReason),
 }
 
 impl Skip {
@@ -56,6 +58,7 @@ impl Skip {
             Self::Gone(_) => "gone",
             Self::Stale(_) => "stale",
             Self::Unchanged => "unchanged",
+            Self::Detached(_) => "detached",
         }
     }
 
@@ -69,7 +72,14 @@ impl Skip {
             Self::Unchanged => {
                 "nothing changed since the last sync (an echo of our own write, or an unsynced field)".to_owned()
             }
+            Self::Detached(reason) => format!("not synced while detached: {}", reason.describe()),
         }
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

@@ -79,7 +79,7 @@ fn a_todo_without_the_opt_in_marker_creates_nothing() {
 
 #[test]
 fn a_trashed_todo_creates_nothing() {
-    let t = Todo { active: false, ..todo(1, "Old") };
+    let t = Todo { status: crate::domain::RecordingStatus::Archived, ..todo(1, "Old") };
     assert!(matches!(
         run(&route(), Side::Basecamp, None, Fresh::Found(&t), Fresh::NotFetched),
         Plan::Skip(Skip::Filtered(_))

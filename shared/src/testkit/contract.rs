@@ -291,6 +291,28 @@ pub async fn pair_an_expired_lease_is_taken_over(f: Fixture<dyn PairStore>) {
     assert_eq!(stored(store, &pair.key()).await, current);
 }
 
+/// `remove` deletes a pair only at its current version, with its item lookup; the to-do can be paired
+/// afresh and the item linked to another pair afterwards.
+pub async fn pair_remove_deletes_at_the_current_version_only(f: Fixture<dyn PairStore>) {
+    let store = &*f.port;
+    let pair = pending_pair("web", 1_069_480_015, "worker-a", f.clock.now());
+    insert_ok(store, &pair).await;
+    let item = jira_item(10_002);
+    replace_ok(store, &linked(&pair, item.clone())).await;
+    assert!(!ok(store.remove(&pair.key(), 0).await, "remove at an old version"), "a stale version removes nothing");
+    assert_eq!(stored(store, &pair.key()).await.version, 1);
+    assert!(ok(store.remove(&pair.key(), 1).await, "remove at the current version"));
+    assert_eq!(ok(store.get(&pair.key()).await, "get removed"), None);
+    assert_eq!(ok(store.find_by_item(&item).await, "find removed"), None, "the item lookup went with it");
+    assert!(!ok(store.remove(&pair.key(), 1).await, "remove twice"), "nothing left to remove");
+    // The item can belong to another pair now, and the to-do can be paired again.
+    let other = pending_pair("web", 1_069_480_016, "worker-b", f.clock.now());
+    insert_ok(store, &other).await;
+    replace_ok(store, &linked(&other, item.clone())).await;
+    assert_eq!(ok(store.find_by_item(&item).await, "find relinked").map(|p| p.key()), Some(other.key()));
+    insert_ok(store, &pair).await;
+}
+
 /// `list` filters by route and state, returns the oldest first and honours the limit.
 pub async fn pair_list_filters_by_state_and_route_oldest_first(f: Fixture<dyn PairStore>) {
     let store = &*f.port;
@@ -353,6 +375,10 @@ macro_rules! pair_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn an_expired_lease_is_taken_over_and_the_first_owner_goes_stale() {
             $crate::testkit::contract::pair_an_expired_lease_is_taken_over($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_pair_is_removed_only_at_its_current_version_with_its_item_lookup() {
+            $crate::testkit::contract::pair_remove_deletes_at_the_current_version_only($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn pairs_are_listed_by_state_and_route_oldest_first() {

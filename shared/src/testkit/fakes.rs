@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraIssueId, JiraKey, NewDevItem, ProjectId,
-    StatusCategory, SyncMarker, Todo, TodoId,
+    StatusCategory, SyncMarker, Todo, TodoId, TodolistId,
 };
 use crate::ports::{
     ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerComment, TrackerTarget,
@@ -171,6 +171,14 @@ impl BasecampApi for FakeBasecamp {
         self.calls.hit("list_comments");
         self.limited()?;
         Ok(self.comments(todo))
+    }
+
+    async fn list_todos(&self, _project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError> {
+        self.calls.hit("list_todos");
+        self.limited()?;
+        let s = lock(&self.state);
+        let todos: Vec<Todo> = s.todos.values().filter(|t| t.todolist == list).cloned().collect();
+        Ok(Some(todos))
     }
 
     async fn update_comment(

@@ -30,7 +30,7 @@ pub fn todo(id: i64, title: &str) -> Todo {
         app_url: format!("https://3.basecamp.com/195539477/buckets/{}/todos/{id}", PROJECT.0),
         updated_at: at(0),
         artifacts: Vec::new(),
-        active: true,
+        status: crate::domain::RecordingStatus::Active,
     }
 }
 

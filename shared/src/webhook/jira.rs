@@ -43,6 +43,9 @@ pub struct IssueEvent {
     pub issue_id: JiraIssueId,
     pub key: JiraKey,
     pub deleted: bool,
+    /// The key the issue had before this change, when the change moved it to another project (a changelog
+    /// item `Key` whose `fromString` is the old key).
+    pub previous_key: Option<JiraKey>,
     /// The changelog items' `fieldId` (Cloud), else `field` (Data Center has no `fieldId`), in order.
     /// Created events list the initial values here too; a comment-only update has none.
     pub changed_fields: Vec<String>,
@@ -132,6 +135,8 @@ struct WireItem {
     field_id: Option<String>,
     #[serde(default)]
     field: Option<String>,
+    #[serde(default, rename = "fromString")]
+    from_string: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,16 +180,21 @@ pub fn parse(body: Verified<'_>) -> Result<JiraEvent, WebhookError> {
         _ => return Ok(JiraEvent::Ignored { webhook_event: wire.webhook_event }),
     };
     let (issue_id, key) = issue_ids(wire.issue.as_ref())?;
-    let changed_fields = wire
-        .changelog
-        .map(|c| c.items.into_iter().filter_map(|i| i.field_id.or(i.field)).collect())
-        .unwrap_or_default();
+    let items = wire.changelog.map(|c| c.items).unwrap_or_default();
+    let previous_key = items
+        .iter()
+        .find(|i| i.field.as_deref() == Some("Key"))
+        .and_then(|i| i.from_string.as_deref())
+        .and_then(|k| JiraKey::parse(k).ok())
+        .filter(|k| *k != key);
+    let changed_fields = items.into_iter().filter_map(|i| i.field_id.or(i.field)).collect();
     Ok(JiraEvent::Issue(IssueEvent {
         timestamp: timestamp(wire.timestamp)?,
         webhook_event: wire.webhook_event,
         issue_id,
         key,
         deleted,
+        previous_key,
         changed_fields,
         actor_account_id: wire.user.as_ref().and_then(WireUser::id),
         comment: wire.comment.map(comment).transpose()?,

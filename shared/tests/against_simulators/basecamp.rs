@@ -47,7 +47,7 @@ async fn a_todo_reads_through_the_port_with_its_list_project_and_people() {
     assert_eq!(todo.assignees, vec![PersonId(bc_sim::ANNIE), PersonId(bc_sim::JARED)]);
     assert_eq!(todo.due_on, NaiveDate::from_ymd_opt(2026, 9, 1));
     assert_eq!(todo.creator_name, "Victor Cooper");
-    assert!(todo.active && !todo.completed);
+    assert!(todo.is_active() && !todo.completed);
     assert!(todo.app_url.ends_with(&format!("/buckets/{}/todos/{id}", bc_sim::PROJECT_ID)), "{}", todo.app_url);
 }
 
@@ -270,7 +270,7 @@ async fn simulator_responses_deserialize_into_the_client_types() {
 
 #[tokio::test]
 async fn a_recordings_walk_stops_at_its_page_limit_and_says_it_did_not_reach_the_cursor() {
-    let opts = Options { page_size: 2, rate_limit: None, ..Options::default() };
+    let opts = Options { page_size: 2, ..Options::default() };
     let bc = Basecamp::start_with(opts, bc_sim::REFRESH_TOKEN).await;
     let mut created = Vec::new();
     for n in 1..=5 {

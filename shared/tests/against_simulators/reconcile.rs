@@ -80,8 +80,7 @@ triage = {{ jira = {mia:?} }}
 
 impl World {
     async fn start() -> Self {
-        Self::start_with(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() }, Duration::from_secs(60))
-            .await
+        Self::start_with(bc_sim::Options::default(), Duration::from_secs(60)).await
     }
 
     async fn start_with(bc_opts: bc_sim::Options, lease: Duration) -> Self {
@@ -197,7 +196,7 @@ async fn a_todo_created_while_webhooks_were_lost_gets_one_issue_after_reconcile_
 
 #[tokio::test]
 async fn more_basecamp_changes_than_the_page_limit_are_a_gap_and_the_newest_are_still_synced() {
-    let bc_opts = bc_sim::Options { rate_limit: None, page_size: 2, ..bc_sim::Options::default() };
+    let bc_opts = bc_sim::Options { page_size: 2, ..bc_sim::Options::default() };
     let mut w = World::start_with(bc_opts, Duration::from_secs(60)).await;
     w.reconciler.settings.basecamp_max_pages = 2;
     w.reconciler.run().await;
@@ -211,7 +210,11 @@ async fn more_basecamp_changes_than_the_page_limit_are_a_gap_and_the_newest_are_
     assert!(report.basecamp.gap, "{report:?}");
     assert!(report.problems().iter().any(|p| p.contains("page limit")), "{:?}", report.problems());
     assert_eq!((report.basecamp.seen, report.basecamp.enqueued), (4, 4), "two pages of two");
-    assert_eq!(w.bc.calls().count("GET", "/projects/recordings.json"), 2, "the walk stopped at the limit");
+    assert_eq!(
+        w.bc.calls().count("GET", "/projects/recordings.json"),
+        4,
+        "the active walk stopped at the limit (2 pages), then one page each of trashed and archived to-dos"
+    );
     w.drain().await;
     assert!(w.pair(todos[0]).await.is_none(), "the oldest change was beyond the pages read");
     for todo in &todos[1..] {
@@ -248,7 +251,7 @@ async fn a_jira_change_missed_by_the_webhook_reaches_the_todo_after_reconcile() 
 
 #[tokio::test]
 async fn a_deactivated_webhook_pointing_at_us_is_re_enabled_and_others_are_left_alone() {
-    let bc_opts = bc_sim::Options { rate_limit: None, deactivate_after_failures: 1, ..bc_sim::Options::default() };
+    let bc_opts = bc_sim::Options::default();
     let w = World::start_with(bc_opts, Duration::from_secs(60)).await;
     let receiver = failing_receiver().await;
     let token = route_token(&SecretString::from(WEBHOOK_KEY), &w.route());
@@ -258,9 +261,11 @@ async fn a_deactivated_webhook_pointing_at_us_is_re_enabled_and_others_are_left_
     let theirs = client.create_webhook(project, &format!("{receiver}/another-integration"), &["Todo"]).await.unwrap();
     w.reconciler.run().await;
 
-    // The receiver fails the delivery: Basecamp deactivates both hooks silently, and the change is lost.
+    // The receiver fails the delivery and its nine retries (about 4–5 hours): Basecamp deactivates both hooks
+    // silently, and the change is lost.
     w.todo("Sprint 1", "Update the privacy policy").await;
     w.bc.settle().await;
+    w.bc.advance_clock(Duration::from_secs(6 * 3600)).await;
     assert!(!client.webhook(ours.id).await.unwrap().unwrap().active);
 
     let report = w.reconciler.run().await;
@@ -276,9 +281,7 @@ async fn a_deactivated_webhook_pointing_at_us_is_re_enabled_and_others_are_left_
 
 #[tokio::test]
 async fn a_create_that_stopped_midway_is_finished_with_the_issue_it_made() {
-    let mut w =
-        World::start_with(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() }, Duration::from_secs(1))
-            .await;
+    let mut w = World::start_with(bc_sim::Options::default(), Duration::from_secs(1)).await;
     // No overlap: the poll must not see the to-do, so only the PENDING retry can finish it.
     w.reconciler.settings.overlap = Duration::ZERO;
     let todo = w.todo("Bugs", "Receipts show the wrong VAT").await;

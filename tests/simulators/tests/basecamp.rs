@@ -34,10 +34,6 @@ impl Client {
     }
 }
 
-fn unlimited() -> Options {
-    Options { rate_limit: None, ..Options::default() }
-}
-
 async fn new_todo(sim: &Simulator, write: TodoWrite) -> i64 {
     let list = sim.list_id("Sprint 1").await.unwrap();
     sim.create_todo(list, write, VICTOR).await.unwrap()
@@ -45,7 +41,7 @@ async fn new_todo(sim: &Simulator, write: TodoWrite) -> i64 {
 
 #[tokio::test]
 async fn main_get_endpoints_carry_the_fixture_keys() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let todo_id = new_todo(
         &sim,
@@ -91,7 +87,7 @@ async fn main_get_endpoints_carry_the_fixture_keys() {
 
 #[tokio::test]
 async fn put_without_assignee_ids_clears_assignees_description_and_due_date() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let id = new_todo(
         &sim,
@@ -132,7 +128,7 @@ async fn a_burst_of_sixty_requests_meets_429_with_retry_after() {
 
 #[tokio::test]
 async fn requests_without_user_agent_or_valid_token_are_refused() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let no_ua = c.http.get(format!("{}/projects.json", sim.base_url())).bearer_auth(&c.token).send().await.unwrap();
     assert_eq!(no_ua.status(), StatusCode::BAD_REQUEST);
@@ -183,7 +179,7 @@ async fn requests_without_user_agent_or_valid_token_are_refused() {
 
 #[tokio::test]
 async fn projects_paginate_with_link_headers() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     for n in 0..20 {
         sim.create_project(&format!("Project {n}")).await;
     }
@@ -202,7 +198,7 @@ async fn projects_paginate_with_link_headers() {
 
 #[tokio::test]
 async fn records_of_another_bucket_are_not_found() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let other = sim.create_project("Elsewhere").await;
     let id = new_todo(&sim, TodoWrite { content: Some("x".into()), ..TodoWrite::default() }).await;
     let c = Client::new(&sim);
@@ -226,7 +222,7 @@ async fn register_hook(c: &Client, receiver: &Receiver, types: Value) -> Value {
 
 #[tokio::test]
 async fn webhooks_deliver_thin_unsigned_payloads_for_subscribed_types() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     let hook = register_hook(&c, &receiver, json!(["Todo"])).await;
@@ -253,26 +249,45 @@ async fn webhooks_deliver_thin_unsigned_payloads_for_subscribed_types() {
     assert_eq!(detail["recent_deliveries"].as_array().unwrap().len(), 2);
 }
 
+/// Deliveries the receiver got for one event id.
+fn deliveries_of(receiver: &Receiver, event_id: &Value) -> usize {
+    receiver.received().iter().filter(|r| r.json()["id"] == *event_id).count()
+}
+
 #[tokio::test]
-async fn a_webhook_is_deactivated_silently_after_ten_failed_deliveries() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+async fn a_failed_event_is_retried_ten_times_over_hours_then_the_webhook_is_deactivated() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     let receiver = Receiver::start().await;
     receiver.respond_with(500);
     let hook = register_hook(&c, &receiver, json!(["Todo"])).await;
-    let id = new_todo(&sim, TodoWrite { content: Some("t".into()), ..TodoWrite::default() }).await;
-    for n in 0..12 {
-        sim.edit_todo(id, basecamp::TodoEdit { content: Some(format!("t{n}")), ..Default::default() }, VICTOR)
-            .await
-            .unwrap();
-    }
+    new_todo(&sim, TodoWrite { content: Some("t".into()), ..TodoWrite::default() }).await;
+    sim.settle().await;
+    let event = receiver.received()[0].json()["id"].clone();
+    assert_eq!(deliveries_of(&receiver, &event), 1);
+    assert_eq!(sim.retries_waiting(), 1, "the failed event waits for its retry");
+
+    // The waits grow polynomially: n⁴ + 2 s after the n-th attempt, about 4–5 hours for all ten.
+    sim.advance_clock(std::time::Duration::from_secs(2)).await;
+    assert_eq!(deliveries_of(&receiver, &event), 1, "not before 3 s");
+    sim.advance_clock(std::time::Duration::from_secs(2)).await;
+    assert_eq!(deliveries_of(&receiver, &event), 2, "the second attempt after 3 s");
+    sim.advance_clock(std::time::Duration::from_secs(3600)).await;
+    // Attempts 3–7 come 18, 83, 258, 627 and 1298 s (+ up to 15 %) after the one before: 2287–2628 s after
+    // the first; the eighth waits 2403 s more.
+    assert_eq!(deliveries_of(&receiver, &event), 7, "seven attempts within the first hour");
+    assert_eq!(c.get(&format!("/webhooks/{}.json", hook["id"])).await["active"], json!(true));
+    sim.advance_clock(std::time::Duration::from_secs(4 * 3600)).await;
+    assert_eq!(deliveries_of(&receiver, &event), 10, "ten attempts in all");
+    assert_eq!(sim.retries_waiting(), 0);
+    let detail = c.get(&format!("/webhooks/{}.json", hook["id"])).await;
+    assert_eq!(detail["active"], json!(false), "deactivated silently once the event exhausted its attempts");
+
+    // Nothing more is sent to a deactivated hook; re-enabling it through PUT makes it deliver again.
+    receiver.respond_with(200);
+    let id = new_todo(&sim, TodoWrite { content: Some("later".into()), ..TodoWrite::default() }).await;
     sim.settle().await;
     assert_eq!(receiver.received().len(), 10);
-    let detail = c.get(&format!("/webhooks/{}.json", hook["id"])).await;
-    assert_eq!(detail["active"], json!(false));
-
-    // Re-enabling through PUT makes it deliver again.
-    receiver.respond_with(200);
     let response = c
         .send(
             reqwest::Method::PUT,
@@ -287,8 +302,37 @@ async fn a_webhook_is_deactivated_silently_after_ten_failed_deliveries() {
 }
 
 #[tokio::test]
+async fn ten_different_events_failing_once_each_do_not_deactivate_the_webhook() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let receiver = Receiver::start().await;
+    receiver.respond_with(503);
+    let hook = register_hook(&c, &receiver, json!(["Todo"])).await;
+    let id = new_todo(&sim, TodoWrite { content: Some("t".into()), ..TodoWrite::default() }).await;
+    for n in 0..11 {
+        sim.edit_todo(id, basecamp::TodoEdit { content: Some(format!("t{n}")), ..Default::default() }, VICTOR)
+            .await
+            .unwrap();
+    }
+    sim.settle().await;
+    assert_eq!(receiver.received().len(), 12, "twelve events, one failed attempt each");
+    assert_eq!(c.get(&format!("/webhooks/{}.json", hook["id"])).await["active"], json!(true));
+
+    // The receiver recovers: every event's retry gets through, once.
+    receiver.respond_with(200);
+    sim.advance_clock(std::time::Duration::from_secs(10)).await;
+    assert_eq!(receiver.received().len(), 24);
+    assert_eq!(sim.retries_waiting(), 0);
+    let mut ids: Vec<String> = receiver.received().iter().map(|r| r.json()["id"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "a retry carries the same event id");
+    assert_eq!(c.get(&format!("/webhooks/{}.json", hook["id"])).await["active"], json!(true));
+}
+
+#[tokio::test]
 async fn a_delivery_that_never_connects_is_lost_silently_and_the_hook_stays_active() {
-    let sim = Simulator::start(Options { deactivate_after_failures: 1, ..unlimited() }).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let c = Client::new(&sim);
     // A port nothing listens on: the connection is refused.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
@@ -302,11 +346,49 @@ async fn a_delivery_that_never_connects_is_lost_silently_and_the_hook_stays_acti
     let hook: Value = response.json().await.unwrap();
     new_todo(&sim, TodoWrite { content: Some("t".into()), ..TodoWrite::default() }).await;
     sim.settle().await;
+    sim.advance_clock(std::time::Duration::from_secs(6 * 3600)).await;
     let detail = c.get(&format!("/webhooks/{}.json", hook["id"])).await;
     assert_eq!(detail["active"], json!(true), "connection failures do not deactivate");
+    assert_eq!(detail["recent_deliveries"].as_array().unwrap().len(), 1, "and are not retried");
     assert_eq!(detail["recent_deliveries"][0]["response"]["code"], json!(0));
 }
 
+#[tokio::test]
+async fn webhook_writes_are_validated_with_rails_field_errors() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let path = format!("/buckets/{}/webhooks.json", basecamp::PROJECT_ID);
+    let plain_http = c.send(reqwest::Method::POST, &path, json!({"payload_url": "http://example.com/x"})).await;
+    assert_eq!(plain_http.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(plain_http.json::<Value>().await.unwrap(), json!({"payload_url": ["is not a valid URL"]}));
+    let bad_type =
+        c.send(reqwest::Method::POST, &path, json!({"payload_url": "https://e.com/x", "types": ["Todos"]})).await;
+    assert_eq!(bad_type.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad_type.json::<Value>().await.unwrap(), json!({"types": ["is invalid"]}));
+}
+
+#[tokio::test]
+async fn every_id_but_the_documented_project_is_past_two_to_the_53_and_odd() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let id =
+        new_todo(&sim, TodoWrite { content: Some("t".into()), assignee_ids: Some(vec![ANNIE]), ..Default::default() })
+            .await;
+    let comment = sim.comment(id, "<div>c</div>", VICTOR).await.unwrap();
+    let todo = c.get(&format!("/todos/{id}.json")).await;
+    let two_53 = 9_007_199_254_740_992_i64;
+    for (what, value) in [
+        ("todo", &todo["id"]),
+        ("list", &todo["parent"]["id"]),
+        ("assignee", &todo["assignees"][0]["id"]),
+        ("creator", &todo["creator"]["id"]),
+        ("comment", &json!(comment)),
+    ] {
+        let n = value.as_i64().unwrap();
+        assert!(n > two_53 && n % 2 == 1, "{what} id {n}");
+        assert_ne!(n as f64 as i64, n, "{what} id {n} must not survive an f64");
+    }
+}
 #[tokio::test]
 async fn many_simulators_start_in_parallel() {
     let starts = (0..16).map(|_| Simulator::start(Options::default()));
@@ -332,7 +414,7 @@ where
 
 #[tokio::test]
 async fn the_control_api_acts_as_a_person_and_counts_calls() {
-    let sim = Simulator::start(unlimited()).await.unwrap();
+    let sim = Simulator::start(Options::default()).await.unwrap();
     let http = reqwest::Client::new();
     let list = sim.list_id("Backlog").await.unwrap();
     let created: Value = http
@@ -356,4 +438,186 @@ async fn the_control_api_acts_as_a_person_and_counts_calls() {
     assert_eq!(calls["GET /todos/{id}.json"], json!(1));
     http.post(format!("{}/calls/reset", sim.control_url())).send().await.unwrap();
     assert_eq!(sim.calls().total(), 0);
+}
+
+#[tokio::test]
+async fn a_move_to_another_list_changes_parent_and_position_and_fires_no_webhook() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let receiver = Receiver::start().await;
+    register_hook(&c, &receiver, json!(["Todo", "Todolist", "Comment"])).await;
+    let first = new_todo(&sim, TodoWrite { content: Some("first".into()), ..Default::default() }).await;
+    let second = new_todo(&sim, TodoWrite { content: Some("second".into()), ..Default::default() }).await;
+    sim.settle().await;
+    let before = receiver.received().len();
+    let before_updated = c.get(&format!("/todos/{second}.json")).await["updated_at"].clone();
+
+    // Reorder within the list.
+    let response =
+        c.send(reqwest::Method::PUT, &format!("/todos/{second}/position.json"), json!({"position": 1})).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let sprint = sim.list_id("Sprint 1").await.unwrap();
+    let todos = c.get(&format!("/todolists/{sprint}/todos.json")).await;
+    let order: Vec<i64> = todos.as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(order, [second, first]);
+    assert_eq!(todos[0]["position"], json!(1));
+
+    // Move to the Backlog list.
+    let backlog = sim.list_id("Backlog").await.unwrap();
+    let path = format!("/buckets/{}/todos/{second}/position.json", basecamp::PROJECT_ID);
+    let response = c.send(reqwest::Method::PUT, &path, json!({"position": 1, "parent_id": backlog})).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let moved = c.get(&format!("/todos/{second}.json")).await;
+    assert_eq!(moved["parent"]["id"], json!(backlog));
+    assert_eq!(moved["parent"]["title"], "Backlog");
+    assert_ne!(moved["updated_at"], before_updated, "a new parent moves updated_at, so a poll sees it");
+    let left: Vec<Value> = c.get(&format!("/todolists/{sprint}/todos.json")).await.as_array().unwrap().clone();
+    assert_eq!((left.len(), left[0]["position"].clone()), (1, json!(1)));
+    sim.settle().await;
+    assert_eq!(receiver.received().len(), before, "moves fire no webhook");
+
+    // Bad positions and foreign lists are refused.
+    let zero = c.send(reqwest::Method::PUT, &format!("/todos/{second}/position.json"), json!({"position": 0})).await;
+    assert_eq!(zero.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let elsewhere = sim.create_project("Elsewhere").await;
+    let foreign = sim.create_todolist(elsewhere, "Theirs", VICTOR).await.unwrap();
+    let response = c
+        .send(
+            reqwest::Method::PUT,
+            &format!("/todos/{second}/position.json"),
+            json!({"position": 1, "parent_id": foreign}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sim.calls().count("PUT", "/todos/{id}/position.json"), 4);
+}
+
+#[tokio::test]
+async fn trash_archive_and_restore_show_in_reads_listings_and_webhooks() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let receiver = Receiver::start().await;
+    register_hook(&c, &receiver, json!(["Todo", "Todolist"])).await;
+    let id = new_todo(&sim, TodoWrite { content: Some("Doomed".into()), ..Default::default() }).await;
+    let sprint = sim.list_id("Sprint 1").await.unwrap();
+    let status_path = |s: &str| format!("/recordings/{id}/status/{s}.json");
+
+    let trash = c.send(reqwest::Method::PUT, &status_path("trashed"), json!({})).await;
+    assert_eq!(trash.status(), StatusCode::NO_CONTENT);
+    assert_eq!(c.get(&format!("/todos/{id}.json")).await["status"], "trashed", "a trashed to-do is still readable");
+    assert_eq!(c.get(&format!("/todolists/{sprint}/todos.json")).await, json!([]));
+    let trashed = c.get(&format!("/todolists/{sprint}/todos.json?status=trashed")).await;
+    assert_eq!(trashed[0]["id"], json!(id));
+    let polled =
+        c.get(&format!("/projects/recordings.json?type=Todo&status=trashed&bucket={}", basecamp::PROJECT_ID)).await;
+    assert_eq!(polled[0]["id"], json!(id));
+    // Trashing twice changes nothing and fires nothing.
+    c.send(reqwest::Method::PUT, &status_path("trashed"), json!({})).await;
+    c.send(reqwest::Method::PUT, &status_path("active"), json!({})).await;
+    c.send(reqwest::Method::PUT, &status_path("archived"), json!({})).await;
+    c.send(reqwest::Method::PUT, &status_path("active"), json!({})).await;
+    let unknown = c.send(reqwest::Method::PUT, &status_path("deleted"), json!({})).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // A list's status reaches its to-dos without events of their own.
+    sim.set_status(sprint, "archived", VICTOR).await.unwrap();
+    assert_eq!(c.get(&format!("/todos/{id}.json")).await["status"], "archived");
+    assert_eq!(c.get(&format!("/todolists/{sprint}/todos.json?status=archived")).await[0]["id"], json!(id));
+    let lists = c.get(&format!("/todosets/{}/todolists.json?status=archived", basecamp::TODOSET_ID)).await;
+    assert_eq!(lists[0]["id"], json!(sprint));
+    sim.set_status(sprint, "active", VICTOR).await.unwrap();
+    assert_eq!(c.get(&format!("/todos/{id}.json")).await["status"], "active");
+
+    sim.settle().await;
+    let kinds: Vec<String> =
+        receiver.received().iter().map(|r| r.json()["kind"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "todo_created",
+            "todo_trashed",
+            "todo_untrashed",
+            "todo_archived",
+            "todo_unarchived",
+            "todolist_archived",
+            "todolist_unarchived"
+        ]
+    );
+    assert_eq!(receiver.received()[1].json()["recording"]["status"], "trashed");
+}
+
+#[tokio::test]
+async fn a_trashed_todo_can_be_deleted_for_good_and_then_reads_404() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let receiver = Receiver::start().await;
+    register_hook(&c, &receiver, json!(["Todo"])).await;
+    let id = new_todo(&sim, TodoWrite { content: Some("Gone soon".into()), ..Default::default() }).await;
+    assert!(sim.delete_recording(id, VICTOR).await.is_err(), "only trashed recordings are deleted");
+    sim.set_status(id, "trashed", VICTOR).await.unwrap();
+    sim.delete_recording(id, VICTOR).await.unwrap();
+    let response = c.req(reqwest::Method::GET, &format!("/todos/{id}.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    sim.settle().await;
+    let last = receiver.received().last().unwrap().json();
+    assert_eq!((last["kind"].as_str().unwrap(), last["recording"]["id"].as_i64().unwrap()), ("todo_deleted", id));
+}
+
+#[tokio::test]
+async fn a_copy_fires_todo_copied_on_the_original_naming_the_copy() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let receiver = Receiver::start().await;
+    register_hook(&c, &receiver, json!(["Todo"])).await;
+    let id = new_todo(
+        &sim,
+        TodoWrite { content: Some("Original".into()), description: Some("<div>d</div>".into()), ..Default::default() },
+    )
+    .await;
+    let bugs = sim.list_id("Bugs").await.unwrap();
+    let copy = sim.copy_todo(id, bugs, ANNIE).await.unwrap();
+    sim.settle().await;
+    let event = receiver.received().last().unwrap().json();
+    assert_same_keys(&event, &fixture("basecamp", "webhook-event-todo-copied.json"), "copy event");
+    assert_eq!(event["kind"], "todo_copied");
+    assert_eq!(event["recording"]["id"], json!(id));
+    assert_eq!(event["details"]["copy_id"], json!(copy));
+    assert_eq!(event["copy"]["id"], json!(copy));
+    assert_eq!(event["copy"]["bucket"]["id"], json!(basecamp::PROJECT_ID));
+    let got = c.get(&format!("/todos/{copy}.json")).await;
+    assert_eq!((got["content"].clone(), got["description"].clone()), (json!("Original"), json!("<div>d</div>")));
+    assert_eq!(got["parent"]["id"], json!(bugs));
+}
+
+#[tokio::test]
+async fn rich_text_is_stored_with_only_basecamps_tags() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&sim);
+    let list = sim.list_id("Sprint 1").await.unwrap();
+    let created: Value = c
+        .send(
+            reqwest::Method::POST,
+            &format!("/todolists/{list}/todos.json"),
+            json!({"content": "Styled", "description": "<p class=\"x\">Hello <b>bold</b> <strong>kept</strong></p><h2>Sub</h2><table><tr><td>cell</td></tr></table><a href=\"https://e.com\" target=\"_blank\">link</a><script>x()</script>"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["description"], "Hello bold <strong>kept</strong>Subcell<a href=\"https://e.com\">link</a>");
+    let id = created["id"].as_i64().unwrap();
+    let comment: Value = c
+        .send(
+            reqwest::Method::POST,
+            &format!("/recordings/{id}/comments.json"),
+            json!({"content": "<p>DEV: <code>x</code></p>"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(comment["content"], "DEV: x");
+    let blank =
+        c.send(reqwest::Method::POST, &format!("/recordings/{id}/comments.json"), json!({"content": "<p> </p>"})).await;
+    assert_eq!(blank.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

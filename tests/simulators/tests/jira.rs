@@ -518,3 +518,33 @@ async fn createmeta_lists_the_create_screen_and_create_enforces_it() {
     ok["customfield_10050"] = json!({"value": "Web"});
     assert_eq!(c.send(Method::POST, "/rest/api/3/issue", json!({"fields": ok})).await.0, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_moved_issue_keeps_its_id_gets_a_new_key_and_says_so_in_the_changelog() {
+    let sim = Simulator::start(Options::default()).await.unwrap();
+    let receiver = Receiver::start().await;
+    sim.register_webhook(AdminHook { id: 0, url: receiver.url.clone(), secret: None, events: vec![], jql: None }).await;
+    let key = sim
+        .create_issue(
+            json!({"fields": {"project": {"key": "WEB"}, "issuetype": {"name": "Task"}, "summary": "Move me"}}),
+            jira::MIA,
+        )
+        .await
+        .unwrap();
+    let id = sim.issue(&key).await.unwrap()["id"].clone();
+    let moved = sim.move_issue(&key, "OPS", jira::MIA).await.unwrap();
+    assert_eq!(moved, "OPS-1");
+    let issue = sim.issue(id.as_str().unwrap()).await.unwrap();
+    assert_eq!((issue["key"].as_str(), issue["fields"]["project"]["key"].as_str()), (Some("OPS-1"), Some("OPS")));
+    sim.delete_issue(&moved, jira::MIA).await.unwrap();
+    assert!(sim.issue(id.as_str().unwrap()).await.is_none());
+    sim.settle().await;
+    let got: Vec<Value> = receiver.received().iter().map(|r| r.json()).collect();
+    let events: Vec<&str> = got.iter().map(|b| b["webhookEvent"].as_str().unwrap()).collect();
+    assert_eq!(events, ["jira:issue_created", "jira:issue_updated", "jira:issue_deleted"]);
+    let items = &got[1]["changelog"]["items"];
+    assert_eq!((items[0]["field"].as_str(), items[0]["fromString"].as_str()), (Some("Key"), Some(key.as_str())));
+    assert_eq!(items[0]["toString"], "OPS-1");
+    assert_eq!(items[1]["field"], "project");
+    assert_eq!(got[1]["issue"]["key"], "OPS-1");
+}

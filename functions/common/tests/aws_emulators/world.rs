@@ -178,8 +178,7 @@ impl World {
     /// are not running (see [`emulators`]).
     pub async fn start(functions: &[&str]) -> Option<Self> {
         let sdk = emulators().await?;
-        let basecamp =
-            bc_sim::Simulator::start(bc_sim::Options { rate_limit: None, ..bc_sim::Options::default() }).await.unwrap();
+        let basecamp = bc_sim::Simulator::start(bc_sim::Options::default()).await.unwrap();
         let jira = jira_sim::Simulator::start(jira_sim::Options::default()).await.unwrap();
         let bitbucket = bb_sim::Simulator::start(bb_sim::Options::default()).await.unwrap();
         let text = config_text(&basecamp, &jira, &bitbucket);

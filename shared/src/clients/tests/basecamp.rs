@@ -122,7 +122,7 @@ async fn a_todo_maps_to_the_domain_todo() {
     assert_eq!(todo.todolist_name, "Strategy ideas");
     assert_eq!(todo.title, "Clear and simple UI");
     assert_eq!(todo.description, "<div><em>Try that new language!</em></div>");
-    assert!(todo.completed && todo.active);
+    assert!(todo.completed && todo.is_active());
     assert_eq!(todo.assignees, vec![PersonId(1_049_715_930)]);
     assert_eq!(todo.creator_name, "Annie Bryan");
     assert_eq!(todo.app_url, "https://3.basecamp.com/195539477/buckets/2085958505/todos/1069480015");
@@ -155,7 +155,6 @@ async fn changing_only_the_title_resends_every_other_field() {
             "description": "<div><em>Try that new language!</em></div>",
             "assignee_ids": [1_049_715_930],
             "completion_subscriber_ids": [1_049_715_930],
-            "notify": false,
             "due_on": "2026-09-01"
         })
     );

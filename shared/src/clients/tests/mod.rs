@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod basecamp;
+mod basecamp_conformance;
 mod bitbucket;
 mod contract;
 mod jira;

@@ -150,8 +150,9 @@ pub struct IssuePage {
 /// The Basecamp reads and the one write the reconciler makes (the real client implements it).
 #[async_trait::async_trait]
 pub trait BasecampPolling: Send + Sync {
-    /// Active to-dos of `projects` updated at or after `since`, newest change first, from at most
-    /// `max_pages` pages of the listing (the listing says whether it reached `since`).
+    /// To-dos of `projects` updated at or after `since` — active ones from at most `max_pages` pages of the
+    /// listing, and the first page of those trashed and archived since — newest change first (the listing
+    /// says whether it reached `since`).
     async fn todos_updated_since(
         &self,
         projects: &[ProjectId],

@@ -33,14 +33,22 @@ impl BasecampPolling for BasecampClient {
         since: DateTime<Utc>,
         max_pages: usize,
     ) -> Result<TodoUpdates, ApiError> {
-        let query = RecordingsQuery {
+        let query = |status: Option<&str>, max_pages: usize| RecordingsQuery {
             kind: "Todo".to_owned(),
             buckets: projects.to_vec(),
-            status: None,
+            status: status.map(str::to_owned),
             since: Some(since),
             max_pages: Some(max_pages),
         };
-        let listing = self.recordings(&query).await?;
+        // Active to-dos, then the ones trashed or archived since the cursor (a lost `todo_trashed` must still
+        // detach its pair; reference §12.4). Those two lists are short: their first page each.
+        let mut listing = self.recordings(&query(None, max_pages)).await?;
+        for status in ["trashed", "archived"] {
+            let more = self.recordings(&query(Some(status), 1)).await?;
+            listing.recordings.extend(more.recordings);
+            listing.complete &= more.complete;
+        }
+        listing.recordings.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
         let updates = listing
             .recordings
             .into_iter()

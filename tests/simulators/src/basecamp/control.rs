@@ -52,6 +52,11 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .route("/_control/todos/{id}/uncomplete", post(post_uncomplete))
         .route("/_control/todos/{id}/assign", post(post_assign))
         .route("/_control/recordings/{id}/comments", post(post_comment))
+        .route("/_control/recordings/{id}/status", post(post_status))
+        .route("/_control/recordings/{id}/delete", post(post_delete))
+        .route("/_control/todos/{id}/move", post(post_move))
+        .route("/_control/todos/{id}/copy", post(post_copy))
+        .route("/_control/clock/advance", post(post_advance))
         .route("/_control/tokens", post(post_token))
         .route("/_control/tokens/{token}/expire", post(expire_token))
         .with_state(sim.clone());
@@ -113,6 +118,32 @@ pub async fn edit_todo(sim: &Inner, id: i64, edit: TodoEdit, actor: i64) -> Resu
 pub async fn set_completed(sim: &Inner, id: i64, done: bool, actor: i64) -> Result<(), SimError> {
     let mut state = sim.state.lock().await;
     let events = if done { state.complete_todo(id, actor)? } else { state.uncomplete_todo(id, actor)? };
+    sim.emit(&mut state, events);
+    Ok(())
+}
+
+/// Sets a recording's status as `actor` (fires `X_trashed`, `X_archived`, `X_untrashed`, `X_unarchived`).
+pub async fn set_status(sim: &Inner, id: i64, status: &str, actor: i64) -> Result<(), SimError> {
+    let mut state = sim.state.lock().await;
+    let events = state.set_status(id, status, actor)?;
+    sim.emit(&mut state, events);
+    Ok(())
+}
+
+/// Copies a to-do as `actor`.
+pub async fn copy_todo(sim: &Inner, id: i64, list_id: i64, actor: i64) -> Result<i64, SimError> {
+    let mut state = sim.state.lock().await;
+    let (copy, events) = state.copy_todo(id, list_id, actor)?;
+    sim.emit(&mut state, events);
+    Ok(copy)
+}
+
+/// Deletes a trashed recording for good as `actor`.
+pub async fn delete_recording(sim: &Inner, id: i64, actor: i64) -> Result<(), SimError> {
+    let mut state = sim.state.lock().await;
+    let (rendered, _) =
+        render::recording(&sim.ctx, &state, id).ok_or_else(|| SimError::NotFound(format!("recording {id}")))?;
+    let events = state.delete_recording(id, actor, rendered)?;
     sim.emit(&mut state, events);
     Ok(())
 }
@@ -254,6 +285,66 @@ struct CommentInput {
 async fn post_comment(State(sim): Sim, Path(id): Path<i64>, Json(input): Json<CommentInput>) -> Response {
     let result = comment(&sim, id, &input.content, input.as_person.unwrap_or(VICTOR)).await;
     answer(result.map(|id| json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct StatusInput {
+    status: String,
+    #[serde(default)]
+    as_person: Option<i64>,
+}
+
+async fn post_status(State(sim): Sim, Path(id): Path<i64>, Json(input): Json<StatusInput>) -> Response {
+    let result = set_status(&sim, id, &input.status, input.as_person.unwrap_or(VICTOR)).await;
+    answer(result.map(|()| json!({"id": id, "status": input.status})))
+}
+
+async fn post_delete(State(sim): Sim, Path(id): Path<i64>, input: Option<Json<ActorInput>>) -> Response {
+    let actor = input.and_then(|Json(i)| i.as_person).unwrap_or(VICTOR);
+    answer(delete_recording(&sim, id, actor).await.map(|()| json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct MoveInput {
+    #[serde(default)]
+    todolist_id: Option<i64>,
+    #[serde(default = "first_position")]
+    position: i64,
+}
+
+fn first_position() -> i64 {
+    1
+}
+
+async fn post_move(State(sim): Sim, Path(id): Path<i64>, Json(input): Json<MoveInput>) -> Response {
+    let result = sim.state.lock().await.reposition_todo(id, input.position, input.todolist_id);
+    answer(result.map(|()| json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct CopyInput {
+    todolist_id: i64,
+    #[serde(default)]
+    as_person: Option<i64>,
+}
+
+async fn post_copy(State(sim): Sim, Path(id): Path<i64>, Json(input): Json<CopyInput>) -> Response {
+    let result = copy_todo(&sim, id, input.todolist_id, input.as_person.unwrap_or(VICTOR)).await;
+    answer(result.map(|copy| json!({"id": copy})))
+}
+
+#[derive(Deserialize)]
+struct AdvanceInput {
+    seconds: u64,
+}
+
+/// Moves the delivery-retry clock (the same as [`super::Simulator::advance_clock`], without waiting for
+/// the deliveries it sends).
+async fn post_advance(State(sim): Sim, Json(input): Json<AdvanceInput>) -> Response {
+    let target = sim.clock.now() + std::time::Duration::from_secs(input.seconds);
+    sim.clock.advance_to(target);
+    super::webhooks::send_due(&sim);
+    answer(Ok(json!({"retries_waiting": sim.retries.waiting()})))
 }
 
 #[derive(Deserialize)]

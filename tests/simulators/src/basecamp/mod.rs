@@ -1,10 +1,14 @@
 //! Basecamp simulator: the bc3 API under `/{account_id}`, the Launchpad OAuth endpoints, unsigned
-//! thin webhooks per project, the 50-requests-per-10-s rate limit, full-replacement to-do PUTs and
-//! silent webhook deactivation after repeated failed deliveries.
+//! thin webhooks per project, the 50-requests-per-10-s rate limit, full-replacement to-do PUTs, moves
+//! without webhooks, trash and archive, rich text sanitised as Basecamp stores it, ids past 2^53, and
+//! per-event delivery retries (10 over about 4–5 hours, on a clock tests move) ending in silent
+//! deactivation.
 
 mod control;
+pub mod launchpad;
 mod render;
 mod routes;
+pub mod sanitize;
 mod state;
 mod webhooks;
 
@@ -17,7 +21,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 pub use render::Ctx;
-pub use state::TodoWrite;
+pub use state::{FIRST_ID, TodoWrite};
+pub use webhooks::{ATTEMPTS_PER_EVENT, retry_wait};
 
 use crate::common::webhooks::DeliveryObserver;
 use crate::common::{
@@ -27,20 +32,24 @@ use state::{State, Token};
 
 /// Account id of the documented examples, used by default.
 pub const ACCOUNT_ID: i64 = 195_539_477;
-/// Seeded project "The Leto Laptop".
+/// Seeded project "The Leto Laptop": the documented examples' project, so the vendor's real webhook bodies
+/// (`tests/fixtures/basecamp`, `events/`) route to it.
 pub const PROJECT_ID: i64 = 2_085_958_505;
+// Every other id below, and every id the simulator hands out, is past 2^53 (9_007_199_254_740_992) and odd:
+// real Basecamp ids already exceed 2^53 (reference/basecamp-api.md §1), and an odd id there does not
+// survive a trip through an `f64`, so every test exercises integer precision.
 /// The seeded project's to-do set.
-pub const TODOSET_ID: i64 = 1_069_479_829;
+pub const TODOSET_ID: i64 = 9_007_199_254_740_995;
 /// Victor Cooper, the account owner; the default actor of control-API actions.
-pub const VICTOR: i64 = 1_049_715_913;
+pub const VICTOR: i64 = 9_007_199_254_741_013;
 /// Annie Bryan.
-pub const ANNIE: i64 = 1_049_715_938;
+pub const ANNIE: i64 = 9_007_199_254_741_015;
 /// Cheryl Walters.
-pub const CHERYL: i64 = 1_049_715_939;
+pub const CHERYL: i64 = 9_007_199_254_741_017;
 /// Jared Davis.
-pub const JARED: i64 = 1_049_715_940;
+pub const JARED: i64 = 9_007_199_254_741_019;
 /// The integration's own person, owner of the default access token.
-pub const SYNC_BOT: i64 = 1_049_716_000;
+pub const SYNC_BOT: i64 = 9_007_199_254_741_027;
 /// Default access token (owned by [`SYNC_BOT`]).
 pub const ACCESS_TOKEN: &str = "bc-sim-access-token";
 /// Default refresh token.
@@ -49,6 +58,9 @@ pub const REFRESH_TOKEN: &str = "bc-sim-refresh-token";
 pub const CLIENT_ID: &str = "bc-sim-client";
 /// Default OAuth client secret.
 pub const CLIENT_SECRET: &str = "bc-sim-client-secret";
+/// The redirect URI the simulator's OAuth app is registered with at start (`campbridge auth basecamp`'s
+/// default).
+pub const REDIRECT_URI: &str = "http://127.0.0.1:8915/callback";
 /// The seeded to-do lists.
 pub const SEEDED_LISTS: [&str; 3] = ["Sprint 1", "Bugs", "Backlog"];
 
@@ -74,14 +86,21 @@ pub struct Options {
     pub client_id: String,
     /// OAuth client secret.
     pub client_secret: String,
+    /// The OAuth app's registered redirect URIs (Launchpad refuses any other).
+    pub redirect_uris: Vec<String>,
+    /// How long an authorization code can be exchanged (Launchpad's codes are "time-limited"; the
+    /// limit is not documented, 10 minutes is OAuth 2's recommended maximum).
+    pub oauth_code_ttl: Duration,
     /// Page size of paginated collections (Basecamp's first page holds 15).
     pub page_size: usize,
     /// Rate limit across all API requests (Basecamp: 50 per 10 s per IP); `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
-    /// Consecutive failed deliveries after which a webhook is deactivated.
-    pub deactivate_after_failures: u32,
-    /// Receiver timeout per delivery.
+    /// Receiver timeout per delivery (Basecamp: about 10 s; a slow answer is a failed attempt).
     pub webhook_timeout: Duration,
+    /// How fast the delivery-retry clock runs against real time (1.0 = real time: a failed delivery is
+    /// retried 3 s later, the tenth attempt comes after about 4–5 hours). Tests jump it with
+    /// [`Simulator::advance_clock`].
+    pub clock_scale: f64,
     /// Origin used for `app_url` values.
     pub app_origin: String,
     /// Seed the default people, project and lists.
@@ -96,10 +115,12 @@ impl Default for Options {
             refresh_token: REFRESH_TOKEN.to_owned(),
             client_id: CLIENT_ID.to_owned(),
             client_secret: CLIENT_SECRET.to_owned(),
+            redirect_uris: vec![REDIRECT_URI.to_owned()],
+            oauth_code_ttl: Duration::from_secs(10 * 60),
             page_size: 15,
             rate_limit: Some(RateLimit { requests: 50, window: Duration::from_secs(10) }),
-            deactivate_after_failures: 10,
             webhook_timeout: Duration::from_secs(10),
+            clock_scale: 1.0,
             app_origin: "https://3.basecamp.com".to_owned(),
             seed: true,
         }
@@ -125,6 +146,12 @@ pub(crate) struct Inner {
     pub calls: CallCounter,
     pub faults: SharedFaults,
     pub dispatcher: Dispatcher,
+    /// The clock delivery retries wait on.
+    pub clock: webhooks::SimClock,
+    /// Deliveries waiting to be retried.
+    pub retries: webhooks::Retries,
+    /// Launchpad's side: the app's redirect URIs, open authorization pages and issued codes.
+    pub launchpad: StdMutex<launchpad::Grants>,
     rate: StdMutex<VecDeque<Instant>>,
 }
 
@@ -172,15 +199,17 @@ fn seed(ctx: &Ctx, state: &mut State, opts: &Options) {
         (ANNIE, "Annie Bryan", "annie@honchodesign.com", "Central Markets Manager", false),
         (CHERYL, "Cheryl Walters", "cheryl@honchodesign.com", "Senior Designer", false),
         (JARED, "Jared Davis", "jared@honchodesign.com", "Developer", false),
-        (1_049_715_942, "Josh Fiske", "josh@honchodesign.com", "Developer", false),
-        (1_049_715_943, "Nicole Katz", "nicole@honchodesign.com", "Producer", false),
-        (1_049_715_944, "Steve Marsh", "steve@honchodesign.com", "QA Lead", false),
+        (9_007_199_254_741_021, "Josh Fiske", "josh@honchodesign.com", "Developer", false),
+        (9_007_199_254_741_023, "Nicole Katz", "nicole@honchodesign.com", "Producer", false),
+        (9_007_199_254_741_025, "Steve Marsh", "steve@honchodesign.com", "QA Lead", false),
         (SYNC_BOT, "Campbridge Sync", "campbridge@honchodesign.com", "Integration", false),
     ];
     let fixture_victor = render::person_from_fixture();
     for (id, name, email, title, admin) in people {
         let person = if id == VICTOR && fixture_victor.is_object() {
-            fixture_victor.clone()
+            let mut victor = fixture_victor.clone();
+            victor["id"] = id.into();
+            victor
         } else {
             render::new_person(ctx, id, name, email, title, admin)
         };
@@ -206,7 +235,7 @@ impl Simulator {
         let listener = Server::bind().await?;
         let origin = format!("http://{}", listener.local_addr()?);
         let ctx = Ctx { origin, account_id: opts.account_id, app_origin: opts.app_origin.clone() };
-        let mut state = State::new(1_069_490_000);
+        let mut state = State::new(FIRST_ID);
         seed(&ctx, &mut state, &opts);
         let client = Dispatcher::client()?;
         let faults = SharedFaults::default();
@@ -218,19 +247,32 @@ impl Simulator {
             backoff: Duration::ZERO,
             attempt_header: None,
         };
+        let grants = launchpad::Grants::new(&opts.redirect_uris);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let observer: Arc<dyn DeliveryObserver> = Arc::new(webhooks::Observer(weak.clone()));
             Inner {
                 ctx,
-                opts,
                 state: Mutex::new(state),
                 calls: CallCounter::default(),
                 faults: faults.clone(),
                 dispatcher: Dispatcher::start(client, policy, faults, observer),
+                clock: webhooks::SimClock::new(opts.clock_scale),
+                retries: webhooks::Retries::default(),
+                opts,
+                launchpad: StdMutex::new(grants),
                 rate: StdMutex::new(VecDeque::new()),
             }
         });
         let server = Server::serve(listener, routes::router(inner.clone()))?;
+        // Sends retries as they fall due; ends when the simulator is gone.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(sim) = weak.upgrade() else { return };
+                webhooks::send_due(&sim);
+            }
+        });
         Ok(Self { inner, server })
     }
 
@@ -349,6 +391,59 @@ impl Simulator {
     /// Comments on a recording as `actor`; returns the comment id.
     pub async fn comment(&self, recording_id: i64, content: &str, actor: i64) -> Result<i64, SimError> {
         control::comment(&self.inner, recording_id, content, actor).await
+    }
+
+    /// Renames a to-do list as `actor` (fires `todolist_title_updated`; its to-dos get no events).
+    pub async fn rename_todolist(&self, id: i64, name: &str, actor: i64) -> Result<(), SimError> {
+        let mut state = self.inner.state.lock().await;
+        let description = state.todolists.get(&id).map(|l| l.description.clone()).unwrap_or_default();
+        let events = state.replace_todolist(id, name, &description, actor)?;
+        self.inner.emit(&mut state, events);
+        Ok(())
+    }
+
+    /// Trashes, archives or restores (`active`) a recording as `actor`, as
+    /// `PUT /recordings/{id}/status/{status}.json` does.
+    pub async fn set_status(&self, id: i64, status: &str, actor: i64) -> Result<(), SimError> {
+        control::set_status(&self.inner, id, status, actor).await
+    }
+
+    /// Moves a to-do to `position` in list `parent_id` (or its own list), as
+    /// `PUT /todos/{id}/position.json` does: no webhook.
+    pub async fn move_todo(&self, id: i64, parent_id: Option<i64>, position: i64) -> Result<(), SimError> {
+        self.inner.state.lock().await.reposition_todo(id, position, parent_id)
+    }
+
+    /// Copies a to-do into `list_id` as `actor`; returns the copy's id (fires `todo_copied`).
+    pub async fn copy_todo(&self, id: i64, list_id: i64, actor: i64) -> Result<i64, SimError> {
+        control::copy_todo(&self.inner, id, list_id, actor).await
+    }
+
+    /// Deletes a trashed recording for good, as Basecamp's trash purge does (fires `X_deleted`).
+    pub async fn delete_recording(&self, id: i64, actor: i64) -> Result<(), SimError> {
+        control::delete_recording(&self.inner, id, actor).await
+    }
+
+    /// Moves the delivery-retry clock forward by `by`, sending every retry that falls due on the way
+    /// in order (each failed retry schedules the next), and waits for those deliveries.
+    pub async fn advance_clock(&self, by: Duration) {
+        let target = self.inner.clock.now() + by;
+        loop {
+            self.settle().await;
+            match self.inner.retries.next_due() {
+                Some(due) if due <= target => {
+                    self.inner.clock.advance_to(due);
+                    webhooks::send_due(&self.inner);
+                }
+                _ => break,
+            }
+        }
+        self.inner.clock.advance_to(target);
+    }
+
+    /// Deliveries waiting for a retry.
+    pub fn retries_waiting(&self) -> usize {
+        self.inner.retries.waiting()
     }
 
     /// Marks an access token expired (requests with it get 401 until refreshed).

@@ -206,6 +206,7 @@ pub fn todolist(ctx: &Ctx, state: &State, list: &Todolist) -> Value {
     set(&mut map, "id", id);
     set(&mut map, "created_at", list.created_at.clone());
     set(&mut map, "updated_at", list.updated_at.clone());
+    set(&mut map, "status", list.status.clone());
     set(&mut map, "title", list.name.clone());
     set(&mut map, "name", list.name.clone());
     set(&mut map, "description", list.description.clone());
@@ -239,7 +240,7 @@ pub fn todo(ctx: &Ctx, state: &State, todo: &Todo, with_position: bool) -> Value
     let (pid, id) = (todo.project_id, todo.id);
     let project = state.projects.get(&pid);
     set(&mut map, "id", id);
-    set(&mut map, "status", todo.status.clone());
+    set(&mut map, "status", state.todo_status(todo));
     set(&mut map, "created_at", todo.created_at.clone());
     set(&mut map, "updated_at", todo.updated_at.clone());
     set(&mut map, "title", todo.content.clone());
@@ -273,8 +274,7 @@ pub fn todo(ctx: &Ctx, state: &State, todo: &Todo, with_position: bool) -> Value
     set(&mut map, "completion_subscribers", people(&todo.completion_subscriber_ids));
     set(&mut map, "completion_url", ctx.api(&format!("/todos/{id}/completion.json")));
     if with_position {
-        let position = state.todos.values().filter(|t| t.list_id == todo.list_id && t.id <= id).count();
-        set(&mut map, "position", position);
+        set(&mut map, "position", todo.position);
     }
     Value::Object(map)
 }
@@ -302,6 +302,7 @@ pub fn comment(ctx: &Ctx, state: &State, comment: &Comment) -> Value {
     let (pid, id) = (comment.project_id, comment.id);
     let (parent, parent_app_url) = comment_parent(ctx, state, comment);
     set(&mut map, "id", id);
+    set(&mut map, "status", state.comment_status(comment));
     set(&mut map, "created_at", comment.created_at.clone());
     set(&mut map, "updated_at", comment.updated_at.clone());
     set(&mut map, "title", format!("Re: {}", parent["title"].as_str().unwrap_or_default()));

@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ use super::state::{TodoWrite, Webhook};
 use super::{Inner, control, render};
 use crate::common::SimError;
 use crate::common::faults::Style;
-use crate::common::json::{fixture, now_utc_millis, obj};
+use crate::common::json::now_utc_millis;
 use crate::common::webhooks::is_loopback;
 
 type Sim = State<Arc<Inner>>;
@@ -29,7 +29,7 @@ type Params = Path<HashMap<String, String>>;
 pub struct Actor(pub i64);
 
 /// A Basecamp error answer.
-pub struct ApiError(StatusCode, Value);
+pub struct ApiError(pub StatusCode, pub Value);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -57,31 +57,41 @@ fn bad_request(message: &str) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, json!({"status": 400, "error": message}))
 }
 
+/// A Rails validation answer as a bare field map, `{"payload_url": ["is not a valid URL"]}` (what the
+/// webhooks controller renders at 400; the SDK's conformance suite, error-mapping.json).
+fn field_errors(status: StatusCode, field: &str, message: &str) -> ApiError {
+    ApiError(status, json!({field: [message]}))
+}
+
 type ApiResult = Result<Response, ApiError>;
 
 /// Paths served both flat and under `/buckets/{bucket}`; calls to either count as the flat one.
-const FLAT: [&str; 9] = [
+const FLAT: [&str; 11] = [
     "/todosets/{id}",
     "/todosets/{id}/todolists.json",
     "/todolists/{id}",
     "/todolists/{id}/todos.json",
     "/todos/{id}",
     "/todos/{id}/completion.json",
+    "/todos/{id}/position.json",
     "/recordings/{id}/comments.json",
+    "/recordings/{id}/status/{status}",
     "/comments/{id}",
     "/webhooks/{id}",
 ];
 
 /// The whole simulator router: API, Launchpad and control API.
 pub fn router(sim: Arc<Inner>) -> Router {
-    let flat: [MethodRouter<Arc<Inner>>; 9] = [
+    let flat: [MethodRouter<Arc<Inner>>; 11] = [
         get(get_todoset),
         get(list_todolists).post(create_todolist),
-        get(get_todolist),
+        get(get_todolist).put(put_todolist),
         get(list_todos).post(create_todo),
         get(get_todo).put(put_todo),
         post(complete).delete(uncomplete),
+        put(reposition),
         get(list_comments).post(create_comment),
+        put(set_status),
         get(get_comment).put(put_comment),
         get(get_webhook).put(put_webhook).delete(delete_webhook),
     ];
@@ -100,9 +110,8 @@ pub fn router(sim: Arc<Inner>) -> Router {
     let api = api.route_layer(from_fn_with_state(sim.clone(), gate)).with_state(sim.clone());
     Router::new()
         .nest(&format!("/{}", sim.opts.account_id), api)
-        .route("/authorization/token", post(oauth_token))
-        .route("/authorization.json", get(authorization))
         .with_state(sim.clone())
+        .merge(super::launchpad::router(sim.clone()))
         .merge(control::router(sim))
         .fallback(|| async { not_found() })
 }
@@ -292,10 +301,11 @@ async fn list_todolists(State(sim): Sim, Path(params): Params, uri: OriginalUri,
     let project = state.project_of_todoset(id).ok_or_else(not_found)?;
     check_bucket(&params, project.id)?;
     let pid = project.id;
+    let status = query.get("status").map(String::as_str).unwrap_or("active");
     let items = state
         .todolists
         .values()
-        .filter(|l| l.project_id == pid)
+        .filter(|l| l.project_id == pid && l.status == status)
         .map(|l| render::todolist(&sim.ctx, &state, l))
         .collect();
     Ok(paginate(&sim, &uri, &query, items))
@@ -334,17 +344,42 @@ async fn get_todolist(State(sim): Sim, Path(params): Params) -> ApiResult {
     Ok(Json(render::todolist(&sim.ctx, &state, list)).into_response())
 }
 
+/// `PUT /todolists/{id}.json` `{name, description}`: a full replacement (todolists.md, "Update a to-do list").
+async fn put_todolist(
+    State(sim): Sim,
+    Path(params): Params,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> ApiResult {
+    let id = param_id(&params, "id")?;
+    let write: ListWrite = parse_body(&body)?;
+    let mut state = sim.state.lock().await;
+    let project_id = state.todolists.get(&id).ok_or_else(not_found)?.project_id;
+    check_bucket(&params, project_id)?;
+    let events = state.replace_todolist(id, &write.name, &write.description, actor.0)?;
+    sim.emit(&mut state, events);
+    let list = state.todolists.get(&id).ok_or_else(not_found)?;
+    Ok(Json(render::todolist(&sim.ctx, &state, list)).into_response())
+}
+
 async fn list_todos(State(sim): Sim, Path(params): Params, uri: OriginalUri, Query(query): Q) -> ApiResult {
     let id = param_id(&params, "id")?;
     let state = sim.state.lock().await;
     let list = state.todolists.get(&id).ok_or_else(not_found)?;
     check_bucket(&params, list.project_id)?;
-    let completed = query.get("completed").is_some_and(|v| v == "true");
+    // Default: active and pending. `completed=true`: completed ones. `status=archived|trashed`: those, both
+    // pending and completed unless `completed` is given too (todos.md, "Get to-dos").
+    let completed = query.get("completed").map(|v| v == "true");
     let status = query.get("status").map(String::as_str).unwrap_or("active");
     let items = state
-        .todos
-        .values()
-        .filter(|t| t.list_id == id && t.status == status && (status != "active" || t.completed == completed))
+        .todos_in(id)
+        .into_iter()
+        .filter(|t| state.todo_status(t) == status)
+        .filter(|t| match (status, completed) {
+            ("active", c) => t.completed == c.unwrap_or(false),
+            (_, Some(c)) => t.completed == c,
+            (_, None) => true,
+        })
         .map(|t| render::todo(&sim.ctx, &state, t, true))
         .collect();
     Ok(paginate(&sim, &uri, &query, items))
@@ -385,6 +420,41 @@ async fn put_todo(State(sim): Sim, Path(params): Params, Extension(actor): Exten
     sim.emit(&mut state, events);
     let todo = state.todos.get(&id).ok_or_else(not_found)?;
     Ok(Json(render::todo(&sim.ctx, &state, todo, false)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PositionWrite {
+    position: Option<i64>,
+    #[serde(default)]
+    parent_id: Option<i64>,
+}
+
+/// `PUT /todos/{id}/position.json` `{position ≥ 1, parent_id?}`: 204 (todos.md), and no webhook.
+async fn reposition(State(sim): Sim, Path(params): Params, body: Bytes) -> ApiResult {
+    let id = param_id(&params, "id")?;
+    let write: PositionWrite = parse_body(&body)?;
+    // A validation failure is a 422 on this operation (the SDK's OpenAPI, RepositionTodo).
+    let Some(position) = write.position.filter(|p| *p >= 1) else {
+        return Err(SimError::Invalid("Position must be greater than or equal to 1".into()).into());
+    };
+    let mut state = sim.state.lock().await;
+    let project_id = state.todos.get(&id).ok_or_else(not_found)?.project_id;
+    check_bucket(&params, project_id)?;
+    state.reposition_todo(id, position, write.parent_id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /recordings/{id}/status/{trashed|archived|active}.json`: 204; fires `X_trashed`, `X_archived`,
+/// `X_untrashed` or `X_unarchived` for the recording only (what it contains follows silently).
+async fn set_status(State(sim): Sim, Path(params): Params, Extension(actor): Extension<Actor>) -> ApiResult {
+    let id = param_id(&params, "id")?;
+    let status = params.get("status").and_then(|s| s.strip_suffix(".json")).ok_or_else(not_found)?.to_owned();
+    let mut state = sim.state.lock().await;
+    let (project_id, _) = state.recording(id).ok_or_else(not_found)?;
+    check_bucket(&params, project_id)?;
+    let events = state.set_status(id, &status, actor.0)?;
+    sim.emit(&mut state, events);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn complete(State(sim): Sim, Path(params): Params, Extension(actor): Extension<Actor>) -> ApiResult {
@@ -481,19 +551,19 @@ async fn list_recordings(State(sim): Sim, uri: OriginalUri, Query(query): Q) -> 
         "Todo" => state
             .todos
             .values()
-            .filter(|t| in_bucket(t.project_id) && t.status == status)
+            .filter(|t| in_bucket(t.project_id) && state.todo_status(t) == status)
             .map(|t| render::todo(&sim.ctx, &state, t, false))
             .collect(),
-        "Todolist" if status == "active" => state
+        "Todolist" => state
             .todolists
             .values()
-            .filter(|l| in_bucket(l.project_id))
+            .filter(|l| in_bucket(l.project_id) && l.status == status)
             .map(|l| render::todolist(&sim.ctx, &state, l))
             .collect(),
-        "Comment" if status == "active" => state
+        "Comment" => state
             .comments
             .values()
-            .filter(|c| in_bucket(c.project_id))
+            .filter(|c| in_bucket(c.project_id) && state.comment_status(c) == status)
             .map(|c| render::comment(&sim.ctx, &state, c))
             .collect(),
         _ => Vec::new(),
@@ -522,6 +592,39 @@ fn valid_payload_url(url: &str) -> bool {
     }
 }
 
+/// The recording types a webhook can subscribe to (webhooks.md).
+const WEBHOOK_TYPES: [&str; 18] = [
+    "Comment",
+    "Client::Approval::Response",
+    "Client::Forward",
+    "Client::Reply",
+    "CloudFile",
+    "Document",
+    "GoogleDocument",
+    "Inbox::Forward",
+    "Kanban::Card",
+    "Kanban::Step",
+    "Message",
+    "Question",
+    "Question::Answer",
+    "Schedule::Entry",
+    "Todo",
+    "Todolist",
+    "Upload",
+    "Vault",
+];
+
+/// A webhook write's validation: the payload URL, and only documented types.
+fn check_webhook_write(url: &str, types: Option<&[String]>) -> Result<(), ApiError> {
+    if !valid_payload_url(url) {
+        return Err(field_errors(StatusCode::BAD_REQUEST, "payload_url", "is not a valid URL"));
+    }
+    if types.is_some_and(|types| types.iter().any(|t| !WEBHOOK_TYPES.contains(&t.as_str()))) {
+        return Err(field_errors(StatusCode::BAD_REQUEST, "types", "is invalid"));
+    }
+    Ok(())
+}
+
 async fn list_webhooks(State(sim): Sim, Path(params): Params) -> ApiResult {
     let bucket = param_id(&params, "bucket")?;
     let state = sim.state.lock().await;
@@ -541,9 +644,7 @@ async fn create_webhook(State(sim): Sim, Path(params): Params, body: Bytes) -> A
     let bucket = param_id(&params, "bucket")?;
     let write: WebhookWrite = parse_body(&body)?;
     let url = write.payload_url.unwrap_or_default();
-    if !valid_payload_url(&url) {
-        return Err(bad_request("Payload URL is invalid"));
-    }
+    check_webhook_write(&url, write.types.as_deref())?;
     let mut state = sim.state.lock().await;
     if !state.projects.contains_key(&bucket) {
         return Err(not_found());
@@ -557,7 +658,6 @@ async fn create_webhook(State(sim): Sim, Path(params): Params, body: Bytes) -> A
         payload_url: url,
         types: write.types.unwrap_or_default(),
         active: true,
-        consecutive_failures: 0,
         recent_deliveries: Vec::new(),
         created_at: now.clone(),
         updated_at: now,
@@ -579,9 +679,7 @@ async fn put_webhook(State(sim): Sim, Path(params): Params, body: Bytes) -> ApiR
     let id = param_id(&params, "id")?;
     let write: WebhookWrite = parse_body(&body)?;
     let url = write.payload_url.unwrap_or_default();
-    if !valid_payload_url(&url) {
-        return Err(bad_request("Payload URL is invalid"));
-    }
+    check_webhook_write(&url, write.types.as_deref())?;
     let mut state = sim.state.lock().await;
     let hook = state.webhooks.get_mut(&id).ok_or_else(not_found)?;
     check_bucket(&params, hook.project_id)?;
@@ -590,9 +688,6 @@ async fn put_webhook(State(sim): Sim, Path(params): Params, body: Bytes) -> ApiR
         hook.types = types;
     }
     if let Some(active) = write.active {
-        if active && !hook.active {
-            hook.consecutive_failures = 0;
-        }
         hook.active = active;
     }
     hook.updated_at = now_utc_millis();
@@ -606,60 +701,4 @@ async fn delete_webhook(State(sim): Sim, Path(params): Params) -> ApiResult {
     check_bucket(&params, project_id)?;
     state.webhooks.remove(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /authorization/token`: the Launchpad refresh flow (`type=refresh` or
-/// `grant_type=refresh_token`), parameters in the query string or a form body.
-async fn oauth_token(State(sim): Sim, Query(mut query): Q, body: Bytes) -> ApiResult {
-    sim.calls.record("POST", "/authorization/token");
-    for (key, value) in url::form_urlencoded::parse(&body) {
-        query.insert(key.into_owned(), value.into_owned());
-    }
-    let grant = query.get("grant_type").or_else(|| query.get("type")).map(String::as_str).unwrap_or_default();
-    if grant != "refresh" && grant != "refresh_token" {
-        return Err(bad_request("unsupported_grant_type"));
-    }
-    let client_ok = query.get("client_id") == Some(&sim.opts.client_id)
-        && query.get("client_secret") == Some(&sim.opts.client_secret);
-    if !client_ok {
-        return Err(ApiError(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"})));
-    }
-    let refresh = query.get("refresh_token").cloned().unwrap_or_default();
-    let mut state = sim.state.lock().await;
-    let Some(person_id) = state.refresh_tokens.get(&refresh).copied() else {
-        return Err(bad_request("authorization_expired"));
-    };
-    let access = format!("bc-sim-access-{}", uuid::Uuid::new_v4().simple());
-    state.tokens.insert(access.clone(), super::state::Token { person_id, expired: false });
-    let mut response = obj(fixture(render::OAUTH_TOKEN));
-    response.insert("access_token".into(), access.into());
-    response.insert("refresh_token".into(), refresh.into());
-    Ok(Json(Value::Object(response)).into_response())
-}
-
-/// `GET /authorization.json`: identity and accounts for a bearer token.
-async fn authorization(State(sim): Sim, headers: HeaderMap) -> ApiResult {
-    sim.calls.record("GET", "/authorization.json");
-    let actor = authenticate(&sim, &headers)
-        .await
-        .map_err(|_| ApiError(StatusCode::UNAUTHORIZED, json!({"error": "OAuth token could not be verified"})))?;
-    let state = sim.state.lock().await;
-    let person = render::person(&state, actor.0);
-    let name = person["name"].as_str().unwrap_or_default();
-    let (first, last) = name.split_once(' ').unwrap_or((name, ""));
-    let mut response = obj(fixture(render::OAUTH_AUTHORIZATION));
-    let expires = chrono::Utc::now() + chrono::Duration::days(14);
-    response.insert("expires_at".into(), expires.to_rfc3339().into());
-    response.insert(
-        "identity".into(),
-        json!({"id": actor.0, "first_name": first, "last_name": last, "email_address": person["email_address"]}),
-    );
-    response.insert(
-        "accounts".into(),
-        json!([{
-            "product": "bc3", "id": sim.opts.account_id, "name": "Honcho Design",
-            "href": sim.ctx.base_url(), "app_href": format!("{}/{}", sim.ctx.app_origin, sim.opts.account_id),
-        }]),
-    );
-    Ok(Json(Value::Object(response)).into_response())
 }

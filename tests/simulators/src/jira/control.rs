@@ -56,6 +56,7 @@ pub fn router(sim: Arc<Inner>) -> Router {
         .route("/_control/index/refresh", post(refresh_index))
         .route("/_control/issues", post(post_issue))
         .route("/_control/issues/{key}", get(get_issue).patch(patch_issue).delete(delete_issue))
+        .route("/_control/issues/{key}/move", post(post_move))
         .route("/_control/issues/{key}/transition", post(post_transition))
         .route("/_control/issues/{key}/assign", post(post_assign))
         .route("/_control/issues/{key}/comments", post(post_comment))
@@ -149,6 +150,49 @@ pub async fn delete(sim: &Inner, key: &str, actor: &str) -> Result<(), SimError>
     sim.emit(&mut state, vec![event]);
     state.delete_issue(id);
     Ok(())
+}
+
+/// Moves an issue to another project (created if the simulator has none by that key), as Jira's "Move"
+/// does: the id stays, the key becomes the next one of the new project, and `jira:issue_updated` carries
+/// changelog items `Key` (old → new) and `project`. Returns the new key. Old keys are not kept as aliases.
+pub async fn move_issue(sim: &Inner, key: &str, project: &str, actor: &str) -> Result<String, SimError> {
+    let mut state = sim.state.lock().await;
+    let id = state.find(key).ok_or_else(|| SimError::NotFound(key.to_owned()))?;
+    let next_project_id = format!("{}", 10_000 + state.projects.len());
+    let target = state.projects.entry(project.to_owned()).or_insert_with(|| super::state::Project {
+        id: next_project_id,
+        key: project.to_owned(),
+        name: project.to_owned(),
+        components: Vec::new(),
+        next_number: 0,
+    });
+    target.next_number += 1;
+    let (to_id, new_key) = (target.id.clone(), format!("{project}-{}", target.next_number));
+    let now = state.tick();
+    let issue = state.issues.get_mut(&id).ok_or_else(|| SimError::NotFound(key.to_owned()))?;
+    if issue.project_key == project {
+        return Err(SimError::Invalid(format!("{key} is already in {project}")));
+    }
+    let (old_key, old_project) = (issue.key.clone(), issue.project_key.clone());
+    issue.key = new_key.clone();
+    issue.project_key = project.to_owned();
+    issue.updated = now;
+    let from_project = state.projects.get(&old_project).map(|p| p.id.clone()).unwrap_or_default();
+    let changelog = vec![
+        json!({"field": "Key", "fieldtype": "jira", "from": null, "fromString": old_key, "to": null, "toString": new_key}),
+        json!({"field": "project", "fieldtype": "jira", "fieldId": "project", "from": from_project,
+               "fromString": old_project, "to": to_id, "toString": project}),
+    ];
+    let event = super::state::Event {
+        webhook_event: "jira:issue_updated",
+        type_name: Some("issue_moved"),
+        issue_id: id,
+        actor: actor.to_owned(),
+        changelog,
+        comment_id: None,
+    };
+    sim.emit(&mut state, vec![event]);
+    Ok(new_key)
 }
 
 /// Turns the control API's friendly fields into a REST `fields` object.
@@ -252,6 +296,18 @@ async fn get_issue(State(sim): Sim, Path(key): Path<String>) -> Response {
 async fn patch_issue(State(sim): Sim, Path(key): Path<String>, Json(input): Json<Map<String, Value>>) -> Response {
     let body = json!({"fields": rest_fields(&input)});
     answer(edit(&sim, &key, &body, &actor_of(&input)).await.map(|()| json!({"key": key})))
+}
+
+#[derive(Deserialize)]
+struct MoveInput {
+    project: String,
+    #[serde(default)]
+    as_user: Option<String>,
+}
+
+async fn post_move(State(sim): Sim, Path(key): Path<String>, Json(input): Json<MoveInput>) -> Response {
+    let actor = input.as_user.unwrap_or_else(|| MIA.to_owned());
+    answer(move_issue(&sim, &key, &input.project, &actor).await.map(|key| json!({"key": key})))
 }
 
 async fn delete_issue(State(sim): Sim, Path(key): Path<String>, input: Option<Json<Map<String, Value>>>) -> Response {

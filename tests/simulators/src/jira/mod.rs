@@ -288,6 +288,16 @@ impl Simulator {
         control::transition_to(&self.inner, key, to, None, actor).await
     }
 
+    /// Moves an issue to another project as `actor`; returns its new key (fires `jira:issue_updated`).
+    pub async fn move_issue(&self, key: &str, project: &str, actor: &str) -> Result<String, SimError> {
+        control::move_issue(&self.inner, key, project, actor).await
+    }
+
+    /// Deletes an issue as `actor` (fires `jira:issue_deleted`).
+    pub async fn delete_issue(&self, key: &str, actor: &str) -> Result<(), SimError> {
+        control::delete(&self.inner, key, actor).await
+    }
+
     /// Assigns (or with `None` unassigns) an issue as `actor`.
     pub async fn assign_issue(&self, key: &str, account: Option<&str>, actor: &str) -> Result<(), SimError> {
         let body = serde_json::json!({"fields": {"assignee": account.map(|a| serde_json::json!({"accountId": a}))}});
