@@ -141,37 +141,10 @@ async fn check_stack(text: &str, file: &str, stack: &str) -> Result<bool, StackE
     Ok(ok)
 }
 
-/// The secret names a config text refers to, each once, in file order.
+/// The secret names a config text refers to, each once, in section order ([`Config::secrets`]).
 fn named_secrets(text: &str) -> Vec<String> {
     let Ok(config) = Config::parse(text, CONFIG_SECRET) else { return Vec::new() };
-    let mut names = Vec::new();
-    let mut add = |n: &str| {
-        if !names.iter().any(|x: &String| x == n) {
-            names.push(n.to_owned());
-        }
-    };
-    if let Some(k) = &config.server.webhook_key {
-        add(k.name());
-    }
-    if let Some(b) = &config.basecamp {
-        add(b.access_token.name());
-        if let Some(r) = &b.refresh {
-            add(r.client_secret.name());
-            add(r.refresh_token.name());
-        }
-    }
-    if let Some(j) = &config.jira {
-        add(j.api_token.name());
-        add(j.webhook_secret.name());
-    }
-    if let Some(b) = &config.bitbucket {
-        match &b.auth {
-            shared::config::BitbucketAuth::ApiToken { token, .. } => add(token.name()),
-            shared::config::BitbucketAuth::AccessToken(token) => add(token.name()),
-        }
-        add(b.webhook_secret.name());
-    }
-    names
+    config.secrets().into_iter().map(|(_, secret)| secret.name().to_owned()).collect()
 }
 
 /// `config push`: validates the file and stores it as the stack's current configuration. Prints the

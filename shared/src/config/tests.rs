@@ -806,7 +806,7 @@ fn every_secret_the_config_names_is_listed_once_with_its_purpose() {
     assert_eq!(
         names,
         [
-            ("webhook key", "campbridge-webhook-key"),
+            ("webhook key", "webhook-key"),
             ("Basecamp access token", "basecamp-access-token"),
             ("Basecamp OAuth client secret", "basecamp-client-secret"),
             ("Basecamp refresh token", "basecamp-refresh-token"),
