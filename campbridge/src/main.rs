@@ -649,6 +649,8 @@ async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_te
         addr.set_port(p);
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // Before the announcement: from here on a SIGTERM drains the server instead of killing it.
+    let shutdown = server::shutdown_signal();
     let local = format!("http://{}", listener.local_addr()?);
     let base = config.server.public_url.as_ref().map_or(local.clone(), |u| u.as_str().to_owned());
     println!("campbridge serving on {local}; webhook URLs to register:");
@@ -661,7 +663,7 @@ async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_te
     }
     let reconcile = wired.reconcile.map(|(reconciling, _handle)| reconciling);
     let stats = Arc::new(Stats::default());
-    server::run(listener, wired.app, wired.engine, workers, stats, reconcile, server::shutdown_signal()).await
+    server::run(listener, wired.app, wired.engine, workers, stats, reconcile, shutdown).await
 }
 
 async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
@@ -681,8 +683,9 @@ async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {
     println!("  Basecamp simulator: {}  (control API: {})", stack.basecamp.base_url(), stack.basecamp.control_url());
     println!("  Jira simulator:     {}  (control API: {})", stack.jira.base_url(), stack.jira.control_url());
     println!("  Bitbucket simulator: {}  (control API: {})", stack.bitbucket.base_url(), stack.bitbucket.control_url());
+    let shutdown = server::shutdown_signal();
     println!("Press Ctrl-C to stop.");
-    server::shutdown_signal().await;
+    shutdown.await;
     stack.stop().await
 }
 

@@ -170,7 +170,9 @@ async fn bitbucket(State(s): State<Served>, headers: HeaderMap, body: Body) -> R
 }
 
 /// Serves `router` on `listener` under `limits` until `shutdown` resolves, then stops accepting and waits
-/// for the requests in flight (each connection closes after its current request).
+/// for the requests in flight (each connection closes after its current request). Connections the kernel
+/// had already completed when the shutdown came (still in the listen backlog) are requests in flight too:
+/// each is served for one request, then closed, instead of being reset with the listener.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -180,9 +182,13 @@ pub async fn serve_http(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let serve = |connections: &mut JoinSet<()>, stream, peer, keep_alive| {
+        spawn_connection(connections, &permits, &router, limits, &drain_rx, stream, peer, keep_alive);
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
+            biased;
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
@@ -195,43 +201,84 @@ pub async fn serve_http(
                 }
             },
         };
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let service = TowerToHyperService::new(router.clone());
-                let mut drain = drain_rx.clone();
-                connections.spawn(async move {
-                    let mut http = hyper::server::conn::http1::Builder::new();
-                    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-                    let connection = http.serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    let mut draining = false;
-                    loop {
-                        tokio::select! {
-                            served = connection.as_mut() => {
-                                if let Err(e) = served {
-                                    info!(%peer, error = %e, "connection ended");
-                                }
-                                break;
-                            }
-                            _ = drain.changed(), if !draining => {
-                                draining = true;
-                                connection.as_mut().graceful_shutdown();
-                            }
-                        }
-                    }
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                warn!(%peer, max = limits.max_connections, "connection limit reached; answering 503");
-                connections.spawn(too_busy(stream, limits.retry_after));
-            }
-        }
+        serve(&mut connections, stream, peer, true);
     }
-    drop(listener);
     drain_tx.send_replace(true);
+    for (stream, peer) in accept_backlog(listener) {
+        serve(&mut connections, stream, peer, false);
+    }
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Takes the connections waiting in the listen backlog without blocking, then closes the listener.
+fn accept_backlog(listener: tokio::net::TcpListener) -> Vec<(tokio::net::TcpStream, SocketAddr)> {
+    let mut waiting = Vec::new();
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!(error = %e, "could not take the waiting connections; they are closed");
+            return waiting;
+        }
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        warn!(error = %e, "could not take the waiting connections; they are closed");
+        return waiting;
+    }
+    // A non-blocking accept answers WouldBlock once the backlog is empty.
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream));
+        match stream {
+            Ok(stream) => waiting.push((stream, peer)),
+            Err(e) => warn!(%peer, error = %e, "could not serve a waiting connection"),
+        }
+    }
+    waiting
+}
+
+/// Serves one connection under a permit (or answers `503` when none is left). `keep_alive: false` serves
+/// a single request; otherwise the connection lasts until the drain signal, then finishes its request.
+#[allow(clippy::too_many_arguments)]
+fn spawn_connection(
+    connections: &mut JoinSet<()>,
+    permits: &Arc<Semaphore>,
+    router: &Router,
+    limits: Limits,
+    drain_rx: &watch::Receiver<bool>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    keep_alive: bool,
+) {
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        warn!(%peer, max = limits.max_connections, "connection limit reached; answering 503");
+        connections.spawn(too_busy(stream, limits.retry_after));
+        return;
+    };
+    let service = TowerToHyperService::new(router.clone());
+    let mut drain = drain_rx.clone();
+    connections.spawn(async move {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(keep_alive);
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        // A single-request connection needs no drain: it closes after its answer.
+        let mut draining = !keep_alive;
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(e) = served {
+                        info!(%peer, error = %e, "connection ended");
+                    }
+                    break;
+                }
+                _ = drain.changed(), if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+        drop(permit);
+    });
 }
 
 /// Answers a connection over the limit with `503` and `Retry-After`, after reading what its request sent
@@ -256,23 +303,45 @@ async fn too_busy(mut stream: tokio::net::TcpStream, retry_after: Duration) {
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, what systemd and container runtimes send to stop a service.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled: a SIGTERM that
+/// arrives between "serving on" and the first poll must drain the server, not kill it with the default
+/// action (which resets every connection in flight). Call it inside the runtime, before announcing the
+/// server.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if let Err(e) = r { error!(error = %e, "cannot listen for Ctrl-C") },
-                    _ = term.recv() => info!("SIGTERM received"),
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => info!("Ctrl-C received"),
+                        _ = term.recv() => info!("SIGTERM received"),
+                    }
                 }
-                return;
+                (Err(e), Ok(mut interrupt)) => {
+                    error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gracefully");
+                    interrupt.recv().await;
+                }
+                (Ok(mut term), Err(e)) => {
+                    error!(error = %e, "cannot listen for Ctrl-C; only SIGTERM stops gracefully");
+                    term.recv().await;
+                }
+                (Err(e), Err(_)) => {
+                    error!(error = %e, "cannot listen for SIGTERM or Ctrl-C; stop the process by other means");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gracefully"),
         }
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        error!(error = %e, "cannot listen for Ctrl-C");
+    #[cfg(not(unix))]
+    async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for Ctrl-C");
+        }
     }
 }
 
