@@ -78,6 +78,16 @@ impl<Q: JobQueue> JobQueue for CountingQueue<Q> {
         self.inner.change_visibility(receipt, delay).await
     }
 
+    async fn requeue(&self, message: &Received, body: &str, delay: Duration) -> Result<(), StoreError> {
+        self.counts.add("queue.requeue", 1.0);
+        self.inner.requeue(message, body, delay).await
+    }
+
+    async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
+        self.counts.add("queue.dead_letter", 1.0);
+        self.inner.dead_letter(message, error).await
+    }
+
     async fn depth(&self) -> Result<u64, StoreError> {
         self.counts.add("queue.depth", 1.0);
         self.inner.depth().await

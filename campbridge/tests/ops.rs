@@ -632,7 +632,7 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
     let config = private_store_config(&stack, "replay");
     let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
     let store = campbridge::wiring::open_store(&config, clock).unwrap();
-    let queue = store.clone().with_max_receives(2);
+    let queue = store.clone();
     let backend = Backend::sqlite(queue.clone(), "replay.db");
     let engine = backend.engine(&config, stack.secrets(), "ops-test").await.unwrap();
     let todo = create_todos(&stack, "Sprint 1", "Replay me", 1).await[0];
@@ -654,7 +654,10 @@ async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothin
     let dead = ops::replay::list(&queue).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].delivery.as_deref(), Some("basecamp:990001"));
-    assert!(ops::replay::render_list(&dead).contains("campbridge replay"));
+    assert_eq!(dead[0].receive_count, 5, "dead-lettered on its fifth failed receive");
+    let listed = ops::replay::render_list(&dead);
+    assert!(listed.contains("campbridge replay"), "{listed}");
+    assert!(listed.contains("last error: tracker API: rejected"), "the error of its last attempt: {listed}");
 
     stack.jira.set_faults(Faults::default());
     let requeued = ops::replay::replay(&queue, "basecamp:990001").await.unwrap();

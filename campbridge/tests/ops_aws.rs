@@ -242,7 +242,7 @@ async fn status_and_conflicts_read_dynamodb_and_a_conflict_is_settled_there() {
 async fn dead_letters_on_sqs_are_listed_replayed_and_redriven_and_a_replay_changes_nothing_twice() {
     or_return!(emulators_running().await);
     let stack = start("dead-letters", |_| {}).await;
-    let aws = or_return!(deployment(&stack, 2).await);
+    let aws = or_return!(deployment(&stack, 5).await);
     without_basecamp_webhooks(&stack).await;
     let (backend, engine) = ops::open_engine(&aws.config, stack.secrets(), "ops-aws-test").await.unwrap();
     let todos = create_todos(&stack, "Sprint 1", "Dead letter", 2).await;
@@ -251,13 +251,18 @@ async fn dead_letters_on_sqs_are_listed_replayed_and_redriven_and_a_replay_chang
     enqueue(&backend, &b, "basecamp:990002").await;
     backend.queue.send("poison", "poison-1", "{ not a job").await.unwrap();
 
-    // Jira refuses everything until the redrive policy moves all three to the DLQ.
+    // Jira refuses everything until the mapper files all three in the DLQ on their fifth receive.
     stack.jira.set_faults(Faults { error_rate: 1.0, error_status: 400, ..Default::default() });
-    work(&engine, &backend, 4).await;
+    work(&engine, &backend, 5).await;
     let dead = ops::replay::list(backend.queue.as_ref()).await.unwrap();
     assert_eq!(dead.len(), 3, "{}", ops::replay::render_list(&dead));
     let poison = dead.iter().find(|d| d.delivery.is_none()).expect("the poison message is listed");
     assert!(poison.about.contains("unreadable"), "{}", poison.about);
+    assert!(poison.last_error.as_deref().unwrap_or_default().starts_with("unreadable job"), "{poison:?}");
+    for d in dead.iter().filter(|d| d.delivery.is_some()) {
+        assert!(d.last_error.as_deref().unwrap_or_default().contains("rejected"), "{d:?}");
+        assert_eq!(d.receive_count, 5, "{d:?}");
+    }
     let b_letter = dead.iter().find(|d| d.delivery.as_deref() == Some("basecamp:990002")).unwrap().message_id.clone();
     let status = ops::status::run(&backend, &aws.config, None, &PublicUrls::default()).await.unwrap();
     assert_eq!((status.dead_letters, status.queue_depth), (3, 0), "{}", ops::status::render(&status));
@@ -287,7 +292,7 @@ async fn dead_letters_on_sqs_are_listed_replayed_and_redriven_and_a_replay_chang
     // `redrive --all` puts the poison message back; it fails again and returns to the DLQ, changing nothing.
     assert_eq!(ops::replay::redrive(backend.queue.as_ref(), &[]).await.unwrap().len(), 1);
     assert!(ops::replay::list(backend.queue.as_ref()).await.unwrap().is_empty());
-    work(&engine, &backend, 4).await;
+    work(&engine, &backend, 5).await;
     assert_eq!(ops::replay::list(backend.queue.as_ref()).await.unwrap().len(), 1);
     assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue"), creates);
     stack.stop().await.unwrap();

@@ -122,6 +122,8 @@ pub fn stack_secret(name: &str) -> Option<&'static StackSecret> {
 pub enum Resource {
     /// The SQS FIFO job queue.
     JobQueue,
+    /// The job queue's dead-letter queue.
+    DeadLetterQueue,
     /// The DynamoDB table.
     Table,
     /// The table's indexes (`<table ARN>/index/*`).
@@ -334,10 +336,24 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
             },
             MAPPER_TABLE,
             Grant {
+                actions: &["sqs:DeleteMessage", "sqs:SendMessage"],
+                resource: Resource::JobQueue,
+                caller: Caller::Function,
+                why: "a postponed job (a 429, an outage) is replaced by a fresh copy, so a delay never counts towards the dead letters",
+                only_with: None,
+            },
+            Grant {
                 actions: &["sqs:ChangeMessageVisibility"],
                 resource: Resource::JobQueue,
                 caller: Caller::Function,
-                why: "a 429's Retry-After becomes the message's visibility",
+                why: "a postponed copy received before it is due is hidden until then (SQS FIFO has no per-message delay)",
+                only_with: None,
+            },
+            Grant {
+                actions: &["sqs:SendMessage"],
+                resource: Resource::DeadLetterQueue,
+                caller: Caller::Function,
+                why: "files a job that failed on its last allowed receive, with its error",
                 only_with: None,
             },
             Grant {
@@ -505,6 +521,7 @@ pub fn permissions_markdown() -> String {
         for g in f.grants {
             let on = match g.resource {
                 Resource::JobQueue => "job queue".to_owned(),
+                Resource::DeadLetterQueue => "dead-letter queue".to_owned(),
                 Resource::Table => "table".to_owned(),
                 Resource::TableIndexes => "table indexes".to_owned(),
                 Resource::Secret(name) => format!("secret `{name}`"),

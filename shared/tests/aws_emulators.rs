@@ -303,6 +303,33 @@ mod sqs_fifo {
     }
 
     #[tokio::test]
+    async fn a_requeued_message_comes_back_as_a_fresh_copy() {
+        contract::queue_requeue_replaces_a_message_with_a_fresh_copy(or_return!(queue_fixture().await)).await;
+    }
+
+    #[tokio::test]
+    async fn a_requeued_copy_goes_to_the_back_of_its_group_and_is_visible_at_once() {
+        let f = or_return!(queue_fixture().await);
+        f.queue.send("bc-todo-1", "d1", "a1").await.unwrap();
+        f.queue.send("bc-todo-1", "d2", "a2").await.unwrap();
+        let got = f.queue.receive(1, Duration::from_secs(30)).await.unwrap();
+        f.queue.requeue(&got[0], "a1 again", Duration::from_secs(120)).await.unwrap();
+        let bodies = |r: Vec<shared::ports::Received>| r.into_iter().map(|m| m.body).collect::<Vec<_>>();
+        let next = f.queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(bodies(next), vec!["a2", "a1 again"], "SQS FIFO has no per-message delay; the mapper holds it");
+    }
+
+    #[tokio::test]
+    async fn a_dead_lettered_message_keeps_its_error_in_the_dead_letter_queue() {
+        let client = or_return!(sqs().await);
+        let dlq_url = fifo_queue(&client, &unique("jobs-dlq"), None).await;
+        let url = fifo_queue(&client, &unique("jobs"), None).await;
+        let q = SqsFifoQueue::new(client, url).with_dead_letter_queue(dlq_url);
+        let f = QueueFixture { queue: Arc::new(q), clock: clock(), max_receives: 5 };
+        contract::queue_dead_letter_files_a_message_with_its_error(f).await;
+    }
+
+    #[tokio::test]
     async fn a_message_past_the_max_receive_count_is_dead_lettered_and_can_be_redriven() {
         let client = or_return!(sqs().await);
         let dlq_url = fifo_queue(&client, &unique("jobs-dlq"), None).await;
@@ -331,6 +358,7 @@ mod sqs_fifo {
             (dead[0].group.as_str(), dead[0].dedup_id.as_str(), dead[0].body.as_str()),
             ("bc-todo-1", "d1", "poison")
         );
+        assert_eq!(dead[0].last_error, None, "moved by the redrive policy: no error recorded");
         assert_eq!(q.dead_letters().await.unwrap().len(), 1, "listing leaves them in the DLQ");
         assert!(!q.redrive("no-such-message").await.unwrap());
         assert!(q.redrive(&dead[0].message_id).await.unwrap());

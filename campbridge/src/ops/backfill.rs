@@ -334,17 +334,18 @@ async fn sync_one(engine: &Engine, route: &Route, todo: &Todo, report: &mut Repo
         received_at: Utc::now(),
     };
     let mut result = Err(SyncError::Busy("not run".to_owned()));
-    for _ in 0..6 {
+    for attempt in 1..=6 {
         result = engine.sync_record(std::slice::from_ref(&job)).await;
         match &result {
             Err(e @ SyncError::RateLimited { .. }) => {
                 report.rate_limited += 1;
-                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(10))).await;
+                let wait = e.retry_delay(attempt, rand::random::<f64>()).unwrap_or(Duration::from_secs(10));
+                tokio::time::sleep(wait).await;
             }
             Err(SyncError::Busy(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
             // A create cut off earlier may have made the issue: wait until Jira's search can show it.
             Err(e @ SyncError::Settling { .. }) => {
-                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(10))).await;
+                tokio::time::sleep(e.retry_delay(attempt, 0.0).unwrap_or(Duration::from_secs(10))).await;
             }
             _ => break,
         }

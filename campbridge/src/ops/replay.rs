@@ -22,6 +22,9 @@ pub struct DeadLetterView {
     pub about: String,
     pub receive_count: u32,
     pub dead_at: DateTime<Utc>,
+    /// What its last attempt failed with; `None` when the queue moved it (no attempt finished: the worker
+    /// stopped mid-job every time, e.g. a crash or a timeout).
+    pub last_error: Option<String>,
 }
 
 /// The dead letters, oldest first.
@@ -43,6 +46,7 @@ pub async fn list(queue: &dyn JobQueue) -> Result<Vec<DeadLetterView>, OpsError>
                 },
                 receive_count: d.receive_count,
                 dead_at: d.dead_at,
+                last_error: d.last_error,
             }
         })
         .collect())
@@ -111,6 +115,8 @@ pub fn render_list(letters: &[DeadLetterView]) -> String {
             d.receive_count,
             d.dead_at.format("%Y-%m-%d %H:%M:%S")
         ));
+        let error = d.last_error.as_deref().unwrap_or("none recorded (the worker stopped mid-job on every receive)");
+        out.push_str(&format!("  last error: {error}\n"));
     }
     out.push_str(
         "Re-run one with `campbridge replay <delivery>`, or all with `campbridge dead-letters redrive --all`.\n",

@@ -1,6 +1,9 @@
 //! The functions' settings, read once per cold start. The only place that reads the environment.
 //!
 //! - `QUEUE_URL`: the SQS FIFO queue's URL.
+//! - `DEAD_LETTER_QUEUE_URL` (the mapper): its dead-letter queue, where the mapper files a job that failed
+//!   on its last allowed receive, with the error (optional: without it the queue's redrive policy moves
+//!   such a job, without the error).
 //! - `TABLE_NAME`: the DynamoDB table (the mapper and the reconciler; receivers never touch it).
 //! - `SECRET_PREFIX`: prepended to secret names to form Secrets Manager ids (`<stack name>/`).
 //! - `CAMPBRIDGE_CONFIG_VERSION`: the version of `<prefix>campbridge.toml` this deployment runs (the
@@ -21,6 +24,7 @@ use shared::deploy::is_config_version_id;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LambdaEnv {
     pub queue_url: String,
+    pub dead_letter_queue_url: Option<String>,
     pub table: Option<String>,
     pub secret_prefix: String,
     pub config_version: String,
@@ -33,6 +37,7 @@ pub struct LambdaEnv {
 pub struct LambdaConfig {
     pub campbridge: Config,
     pub queue_url: String,
+    pub dead_letter_queue_url: Option<String>,
     pub table: Option<String>,
     pub secret_prefix: String,
     pub config_version: String,
@@ -62,6 +67,7 @@ impl LambdaEnv {
     /// Reads settings through `lookup` (the environment, or a table in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let queue_url = lookup("QUEUE_URL").ok_or(ConfigError::Missing("QUEUE_URL"))?;
+        let dead_letter_queue_url = lookup("DEAD_LETTER_QUEUE_URL").filter(|u| !u.is_empty());
         let table = lookup("TABLE_NAME").filter(|t| !t.is_empty());
         let secret_prefix = lookup("SECRET_PREFIX").ok_or(ConfigError::Missing("SECRET_PREFIX"))?;
         let config_version =
@@ -70,7 +76,7 @@ impl LambdaEnv {
             return Err(ConfigError::BadVersion(config_version));
         }
         let loopback_opt_in = lookup(LOOPBACK_OPT_IN_VAR).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        Ok(Self { queue_url, table, secret_prefix, config_version, loopback_opt_in })
+        Ok(Self { queue_url, dead_letter_queue_url, table, secret_prefix, config_version, loopback_opt_in })
     }
 
     /// The configuration `text` (read from version [`Self::config_version`]) validated as every runtime
@@ -82,6 +88,7 @@ impl LambdaEnv {
         Ok(LambdaConfig {
             campbridge,
             queue_url: self.queue_url,
+            dead_letter_queue_url: self.dead_letter_queue_url,
             table: self.table,
             secret_prefix: self.secret_prefix,
             config_version: self.config_version,

@@ -30,7 +30,11 @@ impl Aws {
     /// so `AWS_ENDPOINT_URL_*` points them at emulators) and the adapters over them.
     pub async fn connect(env: &LambdaEnv) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let queue = Arc::new(SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url));
+        let mut queue = SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url);
+        if let Some(dlq) = &env.dead_letter_queue_url {
+            queue = queue.with_dead_letter_queue(dlq.clone());
+        }
+        let queue = Arc::new(queue);
         let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
         let secrets = Arc::new(SecretsManagerSecrets::new(secrets_client.clone(), &env.secret_prefix));
         let stored_config = StoredConfig::new(secrets_client, &env.secret_prefix);

@@ -1,17 +1,21 @@
 //! SQS FIFO batch → `shared::sync::process_batch` → partial batch failures (`ReportBatchItemFailures`).
 //!
-//! Every message gets the fate the mapper decided: done ones are left out of the response (Lambda deletes
-//! them), failed ones are reported (they come back after the queue's visibility timeout and, after its
-//! max-receive count, go to the dead-letter queue), and postponed ones (a 429, a busy pair) get their
-//! visibility set to the delay first, then are reported. A failed visibility change still reports the
-//! message: it then comes back after the queue's timeout instead. The mapper's poison-message policy is
-//! in `shared/src/sync/mapper.rs` and in functions/README.md.
+//! Every message gets the fate the mapper decided. Done ones are left out of the response (Lambda deletes
+//! them). Failed ones are reported: they come back after the queue's visibility timeout, and each such
+//! receive counts towards the dead letters. A failure on the last allowed receive is filed in the
+//! dead-letter queue by the mapper itself, with its error (`DEAD_LETTER_QUEUE_URL`), and left out of the
+//! response; if that filing fails it is reported, and the queue's redrive policy moves it without the
+//! error. Postponed ones (a 429, an outage, a busy record) are replaced by a fresh copy carrying their
+//! attempt count and due time, so a delay never counts towards the dead letters; if the copy cannot be
+//! sent, the message's visibility is set to the delay and it is reported (the old way, which does count).
+//! A copy received before it is due gets its visibility set to the due time and is reported. The mapper's
+//! policies are in `shared/src/sync/mapper.rs` and in functions/README.md.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::ports::{JobQueue, Received};
-use shared::sync::{Engine, MessageFate, process_batch};
+use shared::sync::{Engine, MessageFate, log_dead_letter, process_batch};
 use tracing::{info, warn};
 
 /// What every invocation shares.
@@ -36,30 +40,52 @@ pub async fn handle(state: &State, event: SqsEvent) -> SqsBatchResponse {
     let messages: Vec<Received> = event.records.iter().map(received).collect();
     let report = process_batch(&state.engine, &messages).await;
     let mut response = SqsBatchResponse::default();
-    let mut postponed = 0;
+    let (mut postponed, mut dead) = (0, 0);
+    let failed = MessageFate::Failed { error: "no fate was decided".to_owned() };
     for (i, m) in messages.iter().enumerate() {
         // `process_batch` gives one fate per message, in order; a missing one counts as failed.
-        match report.fates.get(i).map_or(&MessageFate::Failed, |(_, fate)| fate) {
+        match report.fates.get(i).map_or(&failed, |(_, fate)| fate) {
             MessageFate::Done => {}
-            MessageFate::Failed => response.add_failure(m.message_id.clone()),
-            MessageFate::RetryAfter(delay) => {
-                postponed += 1;
-                if let Err(e) = state.queue.change_visibility(&m.receipt, *delay).await {
-                    warn!(message_id = %m.message_id, error = %e, "could not delay the message; it returns after the queue's visibility timeout");
+            MessageFate::Failed { .. } => response.add_failure(m.message_id.clone()),
+            MessageFate::DeadLetter { error } => match state.queue.dead_letter(m, error).await {
+                Ok(()) => {
+                    dead += 1;
+                    log_dead_letter(m, error);
                 }
-                response.add_failure(m.message_id.clone());
+                Err(e) => {
+                    warn!(message_id = %m.message_id, error = %e, "could not file the dead letter; the queue's redrive policy moves it");
+                    response.add_failure(m.message_id.clone());
+                }
+            },
+            MessageFate::Postpone { delay, body } => {
+                postponed += 1;
+                if let Err(e) = state.queue.requeue(m, body, *delay).await {
+                    warn!(message_id = %m.message_id, error = %e, "could not requeue the message; delaying it instead");
+                    delay_and_report(state, m, *delay, &mut response).await;
+                }
             }
+            MessageFate::NotYet(delay) => delay_and_report(state, m, *delay, &mut response).await,
         }
     }
     info!(
         messages = messages.len(),
         reported = response.batch_item_failures.len(),
         postponed,
+        dead_lettered = dead,
         synced = report.outcomes.len(),
         duplicates = report.duplicates,
         "batch settled"
     );
     response
+}
+
+/// Sets the message's visibility to `delay` and reports it. A failed visibility change still reports it:
+/// it then comes back after the queue's visibility timeout instead.
+async fn delay_and_report(state: &State, m: &Received, delay: std::time::Duration, response: &mut SqsBatchResponse) {
+    if let Err(e) = state.queue.change_visibility(&m.receipt, delay).await {
+        warn!(message_id = %m.message_id, error = %e, "could not delay the message; it returns after the queue's visibility timeout");
+    }
+    response.add_failure(m.message_id.clone());
 }
 
 #[cfg(test)]
@@ -84,11 +110,20 @@ mod tests {
     const TODO_A: i64 = 9_007_199_254_750_007;
     const TODO_B: i64 = 9_007_199_254_750_009;
 
-    /// Records visibility changes; refuses them when `refuse` is set (an SQS outage).
+    /// Records visibility changes, requeues and dead letters; refuses them all when `refuse` is set (an
+    /// SQS outage).
     #[derive(Default)]
     struct RecordingQueue {
         delays: Mutex<Vec<(String, Duration)>>,
+        requeued: Mutex<Vec<(String, String, Duration)>>,
+        dead: Mutex<Vec<(String, String)>>,
         refuse: bool,
+    }
+
+    impl RecordingQueue {
+        fn refused(&self) -> Result<(), StoreError> {
+            if self.refuse { Err(StoreError::Unexpected(anyhow::anyhow!("SQS unavailable"))) } else { Ok(()) }
+        }
     }
 
     #[async_trait::async_trait]
@@ -103,10 +138,18 @@ mod tests {
             Ok(())
         }
         async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
-            if self.refuse {
-                return Err(StoreError::Unexpected(anyhow::anyhow!("SQS unavailable")));
-            }
+            self.refused()?;
             self.delays.lock().unwrap().push((receipt.to_owned(), delay));
+            Ok(())
+        }
+        async fn requeue(&self, message: &Received, body: &str, delay: Duration) -> Result<(), StoreError> {
+            self.refused()?;
+            self.requeued.lock().unwrap().push((message.message_id.clone(), body.to_owned(), delay));
+            Ok(())
+        }
+        async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
+            self.refused()?;
+            self.dead.lock().unwrap().push((message.message_id.clone(), error.to_owned()));
             Ok(())
         }
         async fn depth(&self) -> Result<u64, StoreError> {
@@ -236,35 +279,70 @@ triage = {{ jira = {mia:?} }}
         assert_eq!(reported(&response), ids(&batch, &[1]));
         assert_eq!(w.issues().await, 2, "the messages around it are synced");
         assert!(w.queue.delays.lock().unwrap().is_empty(), "poison waits out the queue's visibility timeout");
+        assert!(w.queue.dead.lock().unwrap().is_empty(), "its third receive is not its last");
     }
 
     #[tokio::test]
-    async fn a_failing_record_fails_the_later_messages_of_its_group_and_no_other() {
+    async fn a_poison_message_on_its_last_receive_is_filed_as_a_dead_letter_with_its_error() {
+        let w = World::start(RecordingQueue::default()).await;
+        let mut batch = event("batch-with-poison.json");
+        batch.records[1].attributes.insert("ApproximateReceiveCount".into(), "5".into());
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), Vec::<String>::new(), "filed, so not left to the redrive policy");
+        let dead = w.queue.dead.lock().unwrap().clone();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, ids(&batch, &[1])[0]);
+        assert!(dead[0].1.starts_with("unreadable job"), "{}", dead[0].1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_that_cannot_be_filed_is_reported_for_the_redrive_policy() {
+        let w = World::start(RecordingQueue { refuse: true, ..RecordingQueue::default() }).await;
+        let mut batch = event("batch-with-poison.json");
+        batch.records[1].attributes.insert("ApproximateReceiveCount".into(), "5".into());
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[1]));
+    }
+
+    #[tokio::test]
+    async fn a_failing_record_puts_the_later_messages_of_its_group_back_behind_it_and_no_other() {
         let w = World::start(RecordingQueue::default()).await;
         let batch = event("failing-group.json");
         let response = handle(&w.state, batch.clone()).await;
-        assert_eq!(reported(&response), ids(&batch, &[0, 1]), "the later job of the same to-do waits its turn");
+        assert_eq!(reported(&response), ids(&batch, &[0]), "the failing job comes back first");
+        let requeued = w.queue.requeued.lock().unwrap().clone();
+        assert_eq!(requeued.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids(&batch, &[1]), "the later job waits");
+        let copy = shared::domain::Queued::from_wire(&requeued[0].1).unwrap();
+        assert_eq!(copy.job.delivery().as_str(), "basecamp:1052473012");
         assert_eq!(w.issues().await, 1, "the other to-do's group went ahead");
     }
 
     #[tokio::test]
-    async fn a_429_delays_each_message_by_the_retry_after_and_reports_it() {
+    async fn a_429_replaces_each_message_by_a_copy_due_after_the_retry_after_and_reports_none() {
         let w = World::start(RecordingQueue::default()).await;
         w.bc.set_faults(Faults {
             force_429: Some(Forced429 { retry_after: 7, ..Forced429::default() }),
             ..Faults::default()
         });
         let batch = event("todo-burst.json");
+        let before = chrono::Utc::now();
         let response = handle(&w.state, batch.clone()).await;
-        assert_eq!(reported(&response), ids(&batch, &[0, 1, 2]));
-        let receipts: Vec<(String, Duration)> =
-            batch.records.iter().map(|r| (r.receipt_handle.clone().unwrap(), Duration::from_secs(7))).collect();
-        assert_eq!(*w.queue.delays.lock().unwrap(), receipts, "visibility = Retry-After, for every message");
+        assert_eq!(reported(&response), Vec::<String>::new(), "a delay never counts as a receive");
+        let requeued = w.queue.requeued.lock().unwrap().clone();
+        assert_eq!(requeued.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids(&batch, &[0, 1, 2]));
+        for (_, body, delay) in &requeued {
+            assert!(*delay >= Duration::from_secs(7), "at least the Retry-After: {delay:?}");
+            let retry = shared::domain::Queued::from_wire(body).unwrap().retry.unwrap();
+            assert_eq!(retry.attempt, 1);
+            assert!(retry.not_before >= before + chrono::Duration::seconds(7), "{retry:?}");
+            assert!(retry.reason.contains("rate limit"), "{}", retry.reason);
+        }
+        assert!(w.queue.delays.lock().unwrap().is_empty());
         assert_eq!(w.issues().await, 0);
     }
 
     #[tokio::test]
-    async fn a_message_whose_delay_could_not_be_set_is_still_reported() {
+    async fn a_message_whose_copy_could_not_be_sent_is_delayed_and_reported() {
         let w = World::start(RecordingQueue { refuse: true, ..RecordingQueue::default() }).await;
         w.bc.set_faults(Faults {
             force_429: Some(Forced429 { retry_after: 7, ..Forced429::default() }),
@@ -273,6 +351,24 @@ triage = {{ jira = {mia:?} }}
         let batch = event("todo-burst.json");
         let response = handle(&w.state, batch.clone()).await;
         assert_eq!(reported(&response), ids(&batch, &[0, 1, 2]));
+    }
+
+    #[tokio::test]
+    async fn a_copy_received_before_its_due_time_is_hidden_until_then_and_not_synced() {
+        let w = World::start(RecordingQueue::default()).await;
+        let mut batch = event("todo-burst.json");
+        let due = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let body = batch.records[0].body.clone().unwrap();
+        let copy = shared::domain::Queued::from_wire(&body).unwrap().postponed(due, "Basecamp rate limit").unwrap();
+        batch.records[0].body = Some(copy);
+        let response = handle(&w.state, batch.clone()).await;
+        assert_eq!(reported(&response), ids(&batch, &[0]));
+        let delays = w.queue.delays.lock().unwrap().clone();
+        assert_eq!(delays.len(), 1);
+        assert!(delays[0].1 > Duration::from_secs(25) && delays[0].1 <= Duration::from_secs(30), "{delays:?}");
+        let behind = w.queue.requeued.lock().unwrap().clone();
+        assert_eq!(behind.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids(&batch, &[1]), "its group waits");
+        assert_eq!(w.issues().await, 1, "only the other to-do was synced");
     }
 
     #[test]

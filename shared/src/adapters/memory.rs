@@ -326,6 +326,7 @@ impl JobQueue for MemoryJobQueue {
         }
         for i in dead_idx.into_iter().rev() {
             if let Some(m) = g.messages.remove(i) {
+                tracing::error!(message_id = %m.message_id, "a job was received too often without finishing; moved to the dead letters");
                 g.dead.push(DeadLetter {
                     message_id: m.message_id,
                     group: m.group,
@@ -333,10 +334,43 @@ impl JobQueue for MemoryJobQueue {
                     body: m.body,
                     receive_count: m.receive_count,
                     dead_at: now,
+                    last_error: None,
                 });
             }
         }
         Ok(out)
+    }
+
+    async fn requeue(&self, message: &Received, body: &str, delay: Duration) -> Result<(), StoreError> {
+        let visible_at = later(self.clock.now(), delay)?;
+        let mut g = lock(&self.inner)?;
+        if let Some(m) = g.messages.iter_mut().find(|m| m.receipt.as_deref() == Some(message.receipt.as_str())) {
+            m.body = body.to_owned();
+            m.receive_count = 0;
+            m.visible_at = visible_at;
+            m.receipt = None;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut g = lock(&self.inner)?;
+        let Some(i) = g.messages.iter().position(|m| m.receipt.as_deref() == Some(message.receipt.as_str())) else {
+            return Ok(());
+        };
+        if let Some(m) = g.messages.remove(i) {
+            g.dead.push(DeadLetter {
+                message_id: m.message_id,
+                group: m.group,
+                dedup_id: m.dedup_id,
+                body: m.body,
+                receive_count: m.receive_count,
+                dead_at: now,
+                last_error: Some(error.to_owned()),
+            });
+        }
+        Ok(())
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), StoreError> {

@@ -34,7 +34,7 @@ use crate::ports::{
 };
 
 /// The schema version this build writes (`PRAGMA user_version`). A newer file is refused on open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,6 +125,10 @@ CREATE TABLE cursors (
     name TEXT    PRIMARY KEY,
     at   INTEGER NOT NULL
 );
+"#,
+    r#"
+-- What the last attempt of a dead-lettered job failed with (NULL: the queue moved it, no attempt finished).
+ALTER TABLE dead_letters ADD COLUMN last_error TEXT;
 "#,
 ];
 
@@ -605,13 +609,19 @@ impl SqliteStore {
             match pick {
                 Pick::DeadLetter { seq } => {
                     tx.execute(
-                        "INSERT INTO dead_letters (message_id, group_id, dedup_id, body, receive_count, dead_at)
-                         SELECT message_id, group_id, dedup_id, body, receive_count, ?2 FROM jobs WHERE seq = ?1",
+                        "INSERT INTO dead_letters (message_id, group_id, dedup_id, body, receive_count, dead_at, last_error)
+                         SELECT message_id, group_id, dedup_id, body, receive_count, ?2, NULL FROM jobs WHERE seq = ?1",
                         params![seq, now],
                     )
                     .context("failed to dead-letter a job")?;
                     tx.execute("DELETE FROM jobs WHERE seq = ?1", params![seq])
                         .context("failed to remove a dead-lettered job")?;
+                    // No attempt of it finished (a worker that kept stopping mid-job): said once, here.
+                    tracing::error!(
+                        seq,
+                        max_receives,
+                        "a job was received too often without finishing; moved to the dead letters"
+                    );
                 }
                 Pick::Deliver { seq, message_id, group, body, receive_count } => {
                     let receipt = format!("{message_id}/{receive_count}/{}", uuid::Uuid::new_v4());
@@ -643,6 +653,36 @@ impl SqliteStore {
         Ok(())
     }
 
+    fn requeue_job(&self, receipt: &str, body: &str, delay: Duration) -> Result<(), StoreError> {
+        let visible_at = micros(later(self.clock.now(), delay)?);
+        self.conn()?
+            .execute(
+                "UPDATE jobs SET body = ?2, receive_count = 0, visible_at = ?3, receipt = NULL WHERE receipt = ?1",
+                params![receipt, body, visible_at],
+            )
+            .context("failed to requeue a job")?;
+        Ok(())
+    }
+
+    fn dead_letter_job(&self, receipt: &str, error: &str) -> Result<(), StoreError> {
+        let now = micros(self.clock.now());
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("failed to begin")?;
+        let moved = tx
+            .execute(
+                "INSERT INTO dead_letters (message_id, group_id, dedup_id, body, receive_count, dead_at, last_error)
+                 SELECT message_id, group_id, dedup_id, body, receive_count, ?2, ?3 FROM jobs WHERE receipt = ?1",
+                params![receipt, now, error],
+            )
+            .context("failed to dead-letter a job")?;
+        if moved > 0 {
+            tx.execute("DELETE FROM jobs WHERE receipt = ?1", params![receipt])
+                .context("failed to remove a dead-lettered job")?;
+        }
+        tx.commit().context("failed to commit a dead letter")?;
+        Ok(())
+    }
+
     fn queue_depth(&self) -> Result<u64, StoreError> {
         let n: i64 =
             self.conn()?.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).context("failed to count jobs")?;
@@ -653,7 +693,7 @@ impl SqliteStore {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT message_id, group_id, dedup_id, body, receive_count, dead_at FROM dead_letters
+                "SELECT message_id, group_id, dedup_id, body, receive_count, dead_at, last_error FROM dead_letters
                  ORDER BY dead_at, seq",
             )
             .context("failed to prepare the dead-letter listing")?;
@@ -666,14 +706,16 @@ impl SqliteStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, u32>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .context("failed to list dead letters")?;
         let mut out = Vec::new();
         for row in rows {
-            let (message_id, group, dedup_id, body, receive_count, dead_at) =
+            let (message_id, group, dedup_id, body, receive_count, dead_at, last_error) =
                 row.context("failed to read a dead letter")?;
-            out.push(DeadLetter { message_id, group, dedup_id, body, receive_count, dead_at: from_micros(dead_at)? });
+            let dead_at = from_micros(dead_at)?;
+            out.push(DeadLetter { message_id, group, dedup_id, body, receive_count, dead_at, last_error });
         }
         Ok(out)
     }
@@ -897,6 +939,16 @@ impl JobQueue for SqliteStore {
     async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
         let receipt = receipt.to_owned();
         self.blocking(move |s| s.change_job_visibility(&receipt, delay)).await
+    }
+
+    async fn requeue(&self, message: &Received, body: &str, delay: Duration) -> Result<(), StoreError> {
+        let (receipt, body) = (message.receipt.clone(), body.to_owned());
+        self.blocking(move |s| s.requeue_job(&receipt, &body, delay)).await
+    }
+
+    async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
+        let (receipt, error) = (message.receipt.clone(), error.to_owned());
+        self.blocking(move |s| s.dead_letter_job(&receipt, &error)).await
     }
 
     async fn depth(&self) -> Result<u64, StoreError> {

@@ -13,7 +13,14 @@
 //!
 //! The dead letters are read from the DLQ named at construction: `dead_letters` receives them with a
 //! short visibility timeout and makes them visible again at once, and `redrive` re-sends one to the main
-//! queue (same group, a fresh deduplication id) and deletes it from the DLQ.
+//! queue (same group, a fresh deduplication id) and deletes it from the DLQ. `dead_letter` files a message
+//! there itself, with its last error, receive count and time as message attributes (a message the
+//! queue's redrive policy moved has none of them).
+//!
+//! `requeue` sends the fresh copy to the back of its group (a new deduplication id, derived from the
+//! message id and receive count so a repeated requeue of one receive is dropped by SQS) and then deletes
+//! the received message. SQS FIFO has no per-message delay: the copy is visible at once, and the mapper
+//! holds it by the due time in its body.
 //! Endpoints come from the SDK configuration (`AWS_ENDPOINT_URL_SQS` for an emulator).
 
 use std::collections::HashMap;
@@ -22,7 +29,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Utc};
 
 use crate::ports::{DeadLetter, JobQueue, Received, Sent, StoreError};
@@ -35,6 +42,14 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// How long `dead_letters` and `redrive` hold the DLQ's messages while looking through them.
 const PEEK_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// Message attributes `dead_letter` sets on the DLQ copy.
+const ATTR_LAST_ERROR: &str = "LastError";
+const ATTR_RECEIVE_COUNT: &str = "ReceiveCount";
+const ATTR_DEAD_AT: &str = "DeadAt";
+
+/// SQS allows 256 KiB per message with its attributes; an error message never needs more than this.
+const MAX_ERROR_CHARS: usize = 2000;
 
 /// A FIFO queue and, optionally, its dead-letter queue. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -68,6 +83,7 @@ impl SqsFifoQueue {
             .visibility_timeout(seconds(visibility))
             .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .context("failed to receive messages")?;
@@ -133,6 +149,19 @@ fn received(m: Message) -> Result<Received, StoreError> {
     })
 }
 
+/// A string message attribute (the ones `dead_letter` sets).
+fn user_attribute<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.message_attributes().and_then(|a| a.get(name)).and_then(|v| v.string_value())
+}
+
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, StoreError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("failed to build a message attribute")))
+}
+
 fn dead_letter(m: &Message) -> DeadLetter {
     let sent = attribute(m, MessageSystemAttributeName::SentTimestamp)
         .and_then(|v| v.parse::<i64>().ok())
@@ -143,11 +172,16 @@ fn dead_letter(m: &Message) -> DeadLetter {
         group: attribute(m, MessageSystemAttributeName::MessageGroupId).unwrap_or_default().to_owned(),
         dedup_id: attribute(m, MessageSystemAttributeName::MessageDeduplicationId).unwrap_or_default().to_owned(),
         body: m.body().unwrap_or_default().to_owned(),
-        receive_count: attribute(m, MessageSystemAttributeName::ApproximateReceiveCount)
+        receive_count: user_attribute(m, ATTR_RECEIVE_COUNT)
+            .or_else(|| attribute(m, MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-        // SQS keeps no "dead since"; the original send time is the closest it records.
-        dead_at: sent,
+        // Filed by the mapper: when it gave up. Moved by the redrive policy: SQS keeps no "dead since", and
+        // the send time is the closest it records.
+        dead_at: user_attribute(m, ATTR_DEAD_AT)
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map_or(sent, |t| t.with_timezone(&Utc)),
+        last_error: user_attribute(m, ATTR_LAST_ERROR).map(str::to_owned),
     }
 }
 
@@ -173,6 +207,11 @@ where
         (None, _, None) => e.to_string(),
     };
     StoreError::Unexpected(anyhow::anyhow!("{doing} ({detail})"))
+}
+
+/// A deduplication id (at most 128 characters) unique to one receive of one message.
+fn requeue_dedup(message: &Received) -> String {
+    format!("{}-r{}", message.message_id, message.receive_count).chars().take(128).collect()
 }
 
 /// A receipt SQS no longer accepts (deleted, re-received, or never valid): the port makes that a no-op.
@@ -223,6 +262,41 @@ impl JobQueue for SqsFifoQueue {
             Err(e) if stale_receipt(aws_sdk_sqs::error::ProvideErrorMetadata::code(&e)) => Ok(()),
             Err(e) => Err(anyhow::Error::new(e).context("failed to change a message's visibility").into()),
         }
+    }
+
+    async fn requeue(&self, message: &Received, body: &str, _delay: Duration) -> Result<(), StoreError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_group_id(&message.group)
+            .message_deduplication_id(requeue_dedup(message))
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| service_error("failed to requeue a message", &e))?;
+        self.delete(&message.receipt).await
+    }
+
+    async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
+        let Some(dlq) = &self.dlq_url else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "no dead-letter queue is configured, so a message cannot be dead-lettered"
+            )));
+        };
+        let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_group_id(&message.group)
+            .message_deduplication_id(requeue_dedup(message))
+            .message_body(&message.body)
+            .message_attributes(ATTR_LAST_ERROR, string_attribute(&error)?)
+            .message_attributes(ATTR_RECEIVE_COUNT, string_attribute(&message.receive_count.to_string())?)
+            .message_attributes(ATTR_DEAD_AT, string_attribute(&Utc::now().to_rfc3339())?)
+            .send()
+            .await
+            .map_err(|e| service_error("failed to send a message to the dead-letter queue", &e))?;
+        self.delete(&message.receipt).await
     }
 
     async fn depth(&self) -> Result<u64, StoreError> {

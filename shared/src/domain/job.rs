@@ -12,13 +12,60 @@ use super::ids::{
 };
 use super::model::PullRequest;
 
-/// The wire form on the queue: `{"v":1,"job":{...}}`. A new incompatible shape gets a new version, and
-/// the mapper keeps reading the old one until the queue has drained.
+/// The wire form on the queue: `{"v":"1","job":{...}}`, plus `"retry":{...}` on a job the mapper put back
+/// after a delay. A new incompatible shape gets a new version, and the mapper keeps reading the old one
+/// until the queue has drained. `retry` is optional both ways: a message without it is a first attempt,
+/// and a reader that does not know it ignores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum JobEnvelope {
     #[serde(rename = "1")]
-    V1 { job: Job },
+    V1 {
+        job: Job,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<Retry>,
+    },
+}
+
+/// How often a job was postponed (a 429, an outage, a busy record) and when it is due again. Carried by
+/// the fresh copy the mapper enqueues in place of a postponed message, so a delay never uses up the
+/// queue's receive count (see `shared/src/sync/mapper.rs` and docs/decisions/0008).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Postponements so far (1 on the first copy): the backoff grows with it.
+    pub attempt: u32,
+    /// Not to be processed before this time. SQS FIFO has no per-message delay, so the copy can be
+    /// received early; the mapper then only makes it visible again at this time.
+    pub not_before: DateTime<Utc>,
+    /// Why it was last postponed (an error message; never a secret or a body).
+    pub reason: String,
+}
+
+/// A job as read from the queue, with its retry state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub job: Job,
+    pub retry: Option<Retry>,
+}
+
+impl Queued {
+    /// Reads any supported wire version. A message that fails here is poison: see the mapper's policy.
+    pub fn from_wire(body: &str) -> Result<Self, serde_json::Error> {
+        let JobEnvelope::V1 { job, retry } = serde_json::from_str(body)?;
+        Ok(Self { job, retry })
+    }
+
+    /// The wire form of this job postponed once more.
+    pub fn postponed(&self, not_before: DateTime<Utc>, reason: &str) -> Result<String, serde_json::Error> {
+        let attempt = self.attempts() + 1;
+        let retry = Retry { attempt, not_before, reason: reason.to_owned() };
+        serde_json::to_string(&JobEnvelope::V1 { job: self.job.clone(), retry: Some(retry) })
+    }
+
+    /// Postponements so far.
+    pub fn attempts(&self) -> u32 {
+        self.retry.as_ref().map_or(0, |r| r.attempt)
+    }
 }
 
 /// Something changed on one side; the mapper should look.
@@ -209,13 +256,12 @@ impl Job {
 
     /// Serializes into the versioned wire form.
     pub fn to_wire(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(&JobEnvelope::V1 { job: self.clone() })
+        serde_json::to_string(&JobEnvelope::V1 { job: self.clone(), retry: None })
     }
 
-    /// Reads any supported wire version. A message that fails here is poison: see the mapper's policy.
+    /// Reads any supported wire version, ignoring its retry state (see [`Queued::from_wire`]).
     pub fn from_wire(body: &str) -> Result<Self, serde_json::Error> {
-        let JobEnvelope::V1 { job } = serde_json::from_str(body)?;
-        Ok(job)
+        Ok(Queued::from_wire(body)?.job)
     }
 }
 
@@ -246,6 +292,22 @@ mod tests {
     fn an_unknown_wire_version_is_rejected() {
         let wire = todo_job().to_wire().unwrap_or_default().replace(r#""v":"1""#, r#""v":"9""#);
         assert!(Job::from_wire(&wire).is_err());
+    }
+
+    #[test]
+    fn a_postponed_job_carries_its_attempt_and_due_time_and_still_reads_as_the_job() {
+        let first = Queued::from_wire(&todo_job().to_wire().unwrap_or_default()).ok();
+        assert_eq!(first.as_ref().map(Queued::attempts), Some(0));
+        let due = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(30);
+        let once = first.and_then(|q| q.postponed(due, "Jira rate limit").ok()).unwrap_or_default();
+        let twice = Queued::from_wire(&once).ok().and_then(|q| q.postponed(due, "again").ok()).unwrap_or_default();
+        let read = Queued::from_wire(&twice).ok();
+        assert_eq!(read.as_ref().map(Queued::attempts), Some(2));
+        assert_eq!(
+            read.as_ref().and_then(|q| q.retry.as_ref()).map(|r| (r.not_before, r.reason.as_str())),
+            Some((due, "again"))
+        );
+        assert_eq!(Job::from_wire(&twice).ok(), Some(todo_job()), "a reader that ignores retries reads the job");
     }
 
     #[test]

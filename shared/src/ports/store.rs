@@ -117,7 +117,8 @@ pub enum Sent {
     Duplicate,
 }
 
-/// A message moved aside after too many receives.
+/// A message moved aside: by the mapper after its last allowed receive failed ([`JobQueue::dead_letter`]),
+/// or by the queue itself after too many receives that never settled (a worker that kept stopping).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub message_id: String,
@@ -126,6 +127,9 @@ pub struct DeadLetter {
     pub body: String,
     pub receive_count: u32,
     pub dead_at: DateTime<Utc>,
+    /// The error of the last failed attempt; `None` when the queue moved it (no attempt ever finished).
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// A FIFO queue with message groups, visibility timeouts and a dead-letter queue (SQS FIFO semantics).
@@ -144,8 +148,21 @@ pub trait JobQueue: Send + Sync {
     /// Deletes a received message (processing finished). An unknown or stale receipt is a no-op.
     async fn delete(&self, receipt: &str) -> Result<(), StoreError>;
 
-    /// Makes a received message visible again after `delay` (0 = now), e.g. a 429's Retry-After.
+    /// Makes a received message visible again after `delay` (0 = now). Counts as a receive like any other:
+    /// use [`JobQueue::requeue`] for a delay that must not move the message towards the dead letters.
     async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError>;
+
+    /// Puts a received message back as a fresh one: `body` in the same group, receive count 0, and the
+    /// received message gone. The delay is honoured where the queue has per-message delays (SQLite,
+    /// memory: the message keeps its place in its group and is invisible until then); SQS FIFO has none, so
+    /// the copy goes to the back of its group and is visible at once, and the consumer holds it by the due
+    /// time its body carries. A stale receipt deletes nothing; SQS may still enqueue the copy, so the job
+    /// must be safe to run twice (jobs are: the delivery log and pair versions absorb it).
+    async fn requeue(&self, message: &Received, body: &str, delay: Duration) -> Result<(), StoreError>;
+
+    /// Moves a received message to the dead letters now, recording `error` (what its last attempt failed
+    /// with) with it. A stale receipt: SQS may still file the copy; the others do nothing.
+    async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError>;
 
     /// Messages waiting (visible or in flight), not counting dead letters.
     async fn depth(&self) -> Result<u64, StoreError>;

@@ -35,6 +35,10 @@ pub struct SyncSettings {
     /// immediately visible"). A claim whose create may have happened is searched for its marker only this
     /// long after its lease ended, so an item made just before is found, not made again.
     pub search_settle: Duration,
+    /// The queue's max-receive count: a job whose sync fails on this receive (a real failure, never a
+    /// delay) is moved to the dead letters with its error. Equal to the queue's own count (SQS
+    /// `maxReceiveCount`, [`crate::adapters::DEFAULT_MAX_RECEIVES`]).
+    pub max_receives: u32,
 }
 
 impl SyncSettings {
@@ -46,18 +50,33 @@ impl SyncSettings {
             lease: Duration::from_secs(60),
             delivery_retention: Duration::from_secs(2 * 60 * 60),
             search_settle: Duration::from_secs(30),
+            max_receives: crate::adapters::DEFAULT_MAX_RECEIVES,
         }
     }
 }
 
 /// How long a worker may hold a linked pair while writing its changes upstream. Released as soon as the
-/// writes are saved; the bound matters only when a worker dies mid-write. A held job retries every
-/// [`HELD_RETRY`] at most, so it gets past a dead worker's lease within four receives, below the queue's
-/// max-receive count of 5. A worker slower than the lease finds it taken at its final save and starts over.
+/// writes are saved; the bound matters only when a worker dies mid-write. A held job is postponed for
+/// [`HELD_RETRY`] at most each time (a postponement never counts towards the dead letters). A worker
+/// slower than the lease finds it taken at its final save and starts over.
 const WRITE_LEASE: Duration = Duration::from_secs(20);
 const HELD_RETRY: Duration = Duration::from_secs(5);
 
-/// Why a record could not be synced now. [`SyncError::retry_after`] is the one place that maps an error
+/// The first retry delay after an outage (5xx, timeout, refused connection) and how far it grows.
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+const BACKOFF_CAP: Duration = Duration::from_secs(10 * 60);
+
+/// The delay before attempt `attempt + 1` after `attempt` postponements: `BACKOFF_BASE · 2^(attempt-1)`,
+/// capped at [`BACKOFF_CAP`], with equal jitter (`jitter` in `[0, 1)` picks a point in its upper half), so
+/// a 60-second outage costs about seven attempts and workers that failed together do not retry together.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let full = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP);
+    let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.5 };
+    full / 2 + full.mul_f64(jitter / 2.0)
+}
+
+/// Why a record could not be synced now. [`SyncError::retry_delay`] is the one place that maps an error
 /// to a retry decision.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -100,17 +119,25 @@ impl SyncError {
         }
     }
 
-    /// How long the message should stay invisible before the next attempt; `None` = the queue's default
-    /// visibility timeout (and, after the max receive count, the dead-letter queue).
-    pub fn retry_after(&self) -> Option<Duration> {
+    /// Whether this is a delay (a 429, an outage, a busy record) and, if so, how long to wait before
+    /// attempt `attempt + 1` (`jitter` in `[0, 1)` spreads workers out). `None` = a real failure: the
+    /// queue's visibility timeout, and after its max receive count the dead letters.
+    ///
+    /// A 429 waits at least its `Retry-After`, and longer when 429s keep coming (the backoff); an outage
+    /// backs off exponentially ([`backoff`]); a busy record is retried within seconds.
+    pub fn retry_delay(&self, attempt: u32, jitter: f64) -> Option<Duration> {
+        let spread = |d: Duration| d + d.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
         match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
-            Self::Busy(_) => Some(Duration::from_secs(2)),
-            Self::Held { wait, .. } => Some((*wait).clamp(Duration::from_secs(1), HELD_RETRY)),
+            Self::RateLimited { retry_after, .. }
+            | Self::CodeHost { source: ApiError::RateLimited { retry_after } } => {
+                Some(spread((*retry_after).max(backoff(attempt, jitter))))
+            }
+            Self::Busy(_) => Some(spread(Duration::from_secs(2))),
+            Self::Held { wait, .. } => Some(spread((*wait).clamp(Duration::from_secs(1), HELD_RETRY))),
             Self::Settling { wait, .. } => Some((*wait).max(Duration::from_secs(1))),
-            Self::Upstream { source, .. } if source.is_retryable() => Some(Duration::from_secs(5)),
-            Self::CodeHost { source: ApiError::RateLimited { retry_after } } => Some(*retry_after),
-            Self::CodeHost { source } if source.is_retryable() => Some(Duration::from_secs(5)),
+            Self::Upstream { source, .. } | Self::CodeHost { source } if source.is_retryable() => {
+                Some(backoff(attempt, jitter))
+            }
             _ => None,
         }
     }

@@ -10,7 +10,8 @@ use crate::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
 use crate::testkit::todo;
 use crate::testkit::world::World;
 
-use super::{MessageFate, Outcome, Skip, process_batch};
+use super::{MessageFate, Outcome, Skip, backoff, process_batch, settle};
+use crate::domain::{Job, Queued};
 
 async fn paired(world: &World, id: i64, title: &str) -> DevItemRef {
     world.create_todo(todo(id, title)).await;
@@ -134,20 +135,137 @@ async fn the_tracker_refusing_an_assignee_falls_back_to_triage_and_the_audit_say
 }
 
 #[tokio::test]
-async fn a_rate_limited_basecamp_delays_the_job_by_retry_after_instead_of_failing_it() {
+async fn a_rate_limited_basecamp_postpones_the_job_by_at_least_retry_after_instead_of_failing_it() {
     let world = World::new();
     world.basecamp.put(todo(1, "Fix login"));
     world.basecamp.set_rate_limited(Some(Duration::from_secs(7)));
     world.enqueue(&world.todo_job(TodoId(1))).await;
     let messages = world.queue.receive(10, Duration::from_secs(30)).await.unwrap();
     let report = process_batch(&world.engine, &messages).await;
-    assert_eq!(report.fates[0].1, MessageFate::RetryAfter(Duration::from_secs(7)));
-    world.queue.change_visibility(&report.fates[0].0, Duration::from_secs(7)).await.unwrap();
-    assert!(world.queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "hidden until Retry-After");
+    let MessageFate::Postpone { delay, body } = &report.fates[0].1 else { panic!("{:?}", report.fates) };
+    assert!(*delay >= Duration::from_secs(7) && *delay <= Duration::from_millis(10_500), "{delay:?}");
+    let retry = Queued::from_wire(body).unwrap().retry.unwrap();
+    assert_eq!(retry.attempt, 1);
+    assert!(retry.reason.contains("rate limit"), "{}", retry.reason);
+    settle(world.queue.as_ref(), &messages, &report).await.unwrap();
+    assert!(world.queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "hidden until due");
     world.basecamp.set_rate_limited(None);
-    world.clock.advance(Duration::from_secs(8));
+    world.clock.advance(Duration::from_secs(11));
     world.drain().await;
     assert_eq!(world.tracker.items().len(), 1, "synced once the limit passed");
+}
+
+/// Runs worker batches, moving the clock past every delay, for `rounds` rounds; returns the postponement
+/// delays seen, in order.
+async fn ride_out(world: &World, rounds: usize) -> Vec<Duration> {
+    let mut delays = Vec::new();
+    for _ in 0..rounds {
+        for report in world.drain().await {
+            for (_, fate) in report.fates {
+                if let MessageFate::Postpone { delay, .. } = fate {
+                    delays.push(delay);
+                }
+            }
+        }
+        world.clock.advance(Duration::from_secs(16 * 60));
+    }
+    delays
+}
+
+#[tokio::test]
+async fn a_429_storm_longer_than_the_max_receive_count_never_dead_letters_and_converges() {
+    let world = World::new();
+    world.create_todo(todo(1, "Fix login")).await;
+    world.basecamp.set_rate_limited(Some(Duration::from_secs(5)));
+    let delays = ride_out(&world, 12).await;
+    assert_eq!(delays.len(), 12, "one postponement per attempt: {delays:?}");
+    assert!(delays.iter().all(|d| *d >= Duration::from_secs(5)), "never before Retry-After: {delays:?}");
+    assert!(delays[11] > Duration::from_secs(60), "consecutive 429s back off further: {delays:?}");
+    assert_eq!(world.queue.dead_letters().await.unwrap(), Vec::new());
+    assert_eq!(world.queue.depth().await.unwrap(), 1, "still waiting, not lost");
+    world.basecamp.set_rate_limited(None);
+    ride_out(&world, 1).await;
+    assert_eq!(world.tracker.items().len(), 1, "converged once the storm passed");
+    assert_eq!(world.queue.depth().await.unwrap(), 0);
+    assert_eq!(world.queue.dead_letters().await.unwrap(), Vec::new());
+}
+
+#[tokio::test]
+async fn an_outage_backs_off_with_the_attempt_count_never_dead_letters_and_converges() {
+    let world = World::new();
+    world.create_todo(todo(1, "Fix login")).await;
+    world.basecamp.set_unavailable(true);
+    let delays = ride_out(&world, 9).await;
+    assert_eq!(delays.len(), 9, "{delays:?}");
+    for (n, d) in delays.iter().enumerate() {
+        let attempt = u32::try_from(n + 1).unwrap();
+        assert!(*d >= backoff(attempt, 0.0) && *d <= backoff(attempt, 1.0), "attempt {attempt}: {d:?}");
+    }
+    assert_eq!(world.queue.dead_letters().await.unwrap(), Vec::new());
+    world.basecamp.set_unavailable(false);
+    ride_out(&world, 1).await;
+    assert_eq!(world.tracker.items().len(), 1);
+    assert_eq!(world.queue.dead_letters().await.unwrap(), Vec::new());
+}
+
+#[test]
+fn the_backoff_doubles_from_two_seconds_up_to_ten_minutes_with_jitter_in_its_upper_half() {
+    assert_eq!((backoff(1, 0.0), backoff(1, 1.0)), (Duration::from_secs(1), Duration::from_secs(2)));
+    assert_eq!((backoff(4, 0.0), backoff(4, 1.0)), (Duration::from_secs(8), Duration::from_secs(16)));
+    assert_eq!(backoff(30, 1.0), Duration::from_secs(600), "capped");
+    assert_eq!(backoff(u32::MAX, 0.0), Duration::from_secs(300));
+    let spread = backoff(5, 0.25);
+    assert!(spread > backoff(5, 0.0) && spread < backoff(5, 1.0));
+    assert_eq!(backoff(3, f64::NAN), backoff(3, 0.5), "a broken random source still gives a sane delay");
+}
+
+/// A job for a route the deployment no longer has fails on every receive.
+fn retired_job(world: &World, todo: i64) -> Job {
+    let Job::TodoChanged { delivery, project, event, received_at, .. } = world.todo_job(TodoId(todo)) else {
+        unreachable!()
+    };
+    Job::TodoChanged { delivery, route: RouteId("retired".into()), project, todo: TodoId(todo), event, received_at }
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_dead_lettered_on_its_last_receive_with_its_error_and_its_group_goes_on() {
+    let world = World::new();
+    world.enqueue(&retired_job(&world, 1)).await;
+    world.create_todo(todo(1, "Fix login")).await;
+    for round in 1..=5 {
+        let reports = world.drain().await;
+        let fates: Vec<&MessageFate> = reports.iter().flat_map(|r| r.fates.iter().map(|(_, f)| f)).collect();
+        if round < 5 {
+            assert!(
+                matches!(fates.as_slice(), [MessageFate::Failed { .. }, MessageFate::Postpone { .. }]),
+                "{fates:?}"
+            );
+            assert!(world.tracker.items().is_empty(), "the later job of the group waits behind it");
+        }
+        world.clock.advance(Duration::from_secs(31));
+    }
+    let dead = world.queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].receive_count, 5);
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("route") && error.contains("retired"), "{error}");
+    world.drain().await;
+    assert_eq!(world.tracker.items().len(), 1, "the job behind it was never counted down and now syncs");
+    assert_eq!(world.queue.dead_letters().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_on_its_last_receive_saying_it_is_unreadable() {
+    let world = World::new();
+    world.queue.send("bc-todo-9", "poison-1", r#"{"v":"9","job":{}}"#).await.unwrap();
+    for _ in 0..5 {
+        world.drain().await;
+        world.clock.advance(Duration::from_secs(31));
+    }
+    let dead = world.queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().starts_with("unreadable job"), "{dead:?}");
+    assert_eq!(world.queue.depth().await.unwrap(), 0);
 }
 
 #[tokio::test]

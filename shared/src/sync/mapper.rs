@@ -1,23 +1,38 @@
 //! The mapper use case: a batch of queue messages in, one fate per message out.
 //!
-//! Poison-message policy: a body that does not parse as any supported [`Job`] version can never succeed.
-//! It is logged once per receive (without its body, which may carry user content) and reported failed,
-//! so the queue's max-receive count moves it to the dead-letter queue, where `dead-letters list` shows
-//! it and `replay` can re-run it after a fix. It never blocks its group for longer than that. In AWS mode
-//! the count is the job queue's `maxReceiveCount`, 5 (`infra/template.yaml`); functions/README.md states
-//! the whole policy for operators.
+//! **Delays never lose work.** A 429, an upstream outage (5xx, timeouts, refused connections) or a record
+//! another worker holds is a delay, not a failure: the message is replaced by a fresh copy
+//! ([`JobQueue::requeue`]) that carries its attempt count and due time, so the queue's receive count — what
+//! moves a message to the dead letters — only ever counts real failures. The delay grows with the attempt
+//! count, with jitter ([`SyncError::retry_delay`]). SQS FIFO has no per-message delay, so on SQS the copy
+//! can be received before it is due; it is then only made visible again at its due time (one receive).
+//! docs/decisions/0008 has the reasoning and the alternatives.
+//!
+//! **Poison-message policy.** A body that does not parse as any supported [`crate::domain::Job`] version
+//! can never succeed, and neither can a job whose sync keeps failing for a reason that is not a delay (a
+//! rejected write, a route no longer configured, a store error). Each failed receive is logged at WARN
+//! (without the body, which may carry user content) and left to the queue's visibility timeout; on its
+//! last allowed receive ([`SyncSettings::max_receives`], the queue's max-receive count, 5) the mapper moves
+//! it to the dead letters itself with the error of that attempt ([`JobQueue::dead_letter`]) and logs that
+//! once at ERROR. A worker that stops mid-job (a crash, a Lambda timeout) settles nothing, so the queue's
+//! own max-receive count moves such a message, without an error. `dead-letters list` shows the error and
+//! `replay` re-runs the job after a fix. In AWS mode the count is the job queue's `maxReceiveCount`
+//! (`infra/template.yaml`); functions/README.md states the whole policy for operators.
 //!
 //! Ordering: messages are grouped by FIFO message group in arrival order, and within a group by record
 //! (a to-do and its comments share a group); each record is synced once for all its messages (a burst
-//! coalesces into one read and one write per side). When a record fails, every later message of its
-//! group fails with it, so later events never overtake earlier ones.
+//! coalesces into one read and one write per side). When a record fails or is postponed, every later
+//! message of its group in the batch is put back behind it (postponed, which costs it nothing), so later
+//! events never overtake earlier ones.
+//!
+//! [`SyncSettings::max_receives`]: super::SyncSettings::max_receives
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::domain::Job;
+use crate::domain::{Job, Queued};
 use crate::ports::{DeliveryClaim, JobQueue, Received};
 
 use super::engine::{Engine, Outcome, SyncError};
@@ -27,96 +42,192 @@ use super::engine::{Engine, Outcome, SyncError};
 pub enum MessageFate {
     /// Done (applied, skipped as a duplicate, or not ours): delete it.
     Done,
-    /// Failed: leave it to the queue's visibility timeout (and, eventually, the dead-letter queue).
-    Failed,
-    /// Not now: make it visible again after this delay (a 429's Retry-After, a busy pair).
-    RetryAfter(Duration),
+    /// Failed for a reason that is not a delay: leave it to the queue's visibility timeout (the receive
+    /// counts towards the dead letters).
+    Failed { error: String },
+    /// Failed on its last allowed receive: move it to the dead letters with this error.
+    DeadLetter { error: String },
+    /// Not now (a 429, an outage, a busy record, or an earlier message of its group that could not go
+    /// ahead): replace it by a fresh copy, `body`, due after `delay`. Never counts towards the dead letters.
+    Postpone { delay: Duration, body: String },
+    /// A postponed copy received before its due time (SQS FIFO has no per-message delay): make it visible
+    /// again after this delay.
+    NotYet(Duration),
 }
 
 /// The fates of a batch, in message order, and the outcomes of the records synced.
 #[derive(Debug, Default)]
 pub struct BatchReport {
+    /// One fate per message, by receipt, in message order.
     pub fates: Vec<(String, MessageFate)>,
     pub outcomes: Vec<Outcome>,
     pub duplicates: usize,
+}
+
+/// Why a record did not go ahead, and what that means for the later messages of its group.
+enum Blocked {
+    /// Postponed or not due: the later messages wait behind it, due at the same time.
+    Until(chrono::DateTime<chrono::Utc>),
+    /// Failed: the later messages are put back behind it and come after it again.
+    Failed,
 }
 
 /// Processes one batch. Never fails as a whole: every message gets a fate.
 pub async fn process_batch(engine: &Engine, messages: &[Received]) -> BatchReport {
     let mut report = BatchReport::default();
     let mut fates: BTreeMap<usize, MessageFate> = BTreeMap::new();
-    // Group by record, keeping first-appearance order.
-    let mut groups: Vec<(String, Vec<(usize, Job)>)> = Vec::new();
+    let now = engine.clock.now();
+    let max_receives = engine.settings.max_receives;
+    // Group by FIFO message group, keeping first-appearance order.
+    let mut groups: Vec<(String, Vec<(usize, Queued)>)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        match Job::from_wire(&m.body) {
-            Ok(job) => {
-                let key = job.record().group_id();
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, jobs)) => jobs.push((i, job)),
-                    None => groups.push((key, vec![(i, job)])),
+        match Queued::from_wire(&m.body) {
+            Ok(queued) => {
+                let key = queued.job.record().group_id();
+                match groups.iter_mut().find(|(g, _)| *g == key) {
+                    Some((_, list)) => list.push((i, queued)),
+                    None => groups.push((key, vec![(i, queued)])),
                 }
             }
             Err(e) => {
-                error!(message_id = %m.message_id, receive_count = m.receive_count, error = %e, "poison message: unreadable job");
-                fates.insert(i, MessageFate::Failed);
+                warn!(message_id = %m.message_id, receive_count = m.receive_count, error = %e, "poison message: unreadable job");
+                let error = format!("unreadable job (no supported version reads it): {e}");
+                fates.insert(i, failed(m, max_receives, error));
             }
         }
     }
 
-    for (_, jobs) in groups {
+    for (_, queued) in groups {
         // Records in first-appearance order within the message group.
-        let mut records: Vec<(crate::domain::RecordRef, Vec<(usize, Job)>)> = Vec::new();
-        for (i, job) in jobs {
-            let record = job.record();
+        let mut records: Vec<(crate::domain::RecordRef, Vec<(usize, Queued)>)> = Vec::new();
+        for (i, q) in queued {
+            let record = q.job.record();
             match records.iter_mut().find(|(r, _)| *r == record) {
-                Some((_, list)) => list.push((i, job)),
-                None => records.push((record, vec![(i, job)])),
+                Some((_, list)) => list.push((i, q)),
+                None => records.push((record, vec![(i, q)])),
             }
         }
-        let mut failed: Option<MessageFate> = None;
+        let mut blocked: Option<Blocked> = None;
         for (_, list) in records {
-            let fate = match &failed {
-                Some(f) => f.clone(),
-                None => sync_group(engine, &list, &mut report).await,
+            let record_fates = match &blocked {
+                Some(b) => behind(engine, b, &list),
+                None => {
+                    let due = list.iter().filter_map(|(_, q)| q.retry.as_ref().map(|r| r.not_before)).max();
+                    match due.filter(|d| *d > now) {
+                        // A copy received before its due time (SQS): hold the record until then. The copy
+                        // waits in place; any other message of the record is put back behind it, at no cost.
+                        Some(due) => {
+                            let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
+                            let reason = "an earlier message of its record is not due yet";
+                            list.iter()
+                                .map(|(i, q)| match q.retry.as_ref().filter(|r| r.not_before > now) {
+                                    Some(r) => (*i, MessageFate::NotYet((r.not_before - now).to_std().unwrap_or(wait))),
+                                    None => (*i, postpone(q, due, wait, reason)),
+                                })
+                                .collect()
+                        }
+                        None => sync_group(engine, &list, messages, &mut report).await,
+                    }
+                }
             };
-            if fate != MessageFate::Done {
-                failed = Some(fate.clone());
+            if blocked.is_none() {
+                blocked = record_fates.iter().find_map(|(_, fate)| match fate {
+                    MessageFate::Done => None,
+                    MessageFate::Postpone { delay, .. } | MessageFate::NotYet(delay) => {
+                        Some(Blocked::Until(now + chrono::Duration::from_std(*delay).unwrap_or_default()))
+                    }
+                    MessageFate::Failed { .. } | MessageFate::DeadLetter { .. } => Some(Blocked::Failed),
+                });
             }
-            for (i, _) in &list {
-                fates.insert(*i, fate.clone());
-            }
+            fates.extend(record_fates);
         }
     }
     report.fates = messages
         .iter()
         .enumerate()
-        .map(|(i, m)| (m.receipt.clone(), fates.remove(&i).unwrap_or(MessageFate::Failed)))
+        .map(|(i, m)| {
+            let fate = fates.remove(&i).unwrap_or_else(|| failed(m, max_receives, "no fate was decided".to_owned()));
+            (m.receipt.clone(), fate)
+        })
         .collect();
     report
 }
 
-async fn sync_group(engine: &Engine, jobs: &[(usize, Job)], report: &mut BatchReport) -> MessageFate {
+/// A real failure: retried by the queue, or dead-lettered on the last allowed receive.
+fn failed(m: &Received, max_receives: u32, error: String) -> MessageFate {
+    if m.receive_count >= max_receives { MessageFate::DeadLetter { error } } else { MessageFate::Failed { error } }
+}
+
+/// The fates of messages behind a record that did not go ahead: each is put back (at no cost to its
+/// receive count) to come after it again.
+fn behind(engine: &Engine, blocked: &Blocked, list: &[(usize, Queued)]) -> Vec<(usize, MessageFate)> {
     let now = engine.clock.now();
+    let (due, reason) = match blocked {
+        Blocked::Until(due) => (*due, "an earlier message of its group was postponed"),
+        // The failed message stays first in its group (in flight until its visibility timeout ends).
+        Blocked::Failed => (now + chrono::Duration::seconds(1), "an earlier message of its group failed"),
+    };
+    let delay = (due - now).to_std().unwrap_or(Duration::ZERO);
+    list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason))).collect()
+}
+
+fn postpone(q: &Queued, due: chrono::DateTime<chrono::Utc>, delay: Duration, reason: &str) -> MessageFate {
+    match q.postponed(due, reason) {
+        Ok(body) => MessageFate::Postpone { delay, body },
+        // Serializing a job that was just parsed cannot fail; if it ever did, the queue's own retry is
+        // the safe fallback.
+        Err(e) => MessageFate::Failed { error: format!("could not write the postponed job: {e}") },
+    }
+}
+
+/// Syncs one record for its messages and returns one fate per message.
+async fn sync_group(
+    engine: &Engine,
+    list: &[(usize, Queued)],
+    messages: &[Received],
+    report: &mut BatchReport,
+) -> Vec<(usize, MessageFate)> {
+    let now = engine.clock.now();
+    let attempt = list.iter().map(|(_, q)| q.attempts()).max().unwrap_or(0) + 1;
+    let all = |fate: MessageFate| list.iter().map(|(i, _)| (*i, fate.clone())).collect::<Vec<_>>();
+    let postpone_all = |delay: Duration, reason: &str| {
+        let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
+        list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason))).collect::<Vec<_>>()
+    };
+    let fail_all = |error: String| {
+        list.iter()
+            .map(|(i, _)| {
+                let fate = match messages.get(*i) {
+                    Some(m) => failed(m, engine.settings.max_receives, error.clone()),
+                    None => MessageFate::Failed { error: error.clone() },
+                };
+                (*i, fate)
+            })
+            .collect::<Vec<_>>()
+    };
+
     let lease = engine.settings.lease;
-    let mut claimed = Vec::new();
-    for (_, job) in jobs {
+    let mut claimed: Vec<Job> = Vec::new();
+    for (_, q) in list {
+        let job = &q.job;
         match engine.deliveries.claim(job.delivery(), now, lease).await {
             Ok(DeliveryClaim::Claimed) => claimed.push(job.clone()),
             Ok(DeliveryClaim::Completed) => report.duplicates += 1,
             Ok(DeliveryClaim::InProgress { until }) => {
-                let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1));
+                let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
                 release_all(engine, &claimed).await;
-                return MessageFate::RetryAfter(wait);
+                info!(delivery = %job.delivery(), retry_in = ?wait, "delivery in progress elsewhere; postponed");
+                return postpone_all(wait, "the delivery is being processed by another worker");
             }
             Err(e) => {
-                error!(delivery = %job.delivery(), error = %e, "could not claim delivery");
+                warn!(delivery = %job.delivery(), error = %e, "could not claim delivery");
                 release_all(engine, &claimed).await;
-                return MessageFate::Failed;
+                return fail_all(format!("could not claim the delivery: {e}"));
             }
         }
     }
     if claimed.is_empty() {
-        return MessageFate::Done;
+        return all(MessageFate::Done);
     }
     match engine.sync_record(&claimed).await {
         Ok(outcome) => {
@@ -131,24 +242,24 @@ async fn sync_group(engine: &Engine, jobs: &[(usize, Job)], report: &mut BatchRe
                 }
             }
             report.outcomes.push(outcome);
-            MessageFate::Done
+            all(MessageFate::Done)
         }
         Err(e) => {
             release_all(engine, &claimed).await;
-            match e.retry_after() {
-                Some(d) => {
-                    // Waiting for another worker's write lease is routine (the echo of a write in flight);
-                    // everything else postponed is worth a warning.
-                    if matches!(e, SyncError::Held { .. }) {
-                        info!(error = %e, retry_in = ?d, "sync postponed");
+            match e.retry_delay(attempt, rand::random::<f64>()) {
+                Some(delay) => {
+                    // Waiting for another worker is routine (the echo of a write in flight); a rate limit
+                    // or an outage is worth a warning.
+                    if matches!(e, SyncError::Held { .. } | SyncError::Busy(_)) {
+                        info!(error = %e, attempt, retry_in = ?delay, "sync postponed");
                     } else {
-                        warn!(error = %e, retry_in = ?d, "sync postponed");
+                        warn!(error = %e, attempt, retry_in = ?delay, "sync postponed");
                     }
-                    MessageFate::RetryAfter(d)
+                    postpone_all(delay, &e.to_string())
                 }
                 None => {
-                    error!(error = %e, "sync failed");
-                    MessageFate::Failed
+                    warn!(error = %e, "sync failed; the queue will retry it");
+                    fail_all(e.to_string())
                 }
             }
         }
@@ -161,6 +272,38 @@ async fn release_all(engine: &Engine, jobs: &[Job]) {
             warn!(delivery = %job.delivery(), error = %e, "could not release delivery claim");
         }
     }
+}
+
+/// Carries out the fates of a batch received from `queue`: deletes what is done, requeues what is
+/// postponed, delays what is not due, dead-letters what failed for good (logged once, at ERROR) and
+/// leaves failures to the visibility timeout. A settle that fails is logged and left to the queue
+/// (the message comes back after its visibility timeout).
+pub async fn settle(queue: &dyn JobQueue, messages: &[Received], report: &BatchReport) -> Result<(), SyncError> {
+    for (m, (_, fate)) in messages.iter().zip(&report.fates) {
+        match fate {
+            MessageFate::Done => queue.delete(&m.receipt).await?,
+            MessageFate::Failed { .. } => {}
+            MessageFate::Postpone { delay, body } => queue.requeue(m, body, *delay).await?,
+            MessageFate::NotYet(delay) => queue.change_visibility(&m.receipt, *delay).await?,
+            MessageFate::DeadLetter { error } => {
+                queue.dead_letter(m, error).await?;
+                log_dead_letter(m, error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one ERROR line a dead-lettered job gets.
+pub fn log_dead_letter(m: &Received, error: &str) {
+    error!(
+        message_id = %m.message_id,
+        group = %m.group,
+        receive_count = m.receive_count,
+        error,
+        "job moved to the dead letters after {} failed receives; `campbridge dead-letters list` shows it",
+        m.receive_count
+    );
 }
 
 /// Receives one batch from `queue`, processes it and settles every message. Returns how many messages
@@ -176,12 +319,6 @@ pub async fn run_queue_once(
         return Ok((0, BatchReport::default()));
     }
     let report = process_batch(engine, &messages).await;
-    for (receipt, fate) in &report.fates {
-        match fate {
-            MessageFate::Done => queue.delete(receipt).await?,
-            MessageFate::RetryAfter(d) => queue.change_visibility(receipt, *d).await?,
-            MessageFate::Failed => {}
-        }
-    }
+    settle(queue, &messages, &report).await?;
     Ok((messages.len(), report))
 }

@@ -683,7 +683,60 @@ pub async fn queue_a_message_received_too_often_is_dead_lettered(f: QueueFixture
     assert_eq!((d.group.as_str(), d.dedup_id.as_str(), d.body.as_str()), ("bc-todo-1", "d1", "poison"));
     assert_eq!(d.receive_count, f.max_receives);
     assert_eq!(d.dead_at, f.clock.now());
+    assert_eq!(d.last_error, None, "the queue moved it: no attempt finished to say why");
     assert_eq!(depth(q).await, 1, "dead letters do not count in depth");
+}
+
+/// `requeue` replaces a received message by a fresh copy: the new body, the same group, receive count 0
+/// (received again as 1); the old receipt is stale.
+pub async fn queue_requeue_replaces_a_message_with_a_fresh_copy(f: QueueFixture) {
+    let q = &*f.queue;
+    send(q, "bc-todo-1", "d1", "a1").await;
+    let first = receive(q, 1).await;
+    let receipt = first.first().map(|r| r.receipt.clone()).unwrap_or_default();
+    ok(q.change_visibility(&receipt, Duration::ZERO).await, "change visibility to now");
+    let got = receive(q, 1).await;
+    assert_eq!(got.first().map(|r| r.receive_count), Some(2));
+    let m = got.first().cloned().unwrap_or_else(|| panic!("a1 is received again"));
+    ok(q.requeue(&m, "a1 again", Duration::ZERO).await, "requeue");
+    assert_eq!(depth(q).await, 1, "a copy, not a second message");
+    let again = receive(q, 10).await;
+    assert_eq!(bodies(&again), vec!["a1 again"]);
+    assert_eq!(again.first().map(|r| (r.group.as_str(), r.receive_count)), Some(("bc-todo-1", 1)));
+    ok(q.delete(&m.receipt).await, "delete with the receipt before the requeue");
+    assert_eq!(depth(q).await, 1, "the old receipt is stale");
+}
+
+/// Where the queue has per-message delays (not SQS FIFO), a requeued copy keeps its place in its group
+/// and stays invisible, blocking the group, until its delay has passed.
+pub async fn queue_requeue_delays_the_copy_in_its_place(f: QueueFixture) {
+    let q = &*f.queue;
+    send(q, "bc-todo-1", "d1", "a1").await;
+    send(q, "bc-todo-1", "d2", "a2").await;
+    let got = receive(q, 1).await;
+    let m = got.first().cloned().unwrap_or_else(|| panic!("a1 is received"));
+    ok(q.requeue(&m, "a1 again", secs(120)).await, "requeue");
+    f.clock.advance(secs(119));
+    assert_eq!(receive(q, 10).await, Vec::new(), "the copy is not due and its group waits");
+    f.clock.advance(secs(1));
+    assert_eq!(bodies(&receive(q, 10).await), vec!["a1 again", "a2"], "due: first in its group again");
+}
+
+/// `dead_letter` moves a received message to the dead letters at once, with the error that made it fail.
+pub async fn queue_dead_letter_files_a_message_with_its_error(f: QueueFixture) {
+    let q = &*f.queue;
+    send(q, "bc-todo-1", "d1", "poison").await;
+    send(q, "bc-todo-1", "d2", "next").await;
+    let got = receive(q, 1).await;
+    let m = got.first().cloned().unwrap_or_else(|| panic!("poison is received"));
+    ok(q.dead_letter(&m, "route \"retired\" is not configured").await, "dead letter");
+    let dead = ok(q.dead_letters().await, "dead letters");
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!((d.group.as_str(), d.body.as_str(), d.receive_count), ("bc-todo-1", "poison", 1));
+    assert_eq!(d.last_error.as_deref(), Some("route \"retired\" is not configured"));
+    assert_eq!(bodies(&receive(q, 10).await), vec!["next"], "its group moves on");
+    assert!(ok(q.redrive(&d.message_id).await, "redrive"), "a filed dead letter can be redriven");
 }
 
 /// A redriven dead letter is received again with a fresh receive count; unknown ids return false.
@@ -746,6 +799,18 @@ macro_rules! job_queue_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn a_redriven_dead_letter_is_received_again_with_a_fresh_count() {
             $crate::testkit::contract::queue_a_redriven_dead_letter_is_received_again($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_requeued_message_comes_back_as_a_fresh_copy() {
+            $crate::testkit::contract::queue_requeue_replaces_a_message_with_a_fresh_copy($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_requeued_copy_waits_out_its_delay_in_its_place() {
+            $crate::testkit::contract::queue_requeue_delays_the_copy_in_its_place($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_dead_lettered_message_keeps_its_error() {
+            $crate::testkit::contract::queue_dead_letter_files_a_message_with_its_error($make).await;
         }
     };
 }

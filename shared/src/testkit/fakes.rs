@@ -58,6 +58,7 @@ struct BasecampState {
     next_comment: i64,
     tick: i64,
     rate_limited: Option<Duration>,
+    unavailable: bool,
 }
 
 /// An in-memory Basecamp.
@@ -120,8 +121,16 @@ impl FakeBasecamp {
     pub fn set_rate_limited(&self, retry_after: Option<Duration>) {
         lock(&self.state).rate_limited = retry_after;
     }
+    /// Every call fails as an outage would (a 503) until cleared with `false`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        lock(&self.state).unavailable = unavailable;
+    }
     fn limited(&self) -> Result<(), ApiError> {
-        match lock(&self.state).rate_limited {
+        let s = lock(&self.state);
+        if s.unavailable {
+            return Err(ApiError::Transient("HTTP 503 Service Unavailable".into()));
+        }
+        match s.rate_limited {
             Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
             None => Ok(()),
         }

@@ -340,6 +340,12 @@ impl JobQueue for RefusingQueue {
     async fn change_visibility(&self, _: &str, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn requeue(&self, _: &Received, _: &str, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn dead_letter(&self, _: &Received, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn depth(&self) -> Result<u64, StoreError> {
         Ok(0)
     }

@@ -463,6 +463,10 @@ impl Rehearsal {
         let queue = self.queue_url().rsplit('/').next().unwrap().to_owned();
         match resource {
             Resource::JobQueue => self.arns.queue(&queue),
+            Resource::DeadLetterQueue => {
+                let url = self.function("sync-mapper")["environment"]["DEAD_LETTER_QUEUE_URL"].as_str().unwrap();
+                self.arns.queue(url.rsplit('/').next().unwrap())
+            }
             Resource::Table => self.arns.table(table),
             Resource::TableIndexes => format!("{}/index/*", self.arns.table(table)),
             Resource::Secret(name) => self.arns.secret(&format!("{STACK}/{name}")),
@@ -651,6 +655,24 @@ async fn the_example_config_deploys_as_it_is_and_every_function_starts_under_its
     }]});
     let answer = r.invoke("sync-mapper", &poison).await;
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "poison-1"}]}));
+    // On its last allowed receive the mapper files it in the dead-letter queue itself, with its error.
+    let mut last = poison.clone();
+    last["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("5");
+    let answer = r.invoke("sync-mapper", &last).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}), "filed, not left to the redrive policy");
+    let dlq_url = r.function("sync-mapper")["environment"]["DEAD_LETTER_QUEUE_URL"].as_str().unwrap().to_owned();
+    let dead = aws_sdk_sqs::Client::new(&r.deployer_sdk())
+        .receive_message()
+        .queue_url(&dlq_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let error = dead.messages().first().and_then(|m| m.message_attributes()).and_then(|a| a.get("LastError"));
+    assert!(
+        error.and_then(|e| e.string_value()).is_some_and(|e| e.starts_with("unreadable job")),
+        "the dead letter carries its error: {dead:?}"
+    );
     r.assert_running();
     // The reconciler would call Basecamp at its first run (no network here): its cold start is what is
     // checked, by its log.
