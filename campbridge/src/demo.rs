@@ -150,6 +150,14 @@ api_token = {{ secret = "bitbucket-api-token" }}
 webhook_secret = {{ secret = "bitbucket-webhook-secret" }}
 repos = ["{ws}/{repo}"]
 
+# The simulators' limits: Basecamp's 50 requests / 10 s when on (the default pace stays below it); the
+# Jira and Bitbucket simulators enforce none.
+[pacing]
+basecamp = {bc_pacing:?}
+jira = "off"
+jira_issue_writes = "off"
+bitbucket = "off"
+
 [[users]]
 name = "Annie Bryan"
 basecamp = {annie}
@@ -185,6 +193,7 @@ labels = ["bug"]
 {create_fields}"#,
         create_fields = opts.create_fields.map(|f| format!("\n[routes.create_fields]\n{f}\n")).unwrap_or_default(),
         reconcile_every = opts.reconcile_every,
+        bc_pacing = if opts.basecamp_rate_limit { "45/10s" } else { "off" },
         account = bc.account_id(),
         launchpad = bc.launchpad_url(),
         client_id = bc_sim::CLIENT_ID,

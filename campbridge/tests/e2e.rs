@@ -352,6 +352,30 @@ async fn a_rate_limited_basecamp_delays_jobs_by_retry_after_without_failing_or_b
     stack.stop().await.unwrap();
 }
 
+/// The issue's measurement: with Basecamp's 50 requests / 10 s on and a burst of to-dos, more than half of
+/// the Basecamp calls met 429 and jobs were dead-lettered. Paced, the workers spend the budget themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_todos_under_basecamps_real_limit_is_paced_below_it_without_a_429_or_a_dead_letter() {
+    let stack = start("paced-burst", |o| o.workers = 4).await;
+    assert!(stack.config.pacing.basecamp.is_some(), "the stack paces Basecamp when its limit is on");
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut todos = Vec::new();
+    for n in 0..24 {
+        let write = todo_write(&format!("Burst {n}"), &[bc::JARED]);
+        todos.push(stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap());
+    }
+    for todo in &todos {
+        stack.wait_for(&format!("the issue of {todo}"), 120, || stack.issue_of(*todo)).await.unwrap();
+    }
+    stack.settle().await.unwrap();
+    let calls = stack.basecamp.calls().total();
+    assert!(calls > 50, "the burst needs more than one window's budget: {calls} calls");
+    assert_eq!(stack.basecamp.rate_limit_refusals(), 0, "{calls} Basecamp calls, none refused");
+    assert!(stack.store.dead_letters().await.unwrap().is_empty());
+    assert_eq!(issue_creates(&stack), todos.len() as u64, "one issue per to-do");
+    stack.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_at_the_receivers_gets_a_clear_4xx_and_changes_nothing() {
     let stack = start("bad-input", |_| {}).await;

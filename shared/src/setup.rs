@@ -14,6 +14,7 @@ use crate::clients::basecamp::{BasecampClient, BasecampConfig as ClientBasecampC
 use crate::clients::bitbucket::{BitbucketClient, BitbucketConfig as ClientBitbucketConfig, RATE_LIMIT_DELAY};
 use crate::clients::http::{BaseUrl, Credentials, HttpSettings};
 use crate::clients::jira::{JiraClient, JiraConfig as ClientJiraConfig};
+use crate::clients::pacing::Pacer;
 use crate::config::{BitbucketAuth, Config};
 use crate::ingest::{BasecampReceiver, BitbucketReceiver, JiraReceiver, Receivers};
 use crate::outbound::OutboundGuard;
@@ -59,6 +60,20 @@ fn user_agent(config: &Config) -> String {
     config.basecamp.as_ref().map_or_else(|| "campbridge (ops@campbridge.invalid)".to_owned(), |b| b.user_agent.clone())
 }
 
+/// The process-wide pacer for one upstream under `config`'s `[pacing]` (`None` when that upstream's pacing
+/// is off), split between the processes that share the budget.
+fn pacer(
+    config: &Config,
+    upstream: &str,
+    base: &BaseUrl,
+    budget: Option<crate::config::Budget>,
+    per_key: Option<crate::config::Budget>,
+) -> Option<Arc<Pacer>> {
+    let share = config.pacing.share;
+    let origin = base.as_url().origin().ascii_serialization();
+    budget.map(|b| Pacer::shared(upstream, &origin, b.split(share), per_key.map(|k| k.split(share))))
+}
+
 /// The Basecamp client for the account's API root. With `[basecamp.refresh]` it renews an expired access
 /// token and writes the new tokens back through `secrets`. Its connections pass the outbound guard the
 /// config asks for ([`OutboundGuard::for_config`]), as every client's here do.
@@ -83,15 +98,23 @@ pub async fn basecamp_client_with(
     };
     let token_url = url::Url::parse(&bc.launchpad_url.join("/authorization/token"))
         .map_err(|e| SetupError::Client(format!("launchpad_url: {e}")))?;
+    let base_url = BaseUrl::parse(&format!("{}/{}/", bc.base_url.as_str(), bc.account_id))?;
+    let http = HttpSettings::new(bc.user_agent.clone()).with_guard(guard.clone()).paced(pacer(
+        config,
+        "basecamp",
+        &base_url,
+        config.pacing.basecamp,
+        None,
+    ));
     Ok(BasecampClient::new(
         ClientBasecampConfig {
-            base_url: BaseUrl::parse(&format!("{}/{}/", bc.base_url.as_str(), bc.account_id))?,
+            base_url,
             token_url,
             client_id,
             client_secret,
             access_token_secret: bc.access_token.name().to_owned(),
             refresh_token_secret: refresh_name,
-            http: HttpSettings::new(bc.user_agent.clone()).with_guard(guard.clone()),
+            http,
             default_retry_after: Duration::from_secs(10),
         },
         secrets,
@@ -110,10 +133,19 @@ pub async fn jira_client_with(
     guard: &OutboundGuard,
 ) -> Result<JiraClient, SetupError> {
     let jira = config.jira.as_ref().ok_or(SetupError::NotConfigured("[jira] is missing"))?;
+    let base_url = BaseUrl::parse(jira.base_url.as_str())?;
+    let pacing = &config.pacing;
+    let http = HttpSettings::new(user_agent(config)).with_guard(guard.clone()).paced(pacer(
+        config,
+        "jira",
+        &base_url,
+        pacing.jira,
+        pacing.jira_issue_writes,
+    ));
     let mut jc = ClientJiraConfig::new(
-        BaseUrl::parse(jira.base_url.as_str())?,
+        base_url,
         Credentials::Basic { user: jira.email.clone(), secret: secret(secrets, jira.api_token.name()).await? },
-        HttpSettings::new(user_agent(config)).with_guard(guard.clone()),
+        http,
     );
     jc.browse_url = match &jira.site {
         Some(site) => Some(BaseUrl::parse(site.as_str())?),
@@ -140,12 +172,15 @@ pub async fn bitbucket_client_with(
         }
         BitbucketAuth::AccessToken(token) => Credentials::Bearer(secret(secrets, token.name()).await?),
     };
-    Ok(BitbucketClient::new(ClientBitbucketConfig {
-        base_url: BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?,
-        auth,
-        http: HttpSettings::new(user_agent(config)).with_guard(guard.clone()),
-        rate_limit_delay: RATE_LIMIT_DELAY,
-    })?)
+    let base_url = BaseUrl::parse(&format!("{}/", bb.base_url.as_str()))?;
+    let http = HttpSettings::new(user_agent(config)).with_guard(guard.clone()).paced(pacer(
+        config,
+        "bitbucket",
+        &base_url,
+        config.pacing.bitbucket,
+        None,
+    ));
+    Ok(BitbucketClient::new(ClientBitbucketConfig { base_url, auth, http, rate_limit_delay: RATE_LIMIT_DELAY })?)
 }
 
 /// The Basecamp receiver, reading only the webhook key; `None` when `[server] webhook_key` is not set

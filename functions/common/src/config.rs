@@ -9,6 +9,8 @@
 //! - `CAMPBRIDGE_CONFIG_VERSION`: the version of `<prefix>campbridge.toml` this deployment runs (the
 //!   stack's `ConfigVersion`); the text itself is read from Secrets Manager ([`crate::start`]), because
 //!   Lambda caps all of a function's variables at 4 KB together.
+//! - `PACING_SHARE`: how many function instances split each upstream's `[pacing]` budget (the mapper's
+//!   maximum concurrency plus the reconciler; default 1). See docs/decisions/0014.
 //! - `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT`: what Lambda sets from the function's
 //!   `LoggingConfig` (`ApplicationLogLevel`, `LogFormat`); `RUST_LOG` when they are absent.
 //! - `CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FOR_TESTS`: tests only; without it (`1`) a config with
@@ -30,6 +32,8 @@ pub struct LambdaEnv {
     pub config_version: String,
     /// The test opt-in for a config's loopback allowance ([`LOOPBACK_OPT_IN_VAR`]).
     pub loopback_opt_in: bool,
+    /// How many instances split each upstream's budget (`PACING_SHARE`); `None` keeps the config's.
+    pub pacing_share: Option<u32>,
 }
 
 /// Everything a function needs to know: its environment and the configuration it was deployed with.
@@ -56,6 +60,8 @@ pub enum ConfigError {
     Stored(#[from] shared::adapters::stored_config::StoredConfigError),
     #[error("the stored configuration is not a valid campbridge.toml:\n{0}")]
     Invalid(String),
+    #[error("environment variable {0} must be a whole number of at least 1, not {1:?}")]
+    NotACount(&'static str, String),
 }
 
 impl LambdaEnv {
@@ -76,15 +82,32 @@ impl LambdaEnv {
             return Err(ConfigError::BadVersion(config_version));
         }
         let loopback_opt_in = lookup(LOOPBACK_OPT_IN_VAR).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        Ok(Self { queue_url, dead_letter_queue_url, table, secret_prefix, config_version, loopback_opt_in })
+        let pacing_share = match lookup("PACING_SHARE") {
+            Some(v) => Some(
+                v.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or(ConfigError::NotACount("PACING_SHARE", v))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            queue_url,
+            dead_letter_queue_url,
+            table,
+            secret_prefix,
+            config_version,
+            loopback_opt_in,
+            pacing_share,
+        })
     }
 
     /// The configuration `text` (read from version [`Self::config_version`]) validated as every runtime
     /// validates it.
     pub fn with_config(self, text: &str) -> Result<LambdaConfig, ConfigError> {
-        let campbridge =
+        let mut campbridge =
             Config::parse(text, shared::deploy::CONFIG_SECRET).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         campbridge.check_loopback_opt_in(self.loopback_opt_in).map_err(ConfigError::Invalid)?;
+        if let Some(share) = self.pacing_share {
+            campbridge.pacing.share = share;
+        }
         Ok(LambdaConfig {
             campbridge,
             queue_url: self.queue_url,
@@ -173,6 +196,26 @@ mod tests {
         let config = env.with_config("").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.config_version, VERSION);
         assert!(config.campbridge.routes.is_empty());
+    }
+
+    #[test]
+    fn the_pacing_share_splits_the_budgets_and_a_bad_one_is_named() {
+        let env = |share: &'static str| {
+            LambdaEnv::from_lookup(move |name| match name {
+                "QUEUE_URL" => Some("q".to_owned()),
+                "SECRET_PREFIX" => Some("campbridge/".to_owned()),
+                "CAMPBRIDGE_CONFIG_VERSION" => Some(VERSION.to_owned()),
+                "PACING_SHARE" => Some(share.to_owned()),
+                _ => None,
+            })
+        };
+        let config = env("3").and_then(|e| e.with_config("")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.campbridge.pacing.share, 3);
+        let err = env("0").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("environment variable PACING_SHARE must be a whole number of at least 1, not \"0\"")
+        );
     }
 
     #[test]

@@ -484,6 +484,8 @@ impl BasecampClient {
         body: Option<&Value>,
         token: &SecretString,
     ) -> Result<Reply, ClientError> {
+        // Basecamp's limit is per IP and counts every request.
+        self.config.http.pace(None).await?;
         let mut rb = self
             .http
             .request(method.clone(), url.clone())

@@ -270,6 +270,8 @@ impl BitbucketClient {
 
     /// One request. A 429 is `RateLimited` at once (never a sleep here): the caller delays the job.
     async fn call(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Reply, ClientError> {
+        // The hourly budget counts every request.
+        self.config.http.pace(None).await?;
         let mut rb = self.http.request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
         rb = self.config.auth.apply(rb);
         if let Some(body) = body {

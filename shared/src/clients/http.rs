@@ -1,9 +1,10 @@
 //! Plumbing the three clients share: one guarded reqwest client per API (rustls, timeouts, no redirects,
-//! no proxy, every connection checked by the [`OutboundGuard`]), base-URL handling with a same-origin
+//! no proxy, every connection checked by the [`OutboundGuard`]), its pacing ([`super::pacing`]), base-URL handling with a same-origin
 //! check for server-given links, credentials that never print, and the pieces of response handling every
 //! client needs (bodies read once and size-limited, JSON only when the server says JSON, `Retry-After`,
 //! `Link` headers).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LINK, RETRY_AFTER};
@@ -14,6 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::ClientError;
+use super::pacing::Pacer;
 use crate::outbound::{OutboundGuard, OutboundPolicy};
 
 /// The largest response body a client reads (Jira's search pages are the largest answers, well below
@@ -32,6 +34,9 @@ pub struct HttpSettings {
     pub guard: OutboundGuard,
     /// Response bodies above this are refused ([`MAX_RESPONSE_BYTES`] by default).
     pub max_response_bytes: usize,
+    /// The upstream's request budget, shared with every other client of it in the process (`None`: no
+    /// pacing). See [`super::pacing`].
+    pub pacer: Option<Arc<Pacer>>,
 }
 
 impl HttpSettings {
@@ -42,6 +47,22 @@ impl HttpSettings {
             connect_timeout: Duration::from_secs(5),
             guard: OutboundGuard::new(OutboundPolicy::public_only()),
             max_response_bytes: MAX_RESPONSE_BYTES,
+            pacer: None,
+        }
+    }
+
+    /// Paced by `pacer`.
+    pub fn paced(mut self, pacer: Option<Arc<Pacer>>) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
+    /// Waits for the pacer's permit (for `key` too, when given). A wait beyond the pacer's limit is reported
+    /// as a 429 of our own, with the wait as its `Retry-After`: no request is sent.
+    pub(crate) async fn pace(&self, key: Option<&str>) -> Result<(), ClientError> {
+        match &self.pacer {
+            Some(pacer) => pacer.acquire(key).await.map_err(|retry_after| ClientError::RateLimited { retry_after }),
+            None => Ok(()),
         }
     }
 

@@ -276,6 +276,9 @@ impl JiraClient {
     }
 
     async fn call(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Reply, ClientError> {
+        // Writes to one issue also count against its own budget (Jira's per-issue write limit).
+        let issue = (method != Method::GET).then(|| written_issue(&url)).flatten();
+        self.config.http.pace(issue.as_deref()).await?;
         let mut rb = self.http.request(method, url).header(reqwest::header::ACCEPT, "application/json");
         rb = self.config.auth.apply(rb);
         if let Some(body) = body {
@@ -525,6 +528,14 @@ fn names_resolution(e: &ClientError) -> bool {
         ClientError::Invalid(m) => m.to_ascii_lowercase().contains("resolution"),
         _ => false,
     }
+}
+
+/// The issue a request under `…/issue/{idOrKey}/…` writes to, for the per-issue budget. The engine always
+/// names issues by id, so one issue has one key here.
+fn written_issue(url: &Url) -> Option<String> {
+    let mut segments = url.path_segments()?;
+    segments.find(|s| *s == "issue")?;
+    segments.next().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// Escapes one path segment (keys and ids are safe, but property keys are caller-chosen).

@@ -3,10 +3,11 @@
 //!
 //! Each client speaks its API in its own types and errors ([`ClientError`]); the Basecamp and Jira
 //! clients also implement the engine's ports ([`crate::ports::BasecampApi`],
-//! [`crate::ports::TrackerApi`]) and map their records into the domain there. Clients never sleep
-//! on Basecamp's or Jira's 429: they return [`ClientError::RateLimited`] with the server's
-//! `Retry-After`, and the queue consumer delays the message. Bitbucket's 429 carries no
-//! `Retry-After`, so its client backs off a bounded number of times first.
+//! [`crate::ports::TrackerApi`]) and map their records into the domain there. Each client paces itself
+//! to its upstream's budget ([`pacing`]), so 429s are rare; they never sleep on Basecamp's or Jira's 429:
+//! they return [`ClientError::RateLimited`] with the server's `Retry-After`, and the queue consumer
+//! postpones the job. Bitbucket's 429 carries no `Retry-After`, so its client backs off a bounded
+//! number of times first.
 
 pub mod basecamp;
 pub mod bitbucket;
@@ -14,6 +15,7 @@ pub mod bitbucket;
 pub mod contract;
 pub mod http;
 pub mod jira;
+pub mod pacing;
 
 #[cfg(test)]
 mod tests;

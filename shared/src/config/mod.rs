@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use crate::clients::pacing::Budget;
 use crate::domain::{AccountId, JiraAccountId, RepoRef, Route, UserTable};
 use reader::{Ctx, Scope, Section};
 
@@ -39,6 +40,45 @@ pub struct Config {
     pub user_contacts: Vec<UserContact>,
     /// Routes in file order. Their `webhook_token` is `None`: it is derived from `server.webhook_key`.
     pub routes: Vec<Route>,
+    /// `[pacing]`: the request budgets the clients spend themselves.
+    pub pacing: PacingConfig,
+}
+
+/// `[pacing]`: each upstream's request budget, spent by campbridge itself so 429s stay rare
+/// ([`crate::clients::pacing`]). `None` turns pacing off for that upstream (`"off"`: e.g. simulators
+/// without the limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacingConfig {
+    /// Basecamp allows 50 requests per 10 s per IP; the default leaves room for an operator's commands.
+    pub basecamp: Option<Budget>,
+    /// Jira Cloud's per-second burst limit for API-token traffic (not published; a conservative pace).
+    pub jira: Option<Budget>,
+    /// Jira's per-issue write limit (not published): writes to one issue.
+    pub jira_issue_writes: Option<Budget>,
+    /// Bitbucket Cloud's hourly budget per API token (1,000 requests per hour).
+    pub bitbucket: Option<Budget>,
+    /// How many processes split these budgets: 1 locally; AWS mode sets it from `PACING_SHARE` (the
+    /// mapper's maximum concurrency plus the reconciler).
+    pub share: u32,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        Self {
+            basecamp: Some(Budget::new(45, Duration::from_secs(10))),
+            jira: Some(Budget::new(20, Duration::from_secs(1))),
+            jira_issue_writes: Some(Budget::new(10, Duration::from_secs(10))),
+            bitbucket: Some(Budget::new(900, Duration::from_secs(3600))),
+            share: 1,
+        }
+    }
+}
+
+impl PacingConfig {
+    /// No pacing at all.
+    pub fn off() -> Self {
+        Self { basecamp: None, jira: None, jira_issue_writes: None, bitbucket: None, share: 1 }
+    }
 }
 
 /// `[server]`: local mode's HTTP listener.
@@ -267,7 +307,7 @@ impl fmt::Display for ConfigErrors {
 /// template never sets it. See docs/decisions/0008-outbound-guard.md.
 pub const LOOPBACK_OPT_IN_VAR: &str = "CAMPBRIDGE_INSECURE_LOOPBACK_UPSTREAMS_FOR_TESTS";
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes"];
+const TOP_LEVEL_KEYS: &[&str] = &["server", "store", "basecamp", "jira", "bitbucket", "users", "routes", "pacing"];
 
 impl Config {
     /// Every secret the config names, each once, with what it is for (`"Jira API token"`), in section order.
@@ -363,6 +403,7 @@ impl Config {
         let jira = jira.and_then(|s| sections::jira(&mut ctx, &s));
         let bitbucket = root.table(&mut ctx, "bitbucket", Scope::section("bitbucket"));
         let bitbucket = bitbucket.and_then(|s| sections::bitbucket(&mut ctx, &s));
+        let pacing = sections::pacing(&mut ctx, &root);
         let users = routes::users(&mut ctx, &root);
         let routes = routes::routes(&mut ctx, &root, &users);
         routes::check_route_prerequisites(&mut ctx, &root, server.webhook_key.is_some());
@@ -380,6 +421,7 @@ impl Config {
             users: users.table,
             user_contacts: users.contacts,
             routes,
+            pacing,
         };
         Ok((config, warnings))
     }

@@ -1,4 +1,4 @@
-//! The service sections: `[server]`, `[store]`, `[basecamp]`, `[jira]` and `[bitbucket]`.
+//! The service sections: `[server]`, `[store]`, `[basecamp]`, `[jira]`, `[bitbucket]` and `[pacing]`.
 //! Each reader records its problems and returns what it could build; a section with a problem is
 //! never used, because the whole config is refused.
 
@@ -10,8 +10,8 @@ use url::{Host, Url};
 
 use super::reader::{Ctx, Scope, Section, Spanned};
 use super::{
-    BaseUrl, BasecampConfig, BasecampRefresh, BitbucketAuth, BitbucketConfig, JiraConfig, MIN_RECONCILE_EVERY,
-    ServerConfig, StoreConfig,
+    BaseUrl, BasecampConfig, BasecampRefresh, BitbucketAuth, BitbucketConfig, Budget, JiraConfig, MIN_RECONCILE_EVERY,
+    PacingConfig, ServerConfig, StoreConfig,
 };
 use crate::domain::{AccountId, JiraAccountId, RepoRef, UnknownWord};
 use crate::outbound::{AddressClass, classify};
@@ -77,6 +77,36 @@ fn duration(value: &str) -> Option<Duration> {
         _ => return None,
     };
     value[..i].parse::<u64>().ok()?.checked_mul(per).map(Duration::from_secs)
+}
+
+/// `[pacing]`; absent keys keep their defaults. Always returns a value (problems are recorded).
+pub(super) fn pacing(ctx: &mut Ctx, root: &Section<'_>) -> PacingConfig {
+    let mut pacing = PacingConfig::default();
+    let Some(sec) = root.table(ctx, "pacing", Scope::section("pacing")) else { return pacing };
+    sec.check_keys(ctx, &["basecamp", "jira", "jira_issue_writes", "bitbucket"]);
+    for (key, slot) in [
+        ("basecamp", &mut pacing.basecamp),
+        ("jira", &mut pacing.jira),
+        ("jira_issue_writes", &mut pacing.jira_issue_writes),
+        ("bitbucket", &mut pacing.bitbucket),
+    ] {
+        let Some(text) = sec.str(ctx, key) else { continue };
+        let value = text.value.trim();
+        if value == "off" {
+            *slot = None;
+        } else if let Some(budget) = Budget::parse(value) {
+            *slot = Some(budget);
+        } else {
+            ctx.error(
+                &text.span,
+                sec.scope.say(format!(
+                    "{key} {value:?} is not a budget like \"45/10s\", \"20/1s\" or \"900/1h\" (requests per \
+                     seconds, minutes or hours; \"off\" turns pacing off)"
+                )),
+            );
+        }
+    }
+    pacing
 }
 
 /// `"30s"`, `"5m"`, `"1h"` (a whole number and one unit), or `"off"` / `"0"` for never (`Some(None)`);

@@ -817,3 +817,29 @@ fn every_secret_the_config_names_is_listed_once_with_its_purpose() {
         ]
     );
 }
+
+#[test]
+fn pacing_defaults_to_each_upstreams_budget_and_takes_requests_per_window_or_off() {
+    use std::time::Duration;
+    let defaults = parse_ok(MINIMAL).pacing;
+    assert_eq!(defaults, PacingConfig::default());
+    assert_eq!(defaults.basecamp, Some(Budget::new(45, Duration::from_secs(10))), "below Basecamp's 50 / 10 s");
+    assert_eq!(defaults.bitbucket, Some(Budget::new(900, Duration::from_secs(3600))), "below 1,000 / hour");
+    let text = format!("{MINIMAL}\n[pacing]\nbasecamp = \"off\"\njira = \"5/1s\"\njira_issue_writes = \"2/10s\"\n");
+    let pacing = parse_ok(&text).pacing;
+    assert_eq!(pacing.basecamp, None);
+    assert_eq!(pacing.jira, Some(Budget::new(5, Duration::from_secs(1))));
+    assert_eq!(pacing.jira_issue_writes, Some(Budget::new(2, Duration::from_secs(10))));
+    assert_eq!(pacing.bitbucket, defaults.bitbucket, "an absent key keeps its default");
+
+    let text = format!("{MINIMAL}\n[pacing]\njira = \"fast\"\nbasecam = \"off\"\n");
+    let line = text.lines().position(|l| l.starts_with("jira = \"fast\"")).unwrap() + 1;
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p.iter().any(|e| e
+            .starts_with(&format!("campbridge.toml:{line}: [pacing] jira \"fast\" is not a budget like \"45/10s\""))),
+        "{p:#?}"
+    );
+    assert!(p.iter().any(|e| e.contains("basecam")), "an unknown key is named: {p:#?}");
+}

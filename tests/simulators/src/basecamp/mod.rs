@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     /// Launchpad's side: the app's redirect URIs, open authorization pages and issued codes.
     pub launchpad: StdMutex<launchpad::Grants>,
     rate: StdMutex<VecDeque<Instant>>,
+    /// Requests the rate limit refused with 429.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// A running Basecamp simulator. Dropping it stops the server.
@@ -179,6 +181,7 @@ impl Inner {
         if window.len() >= limit.requests {
             let oldest = window.front().copied().unwrap_or(now);
             let wait = limit.window.saturating_sub(now.duration_since(oldest));
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1));
         }
         window.push_back(now);
@@ -261,6 +264,7 @@ impl Simulator {
                 opts,
                 launchpad: StdMutex::new(grants),
                 rate: StdMutex::new(VecDeque::new()),
+                refused: std::sync::atomic::AtomicU64::new(0),
             }
         });
         let server = Server::serve(listener, routes::router(inner.clone()))?;
@@ -314,6 +318,11 @@ impl Simulator {
     /// Forgets the request counts.
     pub fn reset_calls(&self) {
         self.inner.calls.reset();
+    }
+
+    /// How many requests the rate limit (50 per 10 s) answered with 429 so far.
+    pub fn rate_limit_refusals(&self) -> u64 {
+        self.inner.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the injected faults.
