@@ -246,9 +246,35 @@ pub fn new_item(route: &Route, users: &UserTable, todo: &Todo) -> NewDevItem {
     }
 }
 
-/// The snapshot right after creating `item` for `todo` from `draft`.
+/// The snapshot right after creating `item` for `todo` from `draft`. A create carries no status, so the
+/// to-do's completion is recorded as the item's: a to-do completed before its item existed reads as a
+/// Basecamp change next time, and the status rule settles it.
 pub fn snapshot_after_create(route: &Route, users: &UserTable, todo: &Todo, item: &DevItem) -> crate::domain::Snapshot {
-    crate::domain::Snapshot { todo: route.project_todo(users, todo), tracker: route.project_item(item) }
+    let mut seen = route.project_todo(users, todo);
+    let tracker = route.project_item(item);
+    seen.done = tracker.done;
+    crate::domain::Snapshot { todo: seen, tracker }
+}
+
+/// The snapshot after linking an item that a stopped worker created, from a version of the to-do nobody
+/// recorded (it may be older than the one in hand): both sides as the item stands. The next decision then
+/// sees every way the to-do differs from the item as a Basecamp change and applies the owner rules to it,
+/// instead of taking the to-do in hand as already synced.
+///
+/// Priority is the exception: a to-do without a marker leaves the item at Jira's default, which is not a
+/// value the to-do side holds, so only a marker counts as a change.
+pub fn snapshot_after_recovery(
+    route: &Route,
+    users: &UserTable,
+    todo: &Todo,
+    item: &DevItem,
+) -> crate::domain::Snapshot {
+    let found = route.project_item(item);
+    let mut seen = found.clone();
+    if route.project_todo(users, todo).priority.is_none() {
+        seen.priority = None;
+    }
+    crate::domain::Snapshot { todo: seen, tracker: found }
 }
 
 /// Who wins a conflict under `policy`; `None` leaves it open.

@@ -15,7 +15,7 @@ use crate::ports::{
     RemoteLink, Replaced, StoreError, TrackerApi,
 };
 
-use super::decide::{DecideInput, Fresh, decide, snapshot_after_create};
+use super::decide::{DecideInput, Fresh, decide, snapshot_after_create, snapshot_after_recovery};
 use super::lifecycle::{self, Step};
 use super::plan::{Apply, Plan, Side, Skip};
 
@@ -223,6 +223,16 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
 }
 
+/// What one decide → act round learnt beyond its outcome.
+#[derive(Default)]
+struct Seen {
+    /// The tracker item as read, for the blocker check.
+    item: Option<DevItem>,
+    /// A create left the sides apart in a way the next decision settles (an item recovered from a stopped
+    /// worker, or a to-do completed before its item existed): run one more round at once.
+    follow_up: bool,
+}
+
 /// Reads of both sides made so far for one record.
 struct Reads {
     todo: Fresh<Todo>,
@@ -273,7 +283,9 @@ impl Engine {
             RecordRef::Todo { .. } | RecordRef::Issue { .. } => {}
         }
         // A pair can change under us (another worker linked it, or took a lease over): re-read and
-        // decide again, a bounded number of times.
+        // decide again, a bounded number of times. A create that left the sides apart (see [`Seen`]) gets
+        // one more round at once.
+        let mut created: Option<Outcome> = None;
         for _ in 0..5 {
             let (route_id, changed, pair, project, todo_id) = match first.record() {
                 RecordRef::Todo { route, project, todo } => {
@@ -297,14 +309,17 @@ impl Engine {
                 }
             };
             let route = self.route(&route_id)?;
-            let mut seen_item = None;
-            match self.run(route, changed, pair, (project, todo_id, None), delivery.as_ref(), &mut seen_item).await? {
+            let mut seen = Seen::default();
+            match self.run(route, changed, pair, (project, todo_id, None), delivery.as_ref(), &mut seen).await? {
+                Some(outcome @ Outcome::Created { .. }) if seen.follow_up && created.is_none() => {
+                    created = Some(outcome);
+                }
                 Some(outcome) => {
-                    if let Some(item) = seen_item.filter(|_| changed == Side::Tracker) {
+                    if let Some(item) = seen.item.filter(|_| changed == Side::Tracker) {
                         let key = crate::domain::PairKey { route: route_id.clone(), todo: todo_id };
                         self.check_blocker(&key, &item, first).await?;
                     }
-                    return Ok(outcome);
+                    return Ok(created.unwrap_or(outcome));
                 }
                 None => continue,
             }
@@ -366,12 +381,17 @@ impl Engine {
         todo: Option<Todo>,
         delivery: Option<&DeliveryId>,
     ) -> Result<Outcome, SyncError> {
+        let mut created: Option<Outcome> = None;
         for _ in 0..5 {
             let pair = self.pairs.get(&crate::domain::PairKey { route: route.id.clone(), todo: todo_id }).await?;
-            let mut seen_item = None;
-            let run = self.run(route, Side::Basecamp, pair, (project, todo_id, todo.clone()), delivery, &mut seen_item);
-            if let Some(outcome) = run.await? {
-                return Ok(outcome);
+            let mut seen = Seen::default();
+            let run = self.run(route, Side::Basecamp, pair, (project, todo_id, todo.clone()), delivery, &mut seen);
+            match run.await? {
+                Some(outcome @ Outcome::Created { .. }) if seen.follow_up && created.is_none() => {
+                    created = Some(outcome);
+                }
+                Some(outcome) => return Ok(created.unwrap_or(outcome)),
+                None => {}
             }
         }
         Err(SyncError::Busy(format!("pair {}/{todo_id} kept changing while syncing", route.id)))
@@ -385,7 +405,7 @@ impl Engine {
         pair: Option<Pair>,
         (project, todo_id, prefetched): (crate::domain::ProjectId, crate::domain::TodoId, Option<Todo>),
         delivery: Option<&DeliveryId>,
-        seen_item: &mut Option<DevItem>,
+        seen: &mut Seen,
     ) -> Result<Option<Outcome>, SyncError> {
         let users = &self.settings.users;
         let mut reads = Reads { todo: prefetched.map_or(Fresh::NotFetched, Fresh::Found), item: Fresh::NotFetched };
@@ -429,7 +449,7 @@ impl Engine {
                 match lifecycle::assess(route, &p, changed, as_ref(&reads.todo), as_ref(&reads.item)) {
                     Step::Attached => {}
                     Step::Fetch(side) => {
-                        self.read(side, &p, (project, todo_id), &mut reads, seen_item).await?;
+                        self.read(side, &p, (project, todo_id), &mut reads, &mut seen.item).await?;
                         continue;
                     }
                     Step::Stay => {
@@ -446,10 +466,10 @@ impl Engine {
                         let Some(resumed) = self.resume(route, p, &reads, delivery).await? else { return Ok(None) };
                         // Either side may have changed while detached: read both, so decide sees every change.
                         if !reads.todo.is_fetched() {
-                            self.read(Side::Basecamp, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                            self.read(Side::Basecamp, &resumed, (project, todo_id), &mut reads, &mut seen.item).await?;
                         }
                         if !reads.item.is_fetched() {
-                            self.read(Side::Tracker, &resumed, (project, todo_id), &mut reads, seen_item).await?;
+                            self.read(Side::Tracker, &resumed, (project, todo_id), &mut reads, &mut seen.item).await?;
                         }
                         pair = Some(resumed);
                         continue;
@@ -474,7 +494,7 @@ impl Engine {
                     let Some(p) = pair.as_ref().filter(|p| p.item.is_some()) else {
                         return Ok(Some(Outcome::Skipped(Skip::NotPaired)));
                     };
-                    self.read(Side::Tracker, p, (project, todo_id), &mut reads, seen_item).await?;
+                    self.read(Side::Tracker, p, (project, todo_id), &mut reads, &mut seen.item).await?;
                 }
                 Plan::Skip(skip) => {
                     if let Some((writes, conflicts)) = done {
@@ -487,7 +507,9 @@ impl Engine {
                     let Fresh::Found(todo) = &reads.todo else {
                         return Err(SyncError::Busy("create planned without a fresh to-do".to_owned()));
                     };
-                    return self.create(route, pair, todo, *draft, delivery).await;
+                    let (outcome, follow_up) = self.create(route, pair, todo, *draft, delivery).await?;
+                    seen.follow_up = follow_up;
+                    return Ok(outcome);
                 }
                 Plan::Apply(apply) => {
                     let Some(mut p) = pair.take() else { return Ok(None) };
@@ -660,7 +682,9 @@ impl Engine {
     }
 
     /// Find-or-create: claim the pair PENDING with a lease, create the item (or, after taking over a
-    /// stale claim, find the one a crashed worker created), then link.
+    /// stale claim, find the one a crashed worker created), then link, and mirror the `DEV:` comments the
+    /// to-do got before it was paired. `true` beside the outcome: the sides still differ in a way the next
+    /// decision settles (see [`snapshot_after_create`]).
     async fn create(
         &self,
         route: &Route,
@@ -668,7 +692,7 @@ impl Engine {
         todo: &Todo,
         mut draft: NewDevItem,
         delivery: Option<&DeliveryId>,
-    ) -> Result<Option<Outcome>, SyncError> {
+    ) -> Result<(Option<Outcome>, bool), SyncError> {
         let now = self.clock.now();
         let until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
         let worker = self.settings.worker.as_str();
@@ -677,10 +701,10 @@ impl Engine {
                 let fresh = Pair::pending(route.id.clone(), todo.project, todo.id, worker, now, until);
                 match self.pairs.insert(&fresh).await? {
                     crate::ports::Inserted::Inserted => (fresh, false),
-                    crate::ports::Inserted::AlreadyExists(_) => return Ok(None),
+                    crate::ports::Inserted::AlreadyExists(_) => return Ok((None, false)),
                 }
             }
-            Some(p) if p.is_linked() => return Ok(None),
+            Some(p) if p.is_linked() => return Ok((None, false)),
             Some(p) => {
                 let mine = p.lease.as_ref().is_some_and(|l| l.owner == worker);
                 if !mine && !p.lease_expired(now) {
@@ -707,7 +731,7 @@ impl Engine {
                         taken.version = v;
                         (taken, may_have_created)
                     }
-                    Replaced::Stale(_) => return Ok(None),
+                    Replaced::Stale(_) => return Ok((None, false)),
                 }
             }
         };
@@ -738,7 +762,11 @@ impl Engine {
         pair.item = Some(item.item.clone());
         pair.lease = None;
         pair.todolist = Some(todo.todolist);
-        pair.snapshot = snapshot_after_create(route, &self.settings.users, todo, &item);
+        pair.snapshot = if recovered {
+            snapshot_after_recovery(route, &self.settings.users, todo, &item)
+        } else {
+            snapshot_after_create(route, &self.settings.users, todo, &item)
+        };
         pair.todo_seen_at = Some(todo.updated_at);
         pair.item_seen_at = Some(item.updated_at);
         pair.updated_at = self.clock.now();
@@ -766,7 +794,9 @@ impl Engine {
         )
         .await?;
         self.finish_links(route, &mut pair, todo, &item).await?;
-        Ok(Some(Outcome::Created { item: item.item, recovered }))
+        self.mirror_earlier_comments(route, &pair, delivery).await?;
+        let follow_up = recovered || todo.completed != item.status.is_done();
+        Ok((Some(Outcome::Created { item: item.item, recovered }), follow_up))
     }
 
     /// After a failed create: a refusal (4xx, 429) created nothing, so the claim drops its lease and the next
@@ -793,6 +823,29 @@ impl Engine {
         if let Err(e) = self.save_or_restart(pair).await {
             warn!(pair = %pair.key(), error = %e, "could not release the create claim");
         }
+    }
+
+    /// Comments made on the to-do before it was paired were skipped (there was nothing to mirror them to):
+    /// mirror its `DEV:` ones now, through the same claim-then-post steps as a comment's own job, so a
+    /// concurrent one of those posts nothing twice.
+    async fn mirror_earlier_comments(
+        &self,
+        route: &Route,
+        pair: &Pair,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<(), SyncError> {
+        if route.dev_comment_prefix.is_none() {
+            return Ok(());
+        }
+        let comments =
+            self.basecamp.list_comments(pair.project, pair.todo).await.map_err(SyncError::upstream(Side::Basecamp))?;
+        for c in comments {
+            if matches!(super::comments::decide_comment(route, pair, &c), super::comments::CommentPlan::Skip(_)) {
+                continue;
+            }
+            self.sync_comment(&route.id, pair.project, pair.todo, c.id, delivery).await?;
+        }
+        Ok(())
     }
 
     /// Creates the item; when the tracker refuses the assignee, falls back to triage, then to unassigned.

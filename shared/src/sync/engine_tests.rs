@@ -91,6 +91,33 @@ async fn a_crash_between_creating_the_item_and_linking_it_still_yields_exactly_o
     assert!(audit.iter().any(|e| e.action == "recovered"), "{audit:?}");
 }
 
+/// Found by the chaos harness: the item a stopped worker created came from an older to-do, and the
+/// recovering worker recorded the to-do in hand as synced, so the edits in between never reached Jira.
+#[tokio::test]
+async fn an_item_recovered_after_a_crash_gets_the_edits_the_todo_had_since_that_create() {
+    let world = World::new();
+    world.tracker.crash_after_next_create();
+    world.create_todo(todo(1, "Fix login")).await;
+    world.drain().await;
+    assert_eq!(world.tracker.items().len(), 1, "created upstream, not recorded");
+    world.basecamp.edit(TodoId(1), |t| {
+        t.title = "Fix login on Safari".into();
+        t.description = "<p>Only Safari 17.</p>".into();
+        t.due_on = chrono::NaiveDate::from_ymd_opt(2027, 3, 1);
+    });
+    world.clock.advance(Duration::from_secs(120));
+    let outcome = world.worker("worker-2").sync_record(&[world.todo_job(TodoId(1))]).await.unwrap();
+    assert!(matches!(outcome, Outcome::Created { recovered: true, .. }), "{outcome:?}");
+    let item = world.tracker.items().remove(0);
+    assert_eq!(item.summary, "[BC][WEB] Fix login on Safari");
+    assert!(item.description.contains("Only Safari 17."), "{}", item.description);
+    assert_eq!(item.due, chrono::NaiveDate::from_ymd_opt(2027, 3, 1));
+    assert_eq!(world.tracker.calls.get("create_item"), 1, "found, not created again");
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    assert_eq!(world.tracker.calls.get("update_item"), 1, "written once; the next event finds nothing to do");
+}
+
 #[tokio::test]
 async fn a_live_claim_held_by_another_worker_is_left_alone() {
     let world = World::new();
@@ -390,6 +417,46 @@ async fn a_comment_without_the_prefix_stays_in_basecamp() {
     assert_eq!(world.tracker.calls.get("add_comment"), 0);
 }
 
+/// Found by the chaos harness: with deliveries reordered, a `DEV:` comment's job ran before its to-do had
+/// a pair, was skipped as not paired, and its twin never appeared.
+#[tokio::test]
+async fn a_dev_comment_made_before_its_todo_was_paired_is_mirrored_when_it_is_and_only_once() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    let c = world.basecamp.comment_as(TodoId(1), "Jane Cole", "<div>DEV: seen on Safari</div>");
+    world.basecamp.comment_as(TodoId(1), "Jane Cole", "<div>thanks</div>");
+    let comment_job = world.comment_job(TodoId(1), c);
+    world.enqueue(&comment_job).await;
+    world.drain().await;
+    assert!(world.tracker.items().is_empty(), "the comment's job came first and found no pair");
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    let item = world.item_of(TodoId(1)).await.expect("paired");
+    let twins = world.tracker.comments(&item);
+    assert_eq!(twins.len(), 1, "the DEV: comment, not the other one: {twins:?}");
+    assert!(twins[0].html.contains("seen on Safari"), "{}", twins[0].html);
+    world.engine.sync_record(std::slice::from_ref(&comment_job)).await.unwrap();
+    assert_eq!(world.tracker.comments(&item).len(), 1, "its own job, run again, finds the twin");
+}
+
+/// Found by the chaos harness: a to-do completed before its item existed was recorded as synced while
+/// the new issue stayed open. The status rule now settles it at once (here dev-owned: the tracker's
+/// status wins and the to-do is reopened, as for any completion made in Basecamp).
+#[tokio::test]
+async fn a_todo_completed_before_its_item_existed_ends_with_both_sides_agreeing_on_status() {
+    let world = World::new();
+    world.create_todo(Todo { completed: true, ..todo(1, "Fix login") }).await;
+    world.drain().await;
+    let item = world.item_of(TodoId(1)).await.expect("paired");
+    let issue = world.tracker.item(&item).unwrap();
+    assert_eq!(world.basecamp.todo(TodoId(1)).unwrap().completed, issue.status.is_done());
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.enqueue(&world.item_job(&item)).await;
+    let writes = (world.basecamp.calls.writes(), world.tracker.calls.writes());
+    world.drain().await;
+    assert_eq!((world.basecamp.calls.writes(), world.tracker.calls.writes()), writes, "settled: nothing more to write");
+}
+
 fn texts(world: &World, todo: i64) -> Vec<String> {
     world.basecamp.comments(TodoId(todo)).into_iter().map(|c| c.content).collect()
 }
@@ -415,6 +482,27 @@ async fn a_pull_request_naming_two_todos_posts_one_comment_per_state_on_each() {
     }
     let links = world.tracker.remote_links(&one);
     assert!(links.iter().any(|l| l.url.ends_with("/pull-requests/12")), "{links:?}");
+}
+
+/// Found by the chaos harness: a worker stopped between claiming a PR's "opened" note and posting it; the
+/// retry looked for any "opened by" comment, found another PR's, and never posted this one.
+#[tokio::test]
+async fn a_retried_signal_is_posted_even_when_another_pull_requests_note_is_on_the_todo() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let key = item.display_name().to_owned();
+    world.enqueue(&world.pr_job(1, &format!("Fix ({key})"), "", "fix-1", "OPEN")).await;
+    world.drain().await;
+    // The claim a stopped worker left for PR #2's note.
+    let pair_key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
+    let mut pair = world.pairs.get(&pair_key).await.unwrap().unwrap();
+    pair.signals.insert("pr:team/web#2:OPEN".into(), crate::domain::Signal::Attempting);
+    assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
+    world.enqueue(&world.pr_job(2, &format!("Refactor ({key})"), "", "fix-2", "OPEN")).await;
+    world.drain().await;
+    let t = texts(&world, 1);
+    assert!(t.iter().any(|c| c.contains("PR #2") && c.contains("opened by")), "{t:?}");
+    assert_eq!(t.iter().filter(|c| c.contains("opened by")).count(), 2, "{t:?}");
 }
 
 #[tokio::test]

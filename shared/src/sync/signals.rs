@@ -37,21 +37,15 @@ fn pr_verb(state: &str) -> Option<&'static str> {
 
 fn pr_posts(pr: &PullRequest, state: &str) -> Vec<Post> {
     let Some(verb) = pr_verb(state) else { return Vec::new() };
+    // The needle names this pull request and this state: a to-do can carry the notes of several PRs.
+    let needle = format!("PR #{} “{}” {verb} by", pr.pr.id, escape_html(&pr.title));
     let html = format!(
-        "<p>PR #{} “{}” {verb} by {} → <a href=\"{}\">{}</a></p>",
-        pr.pr.id,
-        escape_html(&pr.title),
+        "<p>{needle} {} → <a href=\"{}\">{}</a></p>",
         escape_html(&pr.author),
         escape_html(&pr.url),
         escape_html(&pr.url)
     );
-    vec![Post {
-        key: format!("pr:{}:{state}", pr.pr),
-        html: Some(html),
-        needle: format!("{verb} by"),
-        after: None,
-        clears: Vec::new(),
-    }]
+    vec![Post { key: format!("pr:{}:{state}", pr.pr), html: Some(html), needle, after: None, clears: Vec::new() }]
 }
 
 fn build_posts(build: &Build, setting: BuildSignals, signals: &BTreeMap<String, Signal>) -> Vec<Post> {
@@ -63,24 +57,25 @@ fn build_posts(build: &Build, setting: BuildSignals, signals: &BTreeMap<String, 
     let name = escape_html(&build.name);
     match (setting, build.state.as_str()) {
         (BuildSignals::Off, _) => Vec::new(),
+        // Each needle names its commit: a to-do carries the notes of every build of its branches.
         (_, "FAILED") => vec![Post {
             key: format!("build:{}:{}:{}:FAILED", build.repo, build.key, build.commit),
             html: Some(link(&format!("Build failed: {name} on {} (commit {short})", escape_html(branch)))),
-            needle: format!("Build failed: {name}"),
+            needle: format!("Build failed: {name} on {} (commit {short})", escape_html(branch)),
             after: Some(Signal::Failing(build.commit.clone())),
             clears: Vec::new(),
         }],
         (_, "SUCCESSFUL") if signals.contains_key(&failing_key) => vec![Post {
             key: format!("build:{}:{}:{}:FIXED", build.repo, build.key, build.commit),
             html: Some(link(&format!("Build fixed: {name} passes again on {} (commit {short})", escape_html(branch)))),
-            needle: format!("Build fixed: {name}"),
+            needle: format!("Build fixed: {name} passes again on {} (commit {short})", escape_html(branch)),
             after: None,
             clears: vec![failing_key],
         }],
         (BuildSignals::All, "SUCCESSFUL") => vec![Post {
             key: format!("build:{}:{}:{}:SUCCESSFUL", build.repo, build.key, build.commit),
             html: Some(link(&format!("Build passed: {name} on {} (commit {short})", escape_html(branch)))),
-            needle: format!("Build passed: {name}"),
+            needle: format!("Build passed: {name} on {} (commit {short})", escape_html(branch)),
             after: None,
             clears: Vec::new(),
         }],
