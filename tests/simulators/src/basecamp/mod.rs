@@ -330,6 +330,11 @@ impl Simulator {
         self.inner.faults.set(faults);
     }
 
+    /// The faults injected so far, per kind.
+    pub fn fault_counts(&self) -> crate::common::faults::FaultCounts {
+        self.inner.faults.counts()
+    }
+
     /// The injected faults.
     pub fn faults(&self) -> Faults {
         self.inner.faults.get()

@@ -251,6 +251,11 @@ impl Simulator {
         self.inner.faults.set(faults);
     }
 
+    /// The faults injected so far, per kind.
+    pub fn fault_counts(&self) -> crate::common::faults::FaultCounts {
+        self.inner.faults.counts()
+    }
+
     /// Every webhook delivery attempt so far.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.inner.dispatcher.log()
@@ -259,6 +264,11 @@ impl Simulator {
     /// Waits until every queued delivery has been attempted.
     pub async fn settle(&self) {
         self.inner.dispatcher.settle().await;
+    }
+
+    /// Sends deliveries held by a reorder fault, newest first.
+    pub fn release_held(&self) {
+        self.inner.dispatcher.release_held();
     }
 
     /// Registers a repository webhook as an admin would; returns its `{uuid}`.

@@ -1,6 +1,8 @@
-//! Fault injection: 5xx answers, forced 429s, latency, and webhook delivery faults (drop,
-//! duplicate, delay, reorder). Faults are plain data so tests and the control API set them alike.
+//! Fault injection: 5xx answers, forced or random 429s, latency, and webhook delivery faults (drop,
+//! duplicate, delay, reorder). Faults are plain data so tests and the control API set them alike; the
+//! simulator counts what it injected ([`FaultCounts`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub struct WebhookFaults {
     pub drop_next: u32,
     /// Send every delivery twice (same identifiers, as a retry would).
     pub duplicate: bool,
+    /// Fraction (0.0–1.0) of deliveries sent twice, when `duplicate` is off.
+    pub duplicate_rate: f64,
     /// Wait this long before each delivery.
     pub delay_ms: u64,
     /// Hold deliveries until N are queued, then send them in reverse order (0 = off).
@@ -44,6 +48,9 @@ pub struct Faults {
     pub error_status: u16,
     /// Answer 429 to API requests.
     pub force_429: Option<Forced429>,
+    /// Fraction (0.0–1.0) of API requests answered 429 (with `Retry-After: 1` where the service sends one),
+    /// as a busy upstream does now and then.
+    pub rate_limit_rate: f64,
     /// Added latency for every API request.
     pub latency_ms: u64,
     /// Faults applied to outgoing webhooks.
@@ -61,11 +68,51 @@ pub enum Style {
     Bitbucket,
 }
 
-/// Shared, mutable fault configuration.
+/// How many faults were injected so far, per kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FaultCounts {
+    /// API requests answered with `error_status` (`error_rate`).
+    pub server_errors: u64,
+    /// API requests answered 429 (`force_429` and `rate_limit_rate`).
+    pub rate_limits: u64,
+    /// Webhook deliveries sent a second time (`duplicate`, `duplicate_rate`).
+    pub duplicated_deliveries: u64,
+    /// Webhook deliveries held back and sent after later ones (`reorder_hold`).
+    pub reordered_deliveries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    server_errors: AtomicU64,
+    rate_limits: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+}
+
+/// Shared, mutable fault configuration, and counts of what it injected.
 #[derive(Clone, Debug, Default)]
-pub struct SharedFaults(Arc<Mutex<Faults>>);
+pub struct SharedFaults(Arc<Mutex<Faults>>, Arc<Counters>);
 
 impl SharedFaults {
+    /// The faults injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        let c = &self.1;
+        FaultCounts {
+            server_errors: c.server_errors.load(Ordering::Relaxed),
+            rate_limits: c.rate_limits.load(Ordering::Relaxed),
+            duplicated_deliveries: c.duplicated.load(Ordering::Relaxed),
+            reordered_deliveries: c.reordered.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_duplicate(&self) {
+        self.1.duplicated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_reordered(&self, n: usize) {
+        self.1.reordered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The current faults.
     pub fn get(&self) -> Faults {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
@@ -98,14 +145,23 @@ impl SharedFaults {
                     if *left == 0 {
                         guard.force_429 = None;
                     }
+                    self.1.rate_limits.fetch_add(1, Ordering::Relaxed);
                     return Some(response);
                 }
-                None => return Some(response),
+                None => {
+                    self.1.rate_limits.fetch_add(1, Ordering::Relaxed);
+                    return Some(response);
+                }
             }
+        }
+        if guard.rate_limit_rate > 0.0 && rand::random::<f64>() < guard.rate_limit_rate {
+            self.1.rate_limits.fetch_add(1, Ordering::Relaxed);
+            return Some(too_many_requests(style, &Forced429 { retry_after: 1, ..Forced429::default() }));
         }
         if guard.error_rate > 0.0 && rand::random::<f64>() < guard.error_rate {
             let status = StatusCode::from_u16(if guard.error_status == 0 { 503 } else { guard.error_status })
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            self.1.server_errors.fetch_add(1, Ordering::Relaxed);
             return Some((status, "simulated server error").into_response());
         }
         None

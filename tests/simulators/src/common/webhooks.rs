@@ -215,6 +215,7 @@ impl Worker {
                 Command::Send(outgoing) => self.accept(*outgoing).await,
                 Command::ReleaseHeld => {
                     let held = std::mem::take(&mut self.held);
+                    self.faults.count_reordered(held.len().saturating_sub(1));
                     for outgoing in held.into_iter().rev() {
                         self.deliver(outgoing).await;
                     }
@@ -248,6 +249,7 @@ impl Worker {
             self.held.push(outgoing);
             if self.held.len() >= hold {
                 let held = std::mem::take(&mut self.held);
+                self.faults.count_reordered(held.len().saturating_sub(1));
                 for outgoing in held.into_iter().rev() {
                     self.deliver(outgoing).await;
                 }
@@ -262,8 +264,11 @@ impl Worker {
         if faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
         }
-        let copies = if faults.duplicate { 2 } else { 1 };
-        for _ in 0..copies {
+        let twice = faults.duplicate || (faults.duplicate_rate > 0.0 && rand::random::<f64>() < faults.duplicate_rate);
+        if twice {
+            self.faults.count_duplicate();
+        }
+        for _ in 0..if twice { 2 } else { 1 } {
             let last = self.attempts(&outgoing).await;
             self.observer.delivered(&outgoing, &last).await;
         }

@@ -238,6 +238,11 @@ impl Simulator {
         self.inner.faults.set(faults);
     }
 
+    /// The faults injected so far, per kind.
+    pub fn fault_counts(&self) -> crate::common::faults::FaultCounts {
+        self.inner.faults.counts()
+    }
+
     /// Every webhook delivery attempt so far.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.inner.dispatcher.log()
