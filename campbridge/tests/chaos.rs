@@ -35,6 +35,7 @@ async fn a_sustained_429_storm_leaves_no_dead_letter_and_converges() {
     let scale = Scale::from_env(150, 12);
     let report = weather("429 storm", &scale, storm(), Duration::from_secs(180), sqlite("storm")).await;
     assert_holds(&report);
+    assert!(report.max_attempt >= 5, "a job met five 429s in a row (dead-lettered before 0008):\n{}", report.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,4 +43,9 @@ async fn a_sixty_second_upstream_outage_leaves_no_dead_letter_and_converges() {
     let scale = Scale::from_env(150, 12);
     let report = weather("60-second outage", &scale, outage(), Duration::from_secs(60), sqlite("outage")).await;
     assert_holds(&report);
+    assert!(
+        report.max_attempt >= 5,
+        "a job was postponed five times in a row (dead-lettered before 0008):\n{}",
+        report.text
+    );
 }

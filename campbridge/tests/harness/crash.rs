@@ -88,7 +88,7 @@ impl CrashPlan {
     /// A plan that fires about once per `gap` port calls.
     pub fn new(seed: u64, gap: u32) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let gap = gap.max(2);
+        let gap = gap.clamp(2, u32::MAX / 2);
         let countdown = rng.gen_range(gap / 2..gap + gap / 2);
         Self { inner: Mutex::new(Plan { enabled: true, armed: 0, countdown, gap, rng, fired: BTreeMap::new() }) }
     }

@@ -47,7 +47,7 @@ impl Scale {
         let seed = var("CAMPBRIDGE_CHAOS_SEED").unwrap_or(20_261_122);
         // About 8 port calls per event; about one crash per 30 events, at least 3 per step.
         let crash_gap = u32::try_from((events * 8 / (events / 30).max(21)).max(20)).unwrap_or(u32::MAX);
-        Self { events, records, seed, factor: 10.0, workers: 3, crash_gap, max_backlog: 20 }
+        Self { events, records, seed, factor: 10.0, workers: 3, crash_gap, max_backlog: 100 }
     }
 }
 
@@ -55,6 +55,8 @@ impl Scale {
 pub struct Report {
     pub text: String,
     pub verdict: Verdict,
+    /// The most postponements one job met.
+    pub max_attempt: u32,
     pub crashes_by_step: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -164,9 +166,10 @@ fn describe(
     line(
         &mut t,
         format!(
-            "                    {} postponed ({}), {} held until due, {} failed and retried, {} dead-lettered",
+            "                    {} postponed ({}; one job up to {} times in a row), {} held until due, {} failed and retried, {} dead-lettered",
             n(&s.postponed),
             postponed.join(", "),
+            s.get_max(),
             n(&s.not_yet),
             n(&s.failed),
             n(&s.dead_lettered)
@@ -211,7 +214,7 @@ pub async fn chaos(scale: &Scale, make_backend: impl FnOnce(Arc<ScaledClock>) ->
     let setup = Setup { factor: scale.factor, workers: scale.workers, seed: scale.seed, crash_gap: scale.crash_gap };
     let world = World::start(&setup, make_backend).await;
     world.set_faults(&api_faults(webhook_faults()));
-    let mut load = Workload::new(&world, scale.seed, scale.records).await;
+    let mut load = Workload::new(&world, scale.seed, scale.records, scale.events).await;
     let start = Instant::now();
     act(&world, &mut load, scale.events, scale.max_backlog).await;
     let acting = start.elapsed();
@@ -223,8 +226,9 @@ pub async fn chaos(scale: &Scale, make_backend: impl FnOnce(Arc<ScaledClock>) ->
     }
     publish(&format!("{}-chaos", world.backend.name.to_lowercase().replace([' ', '+'], "")), &text);
     let crashes_by_step = world.plan.fired_by_step();
+    let max_attempt = world.stats.get_max();
     world.stop().await;
-    Report { text, verdict, crashes_by_step }
+    Report { text, verdict, crashes_by_step, max_attempt }
 }
 
 /// An upstream answering every request with `fault` for `length` of scaled time while people work, then
@@ -239,7 +243,7 @@ pub async fn weather(
     let setup = Setup { factor: scale.factor, workers: scale.workers, seed: scale.seed, crash_gap: u32::MAX };
     let world = World::start(&setup, make_backend).await;
     world.plan.set_enabled(false);
-    let mut load = Workload::new(&world, scale.seed, scale.records).await;
+    let mut load = Workload::new(&world, scale.seed, scale.records, scale.events).await;
     let start = Instant::now();
     // Some records synced before the weather turns, so both sides have work.
     act(&world, &mut load, scale.events / 3, scale.max_backlog).await;
@@ -262,8 +266,9 @@ pub async fn weather(
         &format!("{}-{}", world.backend.name.to_lowercase().replace([' ', '+'], ""), name.replace(' ', "-")),
         &text,
     );
+    let max_attempt = world.stats.get_max();
     world.stop().await;
-    Report { text, verdict, crashes_by_step: Default::default() }
+    Report { text, verdict, crashes_by_step: Default::default(), max_attempt }
 }
 
 /// A sustained 429 storm on Basecamp and Jira (every request refused, `Retry-After: 2`).

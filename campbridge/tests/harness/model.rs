@@ -67,6 +67,8 @@ pub struct Workload {
     sprint: i64,
     backlog: i64,
     records: usize,
+    /// The run's length in events (records are created over its first half).
+    length: u64,
     /// What a person found that the model says cannot be (reported as lost updates).
     anomalies: Vec<String>,
 }
@@ -107,7 +109,7 @@ fn adf(text: &str) -> Value {
 }
 
 impl Workload {
-    pub async fn new(world: &World, seed: u64, records: usize) -> Self {
+    pub async fn new(world: &World, seed: u64, records: usize, length: u64) -> Self {
         let sprint = world.basecamp.list_id("Sprint 1").await.expect("the seeded Sprint 1");
         let backlog = world.basecamp.list_id("Backlog").await.expect("the seeded Backlog");
         Self {
@@ -118,6 +120,7 @@ impl Workload {
             sprint,
             backlog,
             records,
+            length,
             anomalies: Vec::new(),
         }
     }
@@ -145,8 +148,8 @@ impl Workload {
         self.seq += 1;
         let seq = self.seq;
         // Records are created over the first half of the run.
-        let creating = self.recs.len() < self.records
-            && (self.recs.len() < 3 || self.rng.gen_bool((self.records as f64 * 2.5 / 1000.0).min(0.5)));
+        let share = (2.0 * self.records as f64 / self.length.max(1) as f64).min(0.9);
+        let creating = self.recs.len() < self.records && (self.recs.len() < 3 || self.rng.gen_bool(share));
         if creating {
             self.create(world, seq).await;
             return;
@@ -168,9 +171,10 @@ impl Workload {
                 self.count("basecamp: retitle");
             }
             (12..=19, _) => {
-                let edit = bc::TodoEdit { description: Some(format!("<div>d{seq} steps</div>")), ..Default::default() };
+                let edit =
+                    bc::TodoEdit { description: Some(format!("<div>d{seq}z steps</div>")), ..Default::default() };
                 world.basecamp.edit_todo(todo, edit, bc::ANNIE).await.unwrap();
-                self.recs[i].description = format!("d{seq}");
+                self.recs[i].description = format!("d{seq}z");
                 self.count("basecamp: describe");
             }
             (20..=27, _) => {
@@ -197,7 +201,7 @@ impl Workload {
                 self.count("basecamp: complete/uncomplete");
             }
             (37..=43, _) => {
-                let token = format!("dev-{seq}");
+                let token = format!("dev{seq}z");
                 world
                     .basecamp
                     .comment(todo, &format!("<div>DEV: {token} needs a look</div>"), bc::ANNIE)
@@ -207,7 +211,7 @@ impl Workload {
                 self.count("basecamp: DEV: comment");
             }
             (44..=49, _) => {
-                let token = format!("fyi-{seq}");
+                let token = format!("fyi{seq}z");
                 world.basecamp.comment(todo, &format!("<div>{token} thanks</div>"), bc::JARED).await.unwrap();
                 self.recs[i].bc_plain.push(token);
                 self.count("basecamp: plain comment");
@@ -252,7 +256,7 @@ impl Workload {
                 self.count("jira: transition");
             }
             (77..=81, Some(item)) => {
-                let token = format!("pm-{seq}");
+                let token = format!("pm{seq}z");
                 world
                     .jira
                     .comment_issue(item.display_name(), &format!("PM: {token} is ready for review"), jira::JARED)
@@ -262,7 +266,7 @@ impl Workload {
                 self.count("jira: PM: comment");
             }
             (82..=84, Some(item)) => {
-                let token = format!("jira-{seq}");
+                let token = format!("jira{seq}z");
                 world
                     .jira
                     .comment_issue(item.display_name(), &format!("{token} internal note"), jira::JARED)
@@ -353,7 +357,7 @@ impl Workload {
         let title = format!("t{seq} created");
         let write = bc::TodoWrite {
             content: Some(title.clone()),
-            description: Some(format!("<div>d{seq} steps</div>")),
+            description: Some(format!("<div>d{seq}z steps</div>")),
             assignee_ids: Some(person.into_iter().collect()),
             ..Default::default()
         };
@@ -364,7 +368,7 @@ impl Workload {
             item: None,
             bc_titles: vec![(seq, title)],
             jira_titles: Vec::new(),
-            description: format!("d{seq}"),
+            description: format!("d{seq}z"),
             assignee: person,
             due: None,
             status: "To Do",

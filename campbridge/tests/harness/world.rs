@@ -110,6 +110,8 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     pub conflicts: AtomicU64,
     pub restarts: AtomicU64,
+    /// The highest attempt count a postponed copy carried.
+    pub max_attempt: AtomicU64,
     /// Why jobs were postponed, by the first words of the reason.
     pub postponed_by: Mutex<BTreeMap<String, u64>>,
     /// Failures (not delays), by message, for a failing run's report.
@@ -142,11 +144,10 @@ impl Stats {
                 MessageFate::Done => {}
                 MessageFate::Postpone { body, .. } => {
                     add(&self.postponed, 1);
-                    let reason = shared::domain::Queued::from_wire(body)
-                        .ok()
-                        .and_then(|q| q.retry)
-                        .map(|r| reason_kind(&r.reason))
-                        .unwrap_or_else(|| "unknown".to_owned());
+                    let retry = shared::domain::Queued::from_wire(body).ok().and_then(|q| q.retry);
+                    let attempt = retry.as_ref().map_or(0, |r| u64::from(r.attempt));
+                    self.max_attempt.fetch_max(attempt, Ordering::Relaxed);
+                    let reason = retry.map(|r| reason_kind(&r.reason)).unwrap_or_else(|| "unknown".to_owned());
                     *lock(&self.postponed_by).entry(reason).or_default() += 1;
                 }
                 MessageFate::NotYet(_) => add(&self.not_yet, 1),
@@ -166,6 +167,10 @@ impl Stats {
 
     pub fn get(n: &AtomicU64) -> u64 {
         n.load(Ordering::Relaxed)
+    }
+
+    pub fn get_max(&self) -> u32 {
+        u32::try_from(self.max_attempt.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
 }
 

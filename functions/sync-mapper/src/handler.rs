@@ -359,7 +359,8 @@ triage = {{ jira = {mia:?} }}
         let mut batch = event("todo-burst.json");
         let due = chrono::Utc::now() + chrono::Duration::seconds(30);
         let body = batch.records[0].body.clone().unwrap();
-        let copy = shared::domain::Queued::from_wire(&body).unwrap().postponed(due, "Basecamp rate limit").unwrap();
+        let copy =
+            shared::domain::Queued::from_wire(&body).unwrap().postponed(due, "Basecamp rate limit", true).unwrap();
         batch.records[0].body = Some(copy);
         let response = handle(&w.state, batch.clone()).await;
         assert_eq!(reported(&response), ids(&batch, &[0]));

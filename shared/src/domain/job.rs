@@ -32,7 +32,8 @@ pub enum JobEnvelope {
 /// queue's receive count (see `shared/src/sync/mapper.rs` and docs/decisions/0008).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
-    /// Postponements so far (1 on the first copy): the backoff grows with it.
+    /// The upstream's postponements so far (429s, outages): the backoff grows with it. Waits for another
+    /// worker do not count.
     pub attempt: u32,
     /// Not to be processed before this time. SQS FIFO has no per-message delay, so the copy can be
     /// received early; the mapper then only makes it visible again at this time.
@@ -55,9 +56,16 @@ impl Queued {
         Ok(Self { job, retry })
     }
 
-    /// The wire form of this job postponed once more.
-    pub fn postponed(&self, not_before: DateTime<Utc>, reason: &str) -> Result<String, serde_json::Error> {
-        let attempt = self.attempts() + 1;
+    /// The wire form of this job postponed once more. `counted`: the postponement was the upstream's (a
+    /// 429, an outage), so the attempt count, which the backoff grows with, goes up; waiting for another
+    /// worker or for an earlier message leaves it as it is.
+    pub fn postponed(
+        &self,
+        not_before: DateTime<Utc>,
+        reason: &str,
+        counted: bool,
+    ) -> Result<String, serde_json::Error> {
+        let attempt = self.attempts() + u32::from(counted);
         let retry = Retry { attempt, not_before, reason: reason.to_owned() };
         serde_json::to_string(&JobEnvelope::V1 { job: self.job.clone(), retry: Some(retry) })
     }
@@ -299,10 +307,12 @@ mod tests {
         let first = Queued::from_wire(&todo_job().to_wire().unwrap_or_default()).ok();
         assert_eq!(first.as_ref().map(Queued::attempts), Some(0));
         let due = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(30);
-        let once = first.and_then(|q| q.postponed(due, "Jira rate limit").ok()).unwrap_or_default();
-        let twice = Queued::from_wire(&once).ok().and_then(|q| q.postponed(due, "again").ok()).unwrap_or_default();
+        let once = first.and_then(|q| q.postponed(due, "Jira rate limit", true).ok()).unwrap_or_default();
+        let held = Queued::from_wire(&once).ok().and_then(|q| q.postponed(due, "busy", false).ok()).unwrap_or_default();
+        let twice =
+            Queued::from_wire(&held).ok().and_then(|q| q.postponed(due, "again", true).ok()).unwrap_or_default();
         let read = Queued::from_wire(&twice).ok();
-        assert_eq!(read.as_ref().map(Queued::attempts), Some(2));
+        assert_eq!(read.as_ref().map(Queued::attempts), Some(2), "the wait for a busy record did not count");
         assert_eq!(
             read.as_ref().and_then(|q| q.retry.as_ref()).map(|r| (r.not_before, r.reason.as_str())),
             Some((due, "again"))

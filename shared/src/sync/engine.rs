@@ -760,7 +760,8 @@ impl Engine {
 
         pair.state = PairState::Linked;
         pair.item = Some(item.item.clone());
-        pair.lease = None;
+        // The claim stays on until the links are made: a job from the tracker side meanwhile (the echo of
+        // the create) waits instead of making them too, which could post the link comment twice.
         pair.todolist = Some(todo.todolist);
         pair.snapshot = if recovered {
             snapshot_after_recovery(route, &self.settings.users, todo, &item)
@@ -793,8 +794,13 @@ impl Engine {
             ),
         )
         .await?;
-        self.finish_links(route, &mut pair, todo, &item).await?;
-        self.mirror_earlier_comments(route, &pair, delivery).await?;
+        let linked = async {
+            self.finish_links(route, &mut pair, todo, &item).await?;
+            self.mirror_earlier_comments(route, &pair, delivery).await
+        }
+        .await;
+        self.release_link_claim(&pair.key()).await;
+        linked?;
         let follow_up = recovered || todo.completed != item.status.is_done();
         Ok((Some(Outcome::Created { item: item.item, recovered }), follow_up))
     }
@@ -822,6 +828,30 @@ impl Engine {
         pair.lease = None;
         if let Err(e) = self.save_or_restart(pair).await {
             warn!(pair = %pair.key(), error = %e, "could not release the create claim");
+        }
+    }
+
+    /// Clears this worker's claim on a pair it has just linked (best effort: it also runs out by itself).
+    async fn release_link_claim(&self, key: &crate::domain::PairKey) {
+        let worker = self.settings.worker.as_str();
+        for _ in 0..3 {
+            let mut pair = match self.pairs.get(key).await {
+                Ok(Some(p)) if p.lease.as_ref().is_some_and(|l| l.owner == worker) => p,
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(pair = %key, error = %e, "could not read the pair to release its claim");
+                    return;
+                }
+            };
+            pair.lease = None;
+            match self.save_or_restart(&mut pair).await {
+                Ok(true) => return,
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(pair = %key, error = %e, "could not release the claim on a linked pair");
+                    return;
+                }
+            }
         }
     }
 

@@ -122,7 +122,7 @@ pub async fn process_batch(engine: &Engine, messages: &[Received]) -> BatchRepor
                             list.iter()
                                 .map(|(i, q)| match q.retry.as_ref().filter(|r| r.not_before > now) {
                                     Some(r) => (*i, MessageFate::NotYet((r.not_before - now).to_std().unwrap_or(wait))),
-                                    None => (*i, postpone(q, due, wait, reason)),
+                                    None => (*i, postpone(q, due, wait, reason, false)),
                                 })
                                 .collect()
                         }
@@ -168,11 +168,18 @@ fn behind(engine: &Engine, blocked: &Blocked, list: &[(usize, Queued)]) -> Vec<(
         Blocked::Failed => (now + chrono::Duration::seconds(1), "an earlier message of its group failed"),
     };
     let delay = (due - now).to_std().unwrap_or(Duration::ZERO);
-    list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason))).collect()
+    list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason, false))).collect()
 }
 
-fn postpone(q: &Queued, due: chrono::DateTime<chrono::Utc>, delay: Duration, reason: &str) -> MessageFate {
-    match q.postponed(due, reason) {
+/// `counted`: the upstream's delay (429, outage), which grows the attempt count and so the backoff.
+fn postpone(
+    q: &Queued,
+    due: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+    reason: &str,
+    counted: bool,
+) -> MessageFate {
+    match q.postponed(due, reason, counted) {
         Ok(body) => MessageFate::Postpone { delay, body },
         // Serializing a job that was just parsed cannot fail; if it ever did, the queue's own retry is
         // the safe fallback.
@@ -190,9 +197,9 @@ async fn sync_group(
     let now = engine.clock.now();
     let attempt = list.iter().map(|(_, q)| q.attempts()).max().unwrap_or(0) + 1;
     let all = |fate: MessageFate| list.iter().map(|(i, _)| (*i, fate.clone())).collect::<Vec<_>>();
-    let postpone_all = |delay: Duration, reason: &str| {
+    let postpone_all = |delay: Duration, reason: &str, counted: bool| {
         let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
-        list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason))).collect::<Vec<_>>()
+        list.iter().map(|(i, q)| (*i, postpone(q, due, delay, reason, counted))).collect::<Vec<_>>()
     };
     let fail_all = |error: String| {
         list.iter()
@@ -217,7 +224,7 @@ async fn sync_group(
                 let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
                 release_all(engine, &claimed).await;
                 info!(delivery = %job.delivery(), retry_in = ?wait, "delivery in progress elsewhere; postponed");
-                return postpone_all(wait, "the delivery is being processed by another worker");
+                return postpone_all(wait, "the delivery is being processed by another worker", false);
             }
             Err(e) => {
                 warn!(delivery = %job.delivery(), error = %e, "could not claim delivery");
@@ -248,14 +255,15 @@ async fn sync_group(
             release_all(engine, &claimed).await;
             match e.retry_delay(attempt, rand::random::<f64>()) {
                 Some(delay) => {
-                    // Waiting for another worker is routine (the echo of a write in flight); a rate limit
-                    // or an outage is worth a warning.
-                    if matches!(e, SyncError::Held { .. } | SyncError::Busy(_)) {
-                        info!(error = %e, attempt, retry_in = ?delay, "sync postponed");
-                    } else {
+                    // Waiting for another worker is routine (the echo of a write in flight) and does not
+                    // count as an attempt; a rate limit or an outage does, and is worth a warning.
+                    let upstream = !matches!(e, SyncError::Held { .. } | SyncError::Busy(_));
+                    if upstream {
                         warn!(error = %e, attempt, retry_in = ?delay, "sync postponed");
+                    } else {
+                        info!(error = %e, retry_in = ?delay, "sync postponed");
                     }
-                    postpone_all(delay, &e.to_string())
+                    postpone_all(delay, &e.to_string(), upstream)
                 }
                 None => {
                     warn!(error = %e, "sync failed; the queue will retry it");
