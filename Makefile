@@ -20,7 +20,7 @@ run: ## Local mode: serve ./campbridge.toml if present, else the demo against th
 demo: ## The demo story once, then exit
 	$(CARGO) run $(CARGO_FLAGS) -p campbridge -- demo --exit
 
-test: check-fmt check-vendor clippy unit test-basecamp-sdk fuzz-smoke test-aws lint-infra ## Format check, vendor artifacts, clippy -D warnings, every test (emulators included), a short fuzz run
+test: check-fmt check-vendor clippy unit chaos-slice test-basecamp-sdk fuzz-smoke test-aws lint-infra ## Format check, vendor artifacts, clippy -D warnings, every test (emulators included), the chaos slice, a short fuzz run
 
 lint: check-fmt clippy ## Format check and clippy -D warnings
 
@@ -40,11 +40,13 @@ clippy:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets --all-features -- -D warnings
 
 # nextest when installed (faster, per-test processes); plain cargo test otherwise. The emulator-backed AWS
-# tests (every package's `aws_emulators` test binary, and the operator commands' `ops_aws`) run in
-# test-aws, next to their emulators, not here; under plain cargo test they say they did not run.
+# tests (every package's `aws_emulators` test binary, the operator commands' `ops_aws` and the chaos
+# harness's `chaos_aws`) run in test-aws, next to their emulators, not here; under plain cargo test they
+# say they did not run. The chaos harness on SQLite (`chaos`) runs in chaos-slice, which prints its figures.
+UNIT_FILTER := not (binary(aws_emulators) | binary(ops_aws) | binary(chaos_aws) | binary(chaos))
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E 'not (binary(aws_emulators) | binary(ops_aws))'; \
+		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --all-features --no-fail-fast -E '$(UNIT_FILTER)'; \
 	else \
 		$(CARGO) test $(CARGO_FLAGS) --workspace --all-features --no-fail-fast; \
 	fi
@@ -71,6 +73,24 @@ test-basecamp-sdk: ## The official Basecamp SDK against the Basecamp simulator, 
 	$(CARGO) build $(CARGO_FLAGS) -p campbridge-simulators --bin campbridge-simulators
 	scripts/basecamp-sdk.sh run $(or $(CARGO_TARGET_DIR),target)/debug/campbridge-simulators
 
+# ---- chaos ---------------------------------------------------------------------------------------------
+.PHONY: chaos-slice chaos
+
+# The chaos convergence harness (campbridge/tests/harness): a short slice on SQLite in `make test` (600
+# events, and the 429-storm and 60-second-outage runs), its figures printed; the AWS slice is in test-aws.
+chaos-slice:
+	$(CARGO) test $(CARGO_FLAGS) -p campbridge --all-features --test chaos -- --nocapture
+
+# The full run: 10,000 events on SQLite, then on DynamoDB Local + SQS (moto). Figures are printed and
+# written to target/tmp/chaos-*.txt; the README quotes them.
+CHAOS_EVENTS ?= 10000
+chaos: tools-aws ## The chaos harness at full size (10,000 events) on SQLite and on DynamoDB + SQS
+	CAMPBRIDGE_CHAOS_EVENTS=$(CHAOS_EVENTS) $(CARGO) test $(CARGO_FLAGS) -p campbridge --all-features --test chaos \
+		-- --nocapture under_chaos
+	$(CARGO) build $(CARGO_FLAGS) -p campbridge --all-features --test chaos_aws
+	scripts/emulators.sh run env CAMPBRIDGE_CHAOS_EVENTS=$(CHAOS_EVENTS) $(CARGO) test $(CARGO_FLAGS) --offline \
+		-p campbridge --all-features --test chaos_aws -- --nocapture under_chaos
+
 # ---- AWS mode --------------------------------------------------------------------------------------------
 .PHONY: tools-aws test-aws lint-infra build deploy
 
@@ -82,8 +102,9 @@ tools-aws: ## Install DynamoDB Local, moto, cargo-lambda, cfn-lint and the SAM C
 # no network), with the function binaries those tests run (`--bins`: same features as the tests, so
 # nothing is compiled twice), then run inside it next to the emulators.
 test-aws: tools-aws ## The AWS adapters and the functions against DynamoDB Local and moto, in a private network namespace
-	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators --test ops_aws
+	$(CARGO) build $(CARGO_FLAGS) --workspace --all-features --bins --test aws_emulators --test ops_aws --test chaos_aws
 	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline --workspace --all-features --test aws_emulators --test ops_aws
+	scripts/emulators.sh run $(CARGO) test $(CARGO_FLAGS) --offline -p campbridge --all-features --test chaos_aws -- --nocapture
 
 lint-infra: tools-aws ## cfn-lint and `sam validate --lint` on the SAM template
 	.tools/venv/bin/cfn-lint infra/template.yaml
