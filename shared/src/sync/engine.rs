@@ -430,7 +430,7 @@ impl Engine {
                 None => None,
             };
             if let (Some(todo), Some(item)) = (&todo, &item) {
-                self.finish_links(route, p, todo, item).await?;
+                self.finish_links(route, p, todo, item, delivery).await?;
             }
             reads.todo = todo.map_or(Fresh::Gone, Fresh::Found);
             reads.item = item.map_or(Fresh::Gone, Fresh::Found);
@@ -682,8 +682,8 @@ impl Engine {
     }
 
     /// Find-or-create: claim the pair PENDING with a lease, create the item (or, after taking over a
-    /// stale claim, find the one a crashed worker created), then link, and mirror the `DEV:` comments the
-    /// to-do got before it was paired. `true` beside the outcome: the sides still differ in a way the next
+    /// stale claim, find the one a crashed worker created), then link (mirroring the `DEV:` comments the
+    /// to-do got before it was paired). `true` beside the outcome: the sides still differ in a way the next
     /// decision settles (see [`snapshot_after_create`]).
     async fn create(
         &self,
@@ -794,11 +794,7 @@ impl Engine {
             ),
         )
         .await?;
-        let linked = async {
-            self.finish_links(route, &mut pair, todo, &item).await?;
-            self.mirror_earlier_comments(route, &pair, delivery).await
-        }
-        .await;
+        let linked = self.finish_links(route, &mut pair, todo, &item, delivery).await;
         self.release_link_claim(&pair.key()).await;
         linked?;
         let follow_up = recovered || todo.completed != item.status.is_done();
@@ -907,8 +903,16 @@ impl Engine {
     }
 
     /// The links both ways that a linked pair must have: the tracker's remote link to the to-do, and the
-    /// one-time Basecamp comment naming the item. Repeated on later jobs until each succeeded once.
-    async fn finish_links(&self, route: &Route, pair: &mut Pair, todo: &Todo, item: &DevItem) -> Result<(), SyncError> {
+    /// one-time Basecamp comment naming the item — and, before that comment, the `DEV:` comments the to-do
+    /// got before it was paired. Repeated on later jobs until each succeeded once.
+    async fn finish_links(
+        &self,
+        route: &Route,
+        pair: &mut Pair,
+        todo: &Todo,
+        item: &DevItem,
+        delivery: Option<&DeliveryId>,
+    ) -> Result<(), SyncError> {
         if !pair.remote_linked {
             let link = RemoteLink {
                 global_id: format!("system=basecamp&id={}/{}", todo.project, todo.id),
@@ -921,6 +925,12 @@ impl Engine {
         }
         if matches!(pair.backlink, Backlink::Posted(_)) {
             return Ok(());
+        }
+        // Comments made before the pair existed, before the link comment: a stop (or an outage) in between
+        // repeats this step on the next job, and what it repeats posts nothing twice.
+        self.mirror_earlier_comments(route, pair, delivery).await?;
+        if let Some(fresh) = self.pairs.get(&pair.key()).await? {
+            *pair = fresh;
         }
         // If an earlier attempt may have posted already, look before posting again.
         if pair.backlink == Backlink::Attempting {

@@ -439,6 +439,26 @@ async fn a_dev_comment_made_before_its_todo_was_paired_is_mirrored_when_it_is_an
     assert_eq!(world.tracker.comments(&item).len(), 1, "its own job, run again, finds the twin");
 }
 
+/// Found by the chaos harness (on SQS, during an outage): the catch-up of earlier comments failed once
+/// after the pair was linked, and no later job ever ran it again.
+#[tokio::test]
+async fn an_outage_while_mirroring_earlier_comments_at_pairing_only_delays_them() {
+    let world = World::new();
+    world.basecamp.put(todo(1, "Fix login"));
+    let c = world.basecamp.comment_as(TodoId(1), "Jane Cole", "<div>DEV: seen on Safari</div>");
+    world.enqueue(&world.comment_job(TodoId(1), c)).await;
+    world.drain().await;
+    world.basecamp.fail_next_comment_listing();
+    world.enqueue(&world.todo_job(TodoId(1))).await;
+    world.drain().await;
+    let item = world.item_of(TodoId(1)).await.expect("paired");
+    assert!(world.tracker.comments(&item).is_empty(), "the listing failed: the job was postponed");
+    world.clock.advance(Duration::from_secs(60));
+    world.drain().await;
+    assert_eq!(world.tracker.comments(&item).len(), 1, "the postponed job mirrored it");
+    assert_eq!(texts(&world, 1).iter().filter(|t| t.contains("Linked to")).count(), 1);
+}
+
 /// Found by the chaos harness: a to-do completed before its item existed was recorded as synced while
 /// the new issue stayed open. The status rule now settles it at once (here dev-owned: the tracker's
 /// status wins and the to-do is reopened, as for any completion made in Basecamp).

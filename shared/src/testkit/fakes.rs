@@ -59,6 +59,7 @@ struct BasecampState {
     tick: i64,
     rate_limited: Option<Duration>,
     unavailable: bool,
+    fail_next_comment_listing: bool,
 }
 
 /// An in-memory Basecamp.
@@ -121,6 +122,10 @@ impl FakeBasecamp {
     pub fn set_rate_limited(&self, retry_after: Option<Duration>) {
         lock(&self.state).rate_limited = retry_after;
     }
+    /// The next listing of a to-do's comments fails as an outage would.
+    pub fn fail_next_comment_listing(&self) {
+        lock(&self.state).fail_next_comment_listing = true;
+    }
     /// Every call fails as an outage would (a 503) until cleared with `false`.
     pub fn set_unavailable(&self, unavailable: bool) {
         lock(&self.state).unavailable = unavailable;
@@ -179,6 +184,9 @@ impl BasecampApi for FakeBasecamp {
     async fn list_comments(&self, _project: ProjectId, todo: TodoId) -> Result<Vec<TodoComment>, ApiError> {
         self.calls.hit("list_comments");
         self.limited()?;
+        if std::mem::take(&mut lock(&self.state).fail_next_comment_listing) {
+            return Err(ApiError::Transient("HTTP 503 Service Unavailable".into()));
+        }
         Ok(self.comments(todo))
     }
 
