@@ -179,10 +179,40 @@ impl Points {
     }
 }
 
+/// Basecamp has no conditional write: a to-do update is GET → merge → full PUT, and a person's edit that
+/// lands between the two is overwritten (docs: "no If-Match"; reference/basecamp-api.md). That window is
+/// the one race campbridge cannot close, so the people of a run never edit a to-do while the sync is
+/// inside that read-merge-write of it: both hold the to-do's lock. Everything else stays concurrent.
+#[derive(Default)]
+pub struct TodoLocks {
+    locks: Mutex<BTreeMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// How often a person waited for one.
+    pub waits: std::sync::atomic::AtomicU64,
+}
+
+impl TodoLocks {
+    pub fn of(&self, todo: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(todo).or_default().clone()
+    }
+
+    /// The lock a person takes before editing `todo`, counting the times it was busy.
+    pub async fn person(&self, todo: i64) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.of(todo);
+        match lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                lock.lock_owned().await
+            }
+        }
+    }
+}
+
 /// The Basecamp port with failpoints.
 pub struct CrashBasecamp {
     pub inner: Arc<dyn BasecampApi>,
     pub points: Points,
+    pub locks: Arc<TodoLocks>,
 }
 
 #[async_trait]
@@ -195,7 +225,11 @@ impl BasecampApi for CrashBasecamp {
     }
     async fn update_todo(&self, project: ProjectId, todo: TodoId, patch: &TodoPatch) -> Result<Todo, ApiError> {
         self.points.at(Step::Decide, "decide:update_todo").await;
-        let r = self.inner.update_todo(project, todo, patch).await;
+        let r = {
+            let lock = self.locks.of(todo.0);
+            let _read_merge_write = lock.lock().await;
+            self.inner.update_todo(project, todo, patch).await
+        };
         self.points.at(Step::Write, "write:update_todo").await;
         r
     }

@@ -47,7 +47,7 @@ impl Scale {
         let seed = var("CAMPBRIDGE_CHAOS_SEED").unwrap_or(20_261_122);
         // About 8 port calls per event; about one crash per 30 events, at least 3 per step.
         let crash_gap = u32::try_from((events * 8 / (events / 30).max(21)).max(20)).unwrap_or(u32::MAX);
-        Self { events, records, seed, factor: 10.0, workers: 3, crash_gap, max_backlog: 100 }
+        Self { events, records, seed, factor: 10.0, workers: 3, crash_gap, max_backlog: 400 }
     }
 }
 
@@ -78,10 +78,10 @@ async fn act(world: &World, load: &mut Workload, events: u64, max_backlog: u64) 
 
 /// Waits for the world to settle, checks it against the model, then looks at everything once more and
 /// counts the writes that causes (echo writes: must be none).
-async fn settle_and_verify(world: &World, load: &mut Workload, bound: Duration) -> Verdict {
-    // Events have stopped: deliveries go out in order now; the upstreams keep failing now and then, and
-    // the process keeps being killed until the queue is empty.
-    world.set_faults(&api_faults(WebhookFaults::default()));
+async fn settle_and_verify(world: &World, load: &mut Workload, meanwhile: &Faults, bound: Duration) -> Verdict {
+    // Events have stopped: deliveries go out in order now; the upstreams keep failing as `meanwhile` says,
+    // and the process keeps being killed, until the queue is empty.
+    world.set_faults(meanwhile);
     world.quiesce("after the events", bound).await;
     world.plan.set_enabled(false);
     world.set_faults(&Faults::default());
@@ -178,6 +178,13 @@ fn describe(
     line(
         &mut t,
         format!(
+            "  people            waited {} times for the sync's read-merge-write of the same to-do (Basecamp has no conditional write)",
+            world.locks.waits.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+    line(
+        &mut t,
+        format!(
             "  invariants        duplicate items {}, lost updates {} of {} fields checked, echo writes {} (final pass over {} jobs), jobs applied or recorded {}/{}, dead letters {}",
             v.duplicates.len(),
             v.lost_updates.len(),
@@ -218,7 +225,8 @@ pub async fn chaos(scale: &Scale, make_backend: impl FnOnce(Arc<ScaledClock>) ->
     let start = Instant::now();
     act(&world, &mut load, scale.events, scale.max_backlog).await;
     let acting = start.elapsed();
-    let verdict = settle_and_verify(&world, &mut load, Duration::from_secs(600)).await;
+    let meanwhile = api_faults(WebhookFaults::default());
+    let verdict = settle_and_verify(&world, &mut load, &meanwhile, Duration::from_secs(600)).await;
     let mut text = describe("chaos run", &world, scale, &load, &verdict, (acting, start.elapsed() - acting));
     if !verdict.holds() {
         text.push_str(&format!("\nfailures (not delays): {:#?}\n", world::lock(&world.stats.failures)));
@@ -256,7 +264,7 @@ pub async fn weather(
     }
     world.set_faults(&Faults::default());
     let acting = start.elapsed();
-    let verdict = settle_and_verify(&world, &mut load, Duration::from_secs(600)).await;
+    let verdict = settle_and_verify(&world, &mut load, &Faults::default(), Duration::from_secs(600)).await;
     let mut text = describe(name, &world, scale, &load, &verdict, (acting, start.elapsed() - acting));
     if !verdict.holds() {
         text.push_str(&format!("\nfailures (not delays): {:#?}\n", world::lock(&world.stats.failures)));

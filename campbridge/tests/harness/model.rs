@@ -162,6 +162,8 @@ impl Workload {
             roll = self.rng.gen_range(0..50);
         }
         let todo = self.recs[i].todo;
+        // Edits of the to-do itself never land inside the sync's read-merge-write of it (see TodoLocks).
+        let _person = if roll < 37 { Some(world.locks.person(todo).await) } else { None };
         match (roll, item) {
             (0..=11, _) => {
                 let title = format!("t{seq} edited in Basecamp");
@@ -580,8 +582,16 @@ impl Workload {
                 continue;
             }
             out.push_str(&format!("\n== to-do {todo} ({key}): {rec:?}\n"));
+            let pair = world.pairs().get(&PairKey { route: world.route.clone(), todo: TodoId(rec.todo) }).await;
+            if let Ok(Some(p)) = pair {
+                out.push_str(&format!("   pair v{}: backlink {:?}, signals {:?}\n", p.version, p.backlink, p.signals));
+            }
+            let http = reqwest::Client::new();
+            for c in basecamp_comment_texts(world, &http, rec.todo).await {
+                out.push_str(&format!("   comment: {}\n", c.chars().take(120).collect::<String>()));
+            }
             let subject = format!("{}/{todo}", world.route);
-            for e in world.backend.stores.audit.recent(Some(&subject), 25).await.unwrap_or_default() {
+            for e in world.backend.stores.audit.recent(Some(&subject), 200).await.unwrap_or_default() {
                 out.push_str(&format!(
                     "   {} {} [{}] {}\n",
                     e.at.format("%H:%M:%S%.3f"),

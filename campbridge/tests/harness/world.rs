@@ -30,14 +30,19 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::crash::SPARE_BATCH;
-use super::crash::{CrashBasecamp, CrashDeliveries, CrashPairs, CrashPlan, CrashQueue, CrashTracker, Points, Switch};
+use super::crash::{
+    CrashBasecamp, CrashDeliveries, CrashPairs, CrashPlan, CrashQueue, CrashTracker, Points, Switch, TodoLocks,
+};
 
 pub const WEBHOOK_KEY: &str = "chaos-webhook-key";
 pub const JIRA_WEBHOOK_SECRET: &str = "chaos-jira-webhook-secret";
 pub const BITBUCKET_WEBHOOK_SECRET: &str = "chaos-bitbucket-webhook-secret";
 
-/// How long a received message stays invisible (the worker's visibility timeout, in scaled time).
-pub const VISIBILITY: Duration = Duration::from_secs(60);
+/// How long a received message stays invisible (in scaled time): the stack's queue's 360 s, six times the
+/// mapper's timeout, so a batch is never handed to a second worker while the first is still on it (the
+/// scaled clock makes a stall ten times longer; a shorter timeout would turn slow batches into
+/// overlapping ones, which the deployed stack rules out). A killed process's messages come back after it.
+pub const VISIBILITY: Duration = Duration::from_secs(360);
 
 /// A clock that runs `factor` times faster than the wall clock, from a fixed origin.
 #[derive(Debug)]
@@ -212,6 +217,7 @@ pub struct Factory {
     pub plan: Arc<CrashPlan>,
     pub stats: Arc<Stats>,
     pub workers: usize,
+    pub locks: Arc<TodoLocks>,
     next: AtomicU64,
 }
 
@@ -236,7 +242,11 @@ impl Factory {
         let mut engine = setup::engine(&self.config, stores, self.secrets.clone(), clock, &format!("chaos-{n}"))
             .await
             .expect("the engine wires");
-        engine.basecamp = Arc::new(CrashBasecamp { inner: engine.basecamp.clone(), points: points.clone() });
+        engine.basecamp = Arc::new(CrashBasecamp {
+            inner: engine.basecamp.clone(),
+            points: points.clone(),
+            locks: self.locks.clone(),
+        });
         engine.tracker = Arc::new(CrashTracker { inner: engine.tracker.clone(), points: points.clone() });
         let queue: Arc<dyn JobQueue> =
             Arc::new(CrashQueue { inner: self.queue.clone(), points, time_factor: self.queue_time_factor });
@@ -308,6 +318,7 @@ pub struct World {
     pub backend: Backend,
     pub plan: Arc<CrashPlan>,
     pub stats: Arc<Stats>,
+    pub locks: Arc<TodoLocks>,
     pub route: shared::domain::RouteId,
     stop: watch::Sender<bool>,
     supervisor: Option<JoinHandle<()>>,
@@ -365,6 +376,7 @@ impl World {
 
         let plan = Arc::new(CrashPlan::new(setup.seed, setup.crash_gap));
         let stats = Arc::new(Stats::default());
+        let locks = Arc::new(TodoLocks::default());
         let factory = Arc::new(Factory {
             config: config.clone(),
             secrets: secrets.clone(),
@@ -375,6 +387,7 @@ impl World {
             plan: plan.clone(),
             stats: stats.clone(),
             workers: setup.workers,
+            locks: locks.clone(),
             next: AtomicU64::new(1),
         });
         let (stop, stopped) = watch::channel(false);
@@ -389,6 +402,7 @@ impl World {
             backend,
             plan,
             stats,
+            locks,
             route,
             stop,
             supervisor,

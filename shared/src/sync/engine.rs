@@ -939,7 +939,9 @@ impl Engine {
                 .list_comments(todo.project, todo.id)
                 .await
                 .map_err(SyncError::upstream(Side::Basecamp))?;
-            if let Some(c) = comments.iter().find(|c| c.content.contains(&item.url)) {
+            // By its own words: other comments (a `PM:` twin's link, a signal) can carry the item's URL too.
+            let needle = format!("Linked to {} {}:", tracker_name(&item.item), item.item.display_name());
+            if let Some(c) = comments.iter().find(|c| crate::richtext::html_to_text(&c.content).contains(&needle)) {
                 pair.backlink = Backlink::Posted(c.id);
                 return self.save(pair).await;
             }

@@ -459,6 +459,32 @@ async fn an_outage_while_mirroring_earlier_comments_at_pairing_only_delays_them(
     assert_eq!(texts(&world, 1).iter().filter(|t| t.contains("Linked to")).count(), 1);
 }
 
+/// Found by the chaos harness: the retry of an interrupted link comment took a `PM:` twin (which links to
+/// the issue too) for the link comment, and never posted it.
+#[tokio::test]
+async fn an_interrupted_link_comment_is_not_mistaken_for_another_comment_that_links_the_issue() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let url = world.tracker.item(&item).unwrap().url;
+    let key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
+    // An attempt that stopped before posting, and a comment elsewhere that links the issue.
+    world.basecamp.comment_as(
+        TodoId(1),
+        "Jared",
+        &format!("<p>Done — Jared via <a href=\"{url}?focusedCommentId=7\">Jira</a></p>"),
+    );
+    for c in world.basecamp.comments(TodoId(1)).iter().filter(|c| c.content.contains("Linked to")) {
+        world.basecamp.edit_comment(TodoId(1), c.id, "<p>(deleted)</p>");
+    }
+    let mut pair = world.pairs.get(&key).await.unwrap().unwrap();
+    pair.backlink = Backlink::Attempting;
+    assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
+    world.enqueue(&world.item_job(&item)).await;
+    world.drain().await;
+    let links = texts(&world, 1).into_iter().filter(|t| t.contains("Linked to Jira issue")).count();
+    assert_eq!(links, 1, "{:?}", texts(&world, 1));
+}
+
 /// Found by the chaos harness: a to-do completed before its item existed was recorded as synced while
 /// the new issue stayed open. The status rule now settles it at once (here dev-owned: the tracker's
 /// status wins and the to-do is reopened, as for any completion made in Basecamp).
