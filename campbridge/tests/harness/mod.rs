@@ -79,11 +79,11 @@ async fn act(world: &World, load: &mut Workload, events: u64, max_backlog: u64) 
 /// Waits for the world to settle, checks it against the model, then looks at everything once more and
 /// counts the writes that causes (echo writes: must be none).
 async fn settle_and_verify(world: &World, load: &mut Workload, meanwhile: &Faults, bound: Duration) -> Verdict {
-    // Events have stopped: deliveries go out in order now; the upstreams keep failing as `meanwhile` says,
-    // and the process keeps being killed, until the queue is empty.
+    // Events have stopped: no more kills (the last ones' messages come back after the visibility
+    // timeout); deliveries go out in order now; the upstreams keep failing as `meanwhile` says.
+    world.plan.set_enabled(false);
     world.set_faults(meanwhile);
     world.quiesce("after the events", bound).await;
-    world.plan.set_enabled(false);
     world.set_faults(&Faults::default());
     world.quiesce("with the faults off", bound).await;
     let mut verdict = load.verify(world).await;
