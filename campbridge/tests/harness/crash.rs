@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shared::domain::{
     BasecampCommentId, DeliveryId, DevItem, DevItemRef, JiraCommentId, JiraKey, NewDevItem, Pair, PairKey, PairState,
-    ProjectId, RouteId, SyncMarker, Todo, TodoId,
+    ProjectId, RouteId, SyncMarker, Todo, TodoId, TodolistId,
 };
 use shared::ports::{
     ApiError, BasecampApi, DeadLetter, DeliveryClaim, DeliveryLog, DevItemPatch, Inserted, JobQueue, PairStore,
@@ -261,6 +261,12 @@ impl BasecampApi for CrashBasecamp {
         self.points.at(Step::Fetch, "fetch:get_comment").await;
         r
     }
+    async fn list_todos(&self, project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError> {
+        self.points.alive().await;
+        let r = self.inner.list_todos(project, list).await;
+        self.points.at(Step::Fetch, "fetch:list_todos").await;
+        r
+    }
 }
 
 /// The tracker port with failpoints.
@@ -350,6 +356,12 @@ impl PairStore for CrashPairs {
     async fn get(&self, key: &PairKey) -> Result<Option<Pair>, StoreError> {
         self.points.alive().await;
         self.inner.get(key).await
+    }
+    async fn remove(&self, key: &PairKey, version: u64) -> Result<bool, StoreError> {
+        self.points.at(Step::Decide, "decide:pair_remove").await;
+        let r = self.inner.remove(key, version).await;
+        self.points.at(Step::PairSave, "pair save:remove").await;
+        r
     }
     async fn find_by_item(&self, item: &DevItemRef) -> Result<Option<Pair>, StoreError> {
         self.points.alive().await;

@@ -141,7 +141,7 @@ impl Stats {
                 }
                 Outcome::Recorded { conflicts } => add(&self.conflicts, *conflicts as u64),
                 o if o.is_echo() => add(&self.echoes, 1),
-                Outcome::Skipped(_) => add(&self.skipped, 1),
+                Outcome::Skipped(_) | Outcome::Detached { .. } => add(&self.skipped, 1),
             }
         }
         for (_, fate) in &report.fates {
