@@ -5,13 +5,13 @@
 //! times), optionally also per key (Jira's per-issue write limit). Waiters reserve their slot in order, so
 //! workers sharing a pacer never stampede. A wait longer than [`MAX_WAIT`] is not waited: the request is
 //! answered with a self-imposed 429 ([`super::ClientError::RateLimited`] with the wait as `Retry-After`),
-//! which the mapper turns into a postponement (docs/decisions/0008), so a worker never sleeps through its
+//! which the mapper turns into a postponement (docs/decisions/0013), so a worker never sleeps through its
 //! invocation.
 //!
 //! Every client of one upstream in a process shares one pacer ([`Pacer::shared`], keyed by upstream, origin
 //! and budget): local mode's workers, its reconciler and the operator commands all draw from the same
 //! budget. Processes split a budget with `share` (AWS mode: the mapper's maximum concurrency plus the
-//! reconciler; `PACING_SHARE` in infra/template.yaml). docs/decisions/0009 has the budgets and why.
+//! reconciler; `PACING_SHARE` in infra/template.yaml). docs/decisions/0014 has the budgets and why.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

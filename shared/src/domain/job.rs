@@ -29,7 +29,7 @@ pub enum JobEnvelope {
 
 /// How often a job was postponed (a 429, an outage, a busy record) and when it is due again. Carried by
 /// the fresh copy the mapper enqueues in place of a postponed message, so a delay never uses up the
-/// queue's receive count (see `shared/src/sync/mapper.rs` and docs/decisions/0008).
+/// queue's receive count (see `shared/src/sync/mapper.rs` and docs/decisions/0013).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
     /// The upstream's postponements so far (429s, outages): the backoff grows with it. Waits for another

@@ -6,7 +6,7 @@
 //! moves a message to the dead letters — only ever counts real failures. The delay grows with the attempt
 //! count, with jitter ([`SyncError::retry_delay`]). SQS FIFO has no per-message delay, so on SQS the copy
 //! can be received before it is due; it is then only made visible again at its due time (one receive).
-//! docs/decisions/0008 has the reasoning and the alternatives.
+//! docs/decisions/0013 has the reasoning and the alternatives.
 //!
 //! **Poison-message policy.** A body that does not parse as any supported [`crate::domain::Job`] version
 //! can never succeed, and neither can a job whose sync keeps failing for a reason that is not a delay (a
