@@ -30,7 +30,9 @@ impl Aws {
     /// so `AWS_ENDPOINT_URL_*` points them at emulators) and the adapters over them.
     pub async fn connect(env: &LambdaEnv) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let mut queue = SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url);
+        // The only consumer among the functions is the sync-mapper, fed by the event source mapping, which
+        // deletes every message the handler does not report (a requeued or dead-lettered one included).
+        let mut queue = SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url).deleted_by_event_source();
         if let Some(dlq) = &env.dead_letter_queue_url {
             queue = queue.with_dead_letter_queue(dlq.clone());
         }

@@ -57,11 +57,27 @@ pub struct SqsFifoQueue {
     client: Client,
     queue_url: String,
     dlq_url: Option<String>,
+    /// The received messages are deleted by Lambda's event source mapping (the handler reports them as
+    /// done), so `requeue` and `dead_letter` only send their copy.
+    deleted_by_event_source: bool,
 }
 
 impl SqsFifoQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into(), dlq_url: None }
+        Self { client, queue_url: queue_url.into(), dlq_url: None, deleted_by_event_source: false }
+    }
+
+    /// For a consumer fed by Lambda's SQS event source mapping: a message the handler does not report as
+    /// failed is deleted by the mapping, so `requeue` and `dead_letter` send their copy and leave the
+    /// original to it (deleting it here too would be a second DeleteMessage on the same receipt).
+    pub fn deleted_by_event_source(mut self) -> Self {
+        self.deleted_by_event_source = true;
+        self
+    }
+
+    /// Deletes a received message whose copy was sent, unless the event source mapping deletes it.
+    async fn settle_original(&self, message: &Received) -> Result<(), StoreError> {
+        if self.deleted_by_event_source { Ok(()) } else { self.delete(&message.receipt).await }
     }
 
     /// Names the dead-letter queue that `dead_letters` and `redrive` read.
@@ -274,7 +290,7 @@ impl JobQueue for SqsFifoQueue {
             .send()
             .await
             .map_err(|e| service_error("failed to requeue a message", &e))?;
-        self.delete(&message.receipt).await
+        self.settle_original(message).await
     }
 
     async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError> {
@@ -296,7 +312,7 @@ impl JobQueue for SqsFifoQueue {
             .send()
             .await
             .map_err(|e| service_error("failed to send a message to the dead-letter queue", &e))?;
-        self.delete(&message.receipt).await
+        self.settle_original(message).await
     }
 
     async fn depth(&self) -> Result<u64, StoreError> {

@@ -134,7 +134,7 @@ const CASES: &[Case] = &[
         event: "failing-group.json",
         times: 1,
         response: r#"{"batchItemFailures": [{"itemIdentifier": "5fea7756-0ea4-451a-a703-a558b933e271"}]}"#,
-        queued: &[("todo_changed", "bc-todo-1069490004", "basecamp:1052473012")],
+        queued: &[("todo_changed", "bc-todo-9007199254750007", "basecamp:1052473012")],
         jira_issues: Some(2),
     },
     // The reconciler's first run stores its cursors and turns our deactivated webhook back on.
