@@ -273,7 +273,9 @@ async fn doctor_reads_the_create_screen_and_a_route_gives_a_required_field_its_v
     let line = report.checks.iter().find(|c| c.name.starts_with("create screen for Task in WEB")).unwrap();
     assert_eq!((line.ok, line.code), (Some(false), Some(SetupCode::ScopeUnavailable)), "{rendered}");
     assert!(line.detail.contains("required fields campbridge does not set: Team (customfield_10050)"), "{rendered}");
-    assert!(line.detail.contains("fields campbridge sets that the create screen lacks: duedate"), "{rendered}");
+    assert!(!line.detail.contains("fields campbridge sets that the create screen lacks"), "{rendered}");
+    assert!(line.detail.contains("set by an edit after each create"), "{rendered}");
+    assert!(line.detail.ends_with(": duedate"), "{rendered}");
     stack.stop().await.unwrap();
 
     // The route gives Team its value: creates carry it, and doctor no longer names it.
@@ -289,6 +291,71 @@ async fn doctor_reads_the_create_screen_and_a_route_gives_a_required_field_its_v
     let report = ops::doctor::run(&stack.config, stack.secrets(), &PublicUrls::default()).await;
     let line = report.checks.iter().find(|c| c.name.starts_with("create screen for Task in WEB")).unwrap();
     assert!(!line.detail.contains("Team"), "{}", ops::doctor::render(&report));
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_date_the_create_screen_lacks_is_set_by_an_edit_after_the_create_and_nothing_dead_letters() {
+    // Real Jira refuses a field that is not on the create screen (400, "Field 'duedate' cannot be set. It
+    // is not on the appropriate screen, or unknown."); many projects keep the due date on the edit screen
+    // only. The issue must still be made, with its due date.
+    let stack = start("due-off-create-screen", |o| o.jira.create_absent = ["duedate".to_owned()].into()).await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut write = todo_write("Ship the invoice export");
+    write.due_on = Some("2026-12-18".into());
+    let todo = stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    let issue = stack.issue_of(todo).await.unwrap_or(issue);
+    assert_eq!(issue["fields"]["duedate"], "2026-12-18", "the due date was set after the create");
+    assert!(
+        issue["fields"]["labels"].to_string().contains(&format!("\"bc-{todo}\"")),
+        "the marker stayed on the create"
+    );
+    let audit = shared::ports::AuditLog::recent(&stack.store, None, 50).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "field_deferred" && e.detail.contains("duedate")),
+        "why the create left it out is audited: {audit:?}"
+    );
+    assert_eq!(stack.jira.calls().count("POST", "/rest/api/3/issue"), 2, "refused once, then made without it");
+    no_dead_letters(&stack).await;
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_date_neither_screen_has_is_left_out_audited_and_not_sent_again() {
+    let stack = start("due-off-both-screens", |o| {
+        o.jira.create_absent = ["duedate".to_owned()].into();
+        o.jira.edit_absent = ["duedate".to_owned()].into();
+    })
+    .await;
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let mut write = todo_write("Renew the certificates");
+    write.due_on = Some("2026-12-20".into());
+    let todo = stack.basecamp.create_todo(sprint, write, bc::ANNIE).await.unwrap();
+    let issue = stack.wait_issue(todo).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(issue["fields"]["duedate"], Value::Null);
+    let key = issue["key"].as_str().unwrap().to_owned();
+    let audit = shared::ports::AuditLog::recent(&stack.store, None, 50).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "field_refused" && e.detail.contains("duedate")),
+        "the refused edit is audited: {audit:?}"
+    );
+    // A later change to the title syncs, and the refused due date is not sent again with it.
+    let edits_before = stack.jira.calls().count("PUT", "/rest/api/3/issue/{key}");
+    let edit = bc::TodoEdit { content: Some("Renew the TLS certificates".into()), ..Default::default() };
+    stack.basecamp.edit_todo(todo, edit, bc::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    let issue = stack.jira.issue(&key).await.unwrap();
+    assert!(
+        issue["fields"]["summary"].as_str().unwrap().ends_with("Renew the TLS certificates"),
+        "{}",
+        issue["fields"]["summary"]
+    );
+    let edits = stack.jira.calls().count("PUT", "/rest/api/3/issue/{key}");
+    assert_eq!(edits - edits_before, 1, "one edit, accepted the first time");
     no_dead_letters(&stack).await;
     stack.stop().await.unwrap();
 }

@@ -603,10 +603,14 @@ async fn jira(config: &Config, secrets: &dyn SecretStore, guard: &OutboundGuard,
 /// Fields campbridge sets on every create, and those it sets when the to-do has a value for them.
 const ALWAYS_SET: &[&str] = &["project", "issuetype", "summary", "labels", "priority"];
 const SOMETIMES_SET: &[&str] = &["description", "assignee", "duedate", "components"];
+/// Fields a create can do without: when the create screen lacks one, the sync creates the issue without
+/// it and sets it by an edit (shared::sync::engine, `drop_from_draft`).
+const SET_BY_EDIT_WHEN_OFF_SCREEN: &[&str] = &["duedate", "priority", "components"];
 
 /// The route's create screen (`createmeta`): required fields campbridge would not set (unless the route's
 /// `create_fields` gives them), and fields campbridge sets that the screen lacks; either makes every
-/// create fail, so both are `PROVIDER_SCOPE_UNAVAILABLE` with the field names.
+/// create fail, so both are `PROVIDER_SCOPE_UNAVAILABLE` with the field names. A due date, priority or
+/// components off the screen is only noted: the sync sets them by an edit after the create.
 async fn create_screen(client: &shared::clients::jira::JiraClient, route: &shared::domain::Route, report: &mut Report) {
     const P: &str = "jira";
     let TrackerTarget::Jira { project, issue_type } = &route.target;
@@ -636,13 +640,13 @@ async fn create_screen(client: &shared::clients::jira::JiraClient, route: &share
         .map(|f| format!("{} ({})", f.name, f.field_id))
         .collect();
     let on_screen = |id: &str| fields.iter().any(|f| f.field_id == id);
-    let missing: Vec<String> = ALWAYS_SET
+    let (deferred, missing): (Vec<String>, Vec<String>) = ALWAYS_SET
         .iter()
         .chain(SOMETIMES_SET)
         .map(|s| (*s).to_owned())
         .chain(route.create_fields.keys().cloned())
         .filter(|id| !on_screen(id))
-        .collect();
+        .partition(|id| SET_BY_EDIT_WHEN_OFF_SCREEN.contains(&id.as_str()));
     let mut problems = Vec::new();
     if !unset.is_empty() {
         problems.push(format!("required fields campbridge does not set: {}", unset.join(", ")));
@@ -650,9 +654,24 @@ async fn create_screen(client: &shared::clients::jira::JiraClient, route: &share
     if !missing.is_empty() {
         problems.push(format!("fields campbridge sets that the create screen lacks: {}", missing.join(", ")));
     }
-    if problems.is_empty() {
-        report.pass(P, name, "every required field is set, and every field campbridge sets is on the screen");
+    let later = if deferred.is_empty() {
+        String::new()
     } else {
+        format!(
+            "; not on the create screen, so set by an edit after each create (one more request; audited as \
+             field_deferred, and left out if the edit screen lacks them too): {}",
+            deferred.join(", ")
+        )
+    };
+    if problems.is_empty() {
+        report.pass(
+            P,
+            name,
+            format!("every required field is set, and every field campbridge sets is on the screen{later}"),
+        );
+    } else {
+        problems.push(later.trim_start_matches("; ").to_owned());
+        problems.retain(|p| !p.is_empty());
         report.fail(
             P,
             name,

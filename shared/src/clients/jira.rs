@@ -572,12 +572,20 @@ fn error_from(reply: &Reply, default_retry_after: Duration) -> ClientError {
             Some((field, m)) if body.errors.len() == 1 => {
                 ClientError::FieldRejected { field: field.clone(), message: clip(&value_text(m)) }
             }
+            // Several fields the screen lacks (Jira names them all at once): the first, so a caller that
+            // can do without each one leaves them out one by one.
+            Some((field, m)) if body.errors.values().all(|m| value_text(m).contains(NOT_ON_SCREEN)) => {
+                ClientError::FieldRejected { field: field.clone(), message: clip(&value_text(m)) }
+            }
             _ => ClientError::Invalid(message),
         },
         s if s >= 500 => ClientError::Transient(message),
         _ => ClientError::Invalid(message),
     }
 }
+
+/// What Jira says of a field that is not on the create or edit screen (or does not exist).
+const NOT_ON_SCREEN: &str = "It is not on the appropriate screen";
 
 fn value_text(v: &Value) -> String {
     match v {

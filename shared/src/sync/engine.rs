@@ -7,8 +7,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::domain::{
-    Backlink, DeliveryId, DetachReason, Detachment, DevItem, DevItemRef, Job, NewDevItem, NoticeSide, Pair, PairState,
-    RecordRef, Route, RouteId, Todo, UserTable, escape_html,
+    Backlink, DeliveryId, DetachReason, Detachment, DevItem, DevItemRef, Field, Fields, Job, NewDevItem, NoticeSide,
+    Pair, PairState, RecordRef, Route, RouteId, Todo, UserTable, escape_html,
 };
 use crate::ports::{
     ApiError, AuditEntry, AuditLog, BasecampApi, Clock, Conflict, ConflictLog, DeliveryLog, DevItemPatch, PairStore,
@@ -747,10 +747,10 @@ impl Engine {
             None
         };
         let recovered = found.is_some();
-        let item = match found {
-            Some(item) => item,
+        let (item, deferred) = match found {
+            Some(item) => (item, Vec::new()),
             None => match self.create_with_fallback(route, &mut draft, &subject, delivery).await {
-                Ok(item) => item,
+                Ok(made) => made,
                 Err(e) => {
                     self.release_claim(&mut pair, &e).await;
                     return Err(e);
@@ -768,6 +768,17 @@ impl Engine {
         } else {
             snapshot_after_create(route, &self.settings.users, todo, &item)
         };
+        // A field left out of the create is recorded as not yet synced (the item's value on both sides of
+        // the snapshot), so the follow-up pass sees the to-do's value as a change and writes it by an edit.
+        for field in &deferred {
+            let synced = &mut pair.snapshot;
+            match field {
+                Field::DueDate => synced.todo.due = synced.tracker.due,
+                Field::Priority => synced.todo.priority = synced.tracker.priority,
+                Field::Components => synced.todo.components = synced.tracker.components.clone(),
+                _ => {}
+            }
+        }
         pair.todo_seen_at = Some(todo.updated_at);
         pair.item_seen_at = Some(item.updated_at);
         pair.updated_at = self.clock.now();
@@ -797,7 +808,7 @@ impl Engine {
         let linked = self.finish_links(route, &mut pair, todo, &item, delivery).await;
         self.release_link_claim(&pair.key()).await;
         linked?;
-        let follow_up = recovered || todo.completed != item.status.is_done();
+        let follow_up = recovered || !deferred.is_empty() || todo.completed != item.status.is_done();
         Ok((Some(Outcome::Created { item: item.item, recovered }), follow_up))
     }
 
@@ -874,17 +885,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates the item; when the tracker refuses the assignee, falls back to triage, then to unassigned.
+    /// Creates the item; when the tracker refuses the assignee, falls back to triage, then to unassigned. A
+    /// due date, priority or components the project's create screen lacks (Jira refuses the whole create,
+    /// naming the field) is left out of the create and returned, to be set by an edit afterwards.
     async fn create_with_fallback(
         &self,
         route: &Route,
         draft: &mut NewDevItem,
         subject: &str,
         delivery: Option<&DeliveryId>,
-    ) -> Result<DevItem, SyncError> {
+    ) -> Result<(DevItem, Vec<Field>), SyncError> {
+        let mut deferred = Vec::new();
         loop {
             match self.tracker.create_item(&route.target, draft).await {
-                Ok(item) => return Ok(item),
+                Ok(item) => return Ok((item, deferred)),
+                Err(ApiError::FieldRejected { field, message }) if let Some(f) = drop_from_draft(&field, draft) => {
+                    let detail = format!(
+                        "the tracker's create screen refused {field} ({message}); created without it, then set \
+                         by an edit"
+                    );
+                    self.record(Some(&route.id), subject, delivery, "field_deferred", &detail).await?;
+                    deferred.push(f);
+                }
                 Err(e) if draft.assignee.is_some() && refuses_assignee(&e) => {
                     let message = e.to_string();
                     let next = route.triage.clone().filter(|t| Some(t) != draft.assignee.as_ref());
@@ -1087,7 +1109,7 @@ impl Engine {
             self.conflicts.record(&conflict).await?;
         }
         if let Some(item_ref) = pair.item.clone().filter(|_| !apply.item.is_empty()) {
-            self.update_item_with_fallback(route, &item_ref, apply, &subject, delivery).await?;
+            self.update_item_with_fallback(route, &item_ref, apply, &pair.snapshot.tracker, &subject, delivery).await?;
         }
         let written_todo = if apply.todo.is_empty() {
             None
@@ -1102,18 +1124,32 @@ impl Engine {
         Ok(written_todo)
     }
 
-    /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit.
+    /// Updates the item; a refused assignee falls back to triage (then unassigned), noted in the audit. A
+    /// due date, priority or components the item's edit screen refuses is left out (audited): the
+    /// snapshot keeps the item's value for it (`before`, as last seen) and the to-do's new value, so the
+    /// same refused write is not sent again until the to-do changes it.
     async fn update_item_with_fallback(
         &self,
         route: &Route,
         item: &DevItemRef,
         apply: &mut Apply,
+        before: &Fields,
         subject: &str,
         delivery: Option<&DeliveryId>,
     ) -> Result<(), SyncError> {
         loop {
             match self.tracker.update_item(item, &apply.item).await {
                 Ok(()) => return Ok(()),
+                Err(ApiError::FieldRejected { field, message }) if drop_from_patch(&field, apply, before) => {
+                    let detail = format!(
+                        "the tracker's edit screen refused {field} ({message}); it is left out of this write \
+                         (add the field to the project's edit screen to sync it)"
+                    );
+                    self.record(Some(&route.id), subject, delivery, "field_refused", &detail).await?;
+                    if !apply.item.has_field_edits() && apply.item.status.is_none() {
+                        return Ok(());
+                    }
+                }
                 Err(e) if matches!(apply.item.assignee, Some(Some(_))) && refuses_assignee(&e) => {
                     let message = e.to_string();
                     let refused = apply.item.assignee.clone().flatten();
@@ -1281,6 +1317,49 @@ impl Engine {
             Replaced::Stale(_) => Ok(false),
         }
     }
+}
+
+/// Leaves a field the create screen refused out of `draft`, when it is one a create can do without (the
+/// summary, the marker's labels and the route's own `create_fields` cannot be left out).
+fn drop_from_draft(field: &str, draft: &mut NewDevItem) -> Option<Field> {
+    match field {
+        "duedate" if draft.due.is_some() => {
+            draft.due = None;
+            Some(Field::DueDate)
+        }
+        "priority" if draft.priority.is_some() => {
+            draft.priority = None;
+            Some(Field::Priority)
+        }
+        "components" if !draft.components.is_empty() => {
+            draft.components.clear();
+            Some(Field::Components)
+        }
+        _ => None,
+    }
+}
+
+/// Leaves a field the edit screen refused out of `apply`'s tracker write, keeping the item's value as last
+/// seen (`before`) in the snapshot; `false` when the write does not set that field.
+fn drop_from_patch(field: &str, apply: &mut Apply, before: &Fields) -> bool {
+    let (patch, seen) = (&mut apply.item, &mut apply.snapshot.tracker);
+    match field {
+        "duedate" if patch.due.is_some() => {
+            patch.due = None;
+            seen.due = before.due;
+        }
+        "priority" if patch.priority.is_some() => {
+            patch.priority = None;
+            seen.priority = before.priority;
+        }
+        "components" if !patch.components_add.is_empty() || !patch.components_remove.is_empty() => {
+            patch.components_add.clear();
+            patch.components_remove.clear();
+            seen.components = before.components.clone();
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The tracker refused the assignee: a field error naming it, or a 403 on a request that assigns (the

@@ -112,6 +112,8 @@ pub struct Config {
     pub create_required: BTreeMap<String, String>,
     /// Fields left off the create screen (e.g. `duedate`): setting one on create is refused.
     pub create_absent: BTreeSet<String>,
+    /// Fields left off the edit screen: setting one by an edit is refused, naming every such field.
+    pub edit_absent: BTreeSet<String>,
     /// Jira's per-issue write limit: more writes to one issue than this within the window → 429 with
     /// `RateLimit-Reason: jira-per-issue-on-write` and `Retry-After`. Off unless set.
     pub per_issue_writes: Option<RateWindow>,
@@ -157,6 +159,7 @@ impl Default for Config {
             lose_create_responses: 0,
             create_required: BTreeMap::new(),
             create_absent: BTreeSet::new(),
+            edit_absent: BTreeSet::new(),
             per_issue_writes: None,
             burst: None,
         }
@@ -785,6 +788,20 @@ impl State {
 
     /// `PUT /rest/api/3/issue/{idOrKey}`: partial; fires one `jira:issue_updated` when anything changed.
     pub fn edit_issue(&mut self, id: u64, body: &Value, actor: &str) -> Result<Vec<Event>, JiraError> {
+        // The edit screen: a field it lacks cannot be set (Jira names every such field, changes nothing).
+        let mut screen_errors = Map::new();
+        for part in ["fields", "update"] {
+            for key in body.get(part).and_then(Value::as_object).into_iter().flat_map(|m| m.keys()) {
+                if self.config.edit_absent.contains(key) {
+                    let message =
+                        format!("Field '{key}' cannot be set. It is not on the appropriate screen, or unknown.");
+                    screen_errors.insert(key.clone(), message.into());
+                }
+            }
+        }
+        if !screen_errors.is_empty() {
+            return Err(JiraError(StatusCode::BAD_REQUEST, json!({"errorMessages": [], "errors": screen_errors})));
+        }
         let mut items = Vec::new();
         self.apply_edit(id, body, &mut items)?;
         let mut events = Vec::new();
