@@ -196,6 +196,8 @@ fn reason_kind(reason: &str) -> String {
         "delivery in progress"
     } else if r.contains("earlier message") {
         "behind an earlier message"
+    } else if r.contains("tracker's search") {
+        "search index settling"
     } else {
         return reason.chars().take(60).collect();
     };

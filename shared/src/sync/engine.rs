@@ -967,6 +967,7 @@ impl Engine {
                 pair.backlink = Backlink::Posted(c.id);
                 return self.save(pair).await;
             }
+            self.unless_attempt_in_flight(pair)?;
         } else {
             pair.backlink = Backlink::Attempting;
             self.save(pair).await?;
@@ -985,6 +986,21 @@ impl Engine {
             .map_err(SyncError::upstream(Side::Basecamp))?;
         pair.backlink = Backlink::Posted(id);
         self.save(pair).await
+    }
+
+    /// An `Attempting` mark (a link comment or a signal note being posted) saved less than a lease ago may
+    /// belong to a worker that is posting right now, whose comment the search cannot show yet: posting too
+    /// would make a second one, so the job waits (`Held`) until the mark is a lease old. Older, its worker
+    /// stopped, and what the search did not find is posted. The mark's age is the pair's `updated_at`,
+    /// which any later save only moves forward (a longer wait, never a second post).
+    pub(super) fn unless_attempt_in_flight(&self, pair: &Pair) -> Result<(), SyncError> {
+        let window = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+        let age = self.clock.now() - pair.updated_at;
+        if age >= window {
+            return Ok(());
+        }
+        let wait = (window - age).to_std().unwrap_or(self.settings.lease);
+        Err(SyncError::Held { subject: pair.key().to_string(), wait })
     }
 
     /// Saves `pair` on its version; a concurrent change is `Busy` (the job retries and re-reads).

@@ -479,10 +479,35 @@ async fn an_interrupted_link_comment_is_not_mistaken_for_another_comment_that_li
     let mut pair = world.pairs.get(&key).await.unwrap().unwrap();
     pair.backlink = Backlink::Attempting;
     assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
+    world.clock.advance(Duration::from_secs(120)); // the stopped attempt is more than a lease old
     world.enqueue(&world.item_job(&item)).await;
     world.drain().await;
     let links = texts(&world, 1).into_iter().filter(|t| t.contains("Linked to Jira issue")).count();
     assert_eq!(links, 1, "{:?}", texts(&world, 1));
+}
+
+/// A link comment another worker is posting right now (its `Attempting` mark is fresh, its comment not
+/// visible yet) is waited for, not posted a second time; once the mark is a lease old, its worker has
+/// stopped and the comment is posted once.
+#[tokio::test]
+async fn a_link_comment_another_worker_is_posting_is_waited_for_not_posted_twice() {
+    let world = World::new();
+    let item = paired(&world, 1, "Fix login").await;
+    let key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
+    for c in world.basecamp.comments(TodoId(1)).iter().filter(|c| c.content.contains("Linked to")) {
+        world.basecamp.edit_comment(TodoId(1), c.id, "<p>(deleted)</p>");
+    }
+    let mut pair = world.pairs.get(&key).await.unwrap().unwrap();
+    pair.backlink = Backlink::Attempting;
+    pair.updated_at = crate::ports::Clock::now(world.clock.as_ref());
+    assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
+    world.enqueue(&world.item_job(&item)).await;
+    world.drain().await;
+    let links = || texts(&world, 1).into_iter().filter(|t| t.contains("Linked to Jira issue")).count();
+    assert_eq!(links(), 0, "held while the other worker may be posting");
+    world.clock.advance(Duration::from_secs(120));
+    world.drain().await;
+    assert_eq!(links(), 1, "{:?}", texts(&world, 1));
 }
 
 /// Found by the chaos harness: a to-do completed before its item existed was recorded as synced while
@@ -544,7 +569,11 @@ async fn a_retried_signal_is_posted_even_when_another_pull_requests_note_is_on_t
     let mut pair = world.pairs.get(&pair_key).await.unwrap().unwrap();
     pair.signals.insert("pr:team/web#2:OPEN".into(), crate::domain::Signal::Attempting);
     assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
+    world.clock.advance(Duration::from_secs(120)); // the stopped attempt is more than a lease old
     world.enqueue(&world.pr_job(2, &format!("Refactor ({key})"), "", "fix-2", "OPEN")).await;
+    world.drain().await;
+    // The job's own save of the PR link made the mark look fresh: it waits one lease, then posts.
+    world.clock.advance(Duration::from_secs(120));
     world.drain().await;
     let t = texts(&world, 1);
     assert!(t.iter().any(|c| c.contains("PR #2") && c.contains("opened by")), "{t:?}");

@@ -348,6 +348,7 @@ impl Engine {
                         self.finish(&mut pair, &post, Some(c.id)).await?;
                         return Ok(0);
                     }
+                    self.unless_attempt_in_flight(&pair)?;
                 }
                 None => {
                     pair.signals.insert(post.key.clone(), Signal::Attempting);
