@@ -95,6 +95,25 @@ async fn settle_and_verify(world: &World, load: &mut Workload, meanwhile: &Fault
     verdict
 }
 
+/// The dead letters, each with its receive count and last error (none: the queue moved it, no attempt
+/// finished), and the start of its body (the job's kind and delivery).
+async fn dead_letters(world: &World) -> String {
+    let letters = world.backend.queue.dead_letters().await.unwrap_or_default();
+    let mut text = String::new();
+    for l in &letters {
+        let body: String = l.body.chars().take(160).collect();
+        text.push_str(&format!(
+            "dead letter {} (group {}, {} receives, at {}): {}\n    {body}\n",
+            l.message_id,
+            l.group,
+            l.receive_count,
+            l.dead_at,
+            l.last_error.as_deref().unwrap_or("no attempt finished: moved by the queue")
+        ));
+    }
+    text
+}
+
 fn line(t: &mut String, text: String) {
     t.push_str(&text);
     t.push('\n');
@@ -230,6 +249,7 @@ pub async fn chaos(scale: &Scale, make_backend: impl FnOnce(Arc<ScaledClock>) ->
     let mut text = describe("chaos run", &world, scale, &load, &verdict, (acting, start.elapsed() - acting));
     if !verdict.holds() {
         text.push_str(&format!("\nfailures (not delays): {:#?}\n", world::lock(&world.stats.failures)));
+        text.push_str(&dead_letters(&world).await);
         text.push_str(&load.trails(&world, &verdict).await);
     }
     publish(&format!("{}-chaos", world.backend.name.to_lowercase().replace([' ', '+'], "")), &text);
@@ -268,6 +288,7 @@ pub async fn weather(
     let mut text = describe(name, &world, scale, &load, &verdict, (acting, start.elapsed() - acting));
     if !verdict.holds() {
         text.push_str(&format!("\nfailures (not delays): {:#?}\n", world::lock(&world.stats.failures)));
+        text.push_str(&dead_letters(&world).await);
         text.push_str(&load.trails(&world, &verdict).await);
     }
     publish(

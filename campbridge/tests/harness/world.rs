@@ -244,6 +244,11 @@ impl Factory {
         let mut engine = setup::engine(&self.config, stores, self.secrets.clone(), clock, &format!("chaos-{n}"))
             .await
             .expect("the engine wires");
+        // The run's virtual time spans hours (a clock ×10 over the full run): keep completed deliveries for
+        // all of it, so the verdict can check that every accepted delivery completed (2 h by default).
+        let mut settings = (*engine.settings).clone();
+        settings.delivery_retention = Duration::from_secs(7 * 24 * 60 * 60);
+        engine.settings = Arc::new(settings);
         engine.basecamp = Arc::new(CrashBasecamp {
             inner: engine.basecamp.clone(),
             points: points.clone(),
