@@ -129,6 +129,19 @@ impl Workload {
         self.events.values().sum()
     }
 
+    /// Jared opens a pull request naming record `i`'s issue, on a branch of its own.
+    async fn open_pr(&mut self, world: &World, i: usize, item: &DevItemRef, seq: u64) {
+        let key = item.display_name().to_owned();
+        let branch = format!("feature/{}-p{seq}", key.to_lowercase());
+        let id = world
+            .bitbucket
+            .open_pullrequest(&format!("Fix {key} (p{seq})"), "Fixes it.", &branch, "jared")
+            .await
+            .unwrap();
+        self.recs[i].prs.push(Pr { id, branch, merged: false, failed: BTreeSet::new(), passed: BTreeSet::new() });
+        self.count("bitbucket: open PR");
+    }
+
     fn count(&mut self, kind: &'static str) {
         *self.events.entry(kind).or_default() += 1;
     }
@@ -277,41 +290,11 @@ impl Workload {
                 self.recs[i].jira_plain.push(token);
                 self.count("jira: plain comment");
             }
-            (85..=88, Some(item)) => {
-                let key = item.display_name().to_owned();
-                let branch = format!("feature/{}-p{seq}", key.to_lowercase());
-                let id = world
-                    .bitbucket
-                    .open_pullrequest(&format!("Fix {key} (p{seq})"), "Fixes it.", &branch, "jared")
-                    .await
-                    .unwrap();
-                self.recs[i].prs.push(Pr {
-                    id,
-                    branch,
-                    merged: false,
-                    failed: BTreeSet::new(),
-                    passed: BTreeSet::new(),
-                });
-                self.count("bitbucket: open PR");
-            }
+            (85..=88, Some(item)) => self.open_pr(world, i, &item, seq).await,
             (89..=99, Some(item)) => {
                 let open: Vec<usize> = (0..self.recs[i].prs.len()).filter(|p| !self.recs[i].prs[*p].merged).collect();
                 let Some(&p) = open.choose(&mut self.rng) else {
-                    let key = item.display_name().to_owned();
-                    let branch = format!("feature/{}-p{seq}", key.to_lowercase());
-                    let id = world
-                        .bitbucket
-                        .open_pullrequest(&format!("Fix {key} (p{seq})"), "Fixes it.", &branch, "jared")
-                        .await
-                        .unwrap();
-                    self.recs[i].prs.push(Pr {
-                        id,
-                        branch,
-                        merged: false,
-                        failed: BTreeSet::new(),
-                        passed: BTreeSet::new(),
-                    });
-                    self.count("bitbucket: open PR");
+                    self.open_pr(world, i, &item, seq).await;
                     return;
                 };
                 let id = self.recs[i].prs[p].id;

@@ -240,6 +240,21 @@ struct QueuedMessage {
     receipt: Option<String>,
 }
 
+impl QueuedMessage {
+    /// The message as a dead letter filed at `now`; `last_error` is `None` when the queue moved it.
+    fn into_dead_letter(self, now: DateTime<Utc>, last_error: Option<String>) -> DeadLetter {
+        DeadLetter {
+            message_id: self.message_id,
+            group: self.group,
+            dedup_id: self.dedup_id,
+            body: self.body,
+            receive_count: self.receive_count,
+            dead_at: now,
+            last_error,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     /// Oldest first: sends and redrives append.
@@ -327,15 +342,7 @@ impl JobQueue for MemoryJobQueue {
         for i in dead_idx.into_iter().rev() {
             if let Some(m) = g.messages.remove(i) {
                 tracing::error!(message_id = %m.message_id, "a job was received too often without finishing; moved to the dead letters");
-                g.dead.push(DeadLetter {
-                    message_id: m.message_id,
-                    group: m.group,
-                    dedup_id: m.dedup_id,
-                    body: m.body,
-                    receive_count: m.receive_count,
-                    dead_at: now,
-                    last_error: None,
-                });
+                g.dead.push(m.into_dead_letter(now, None));
             }
         }
         Ok(out)
@@ -360,15 +367,7 @@ impl JobQueue for MemoryJobQueue {
             return Ok(());
         };
         if let Some(m) = g.messages.remove(i) {
-            g.dead.push(DeadLetter {
-                message_id: m.message_id,
-                group: m.group,
-                dedup_id: m.dedup_id,
-                body: m.body,
-                receive_count: m.receive_count,
-                dead_at: now,
-                last_error: Some(error.to_owned()),
-            });
+            g.dead.push(m.into_dead_letter(now, Some(error.to_owned())));
         }
         Ok(())
     }
