@@ -1,5 +1,6 @@
-//! Local mode's HTTP side and workers: the receivers (`POST /basecamp/{token}`, `/jira`, `/bitbucket`,
-//! `GET /healthz`) over the same `shared::ingest` code the Lambda functions use, mapper workers
+//! Local mode's HTTP side and workers: the receivers (`POST /basecamp/{token}`, `/jira`, `/bitbucket`)
+//! over the same `shared::ingest` code the Lambda functions use, `GET /metrics` (Prometheus text),
+//! `GET /healthz` (the store and the queue answer) and `GET /readyz` (not draining), mapper workers
 //! running `shared::sync` over the durable queue, and the reconciler on an interval (what the reconciler
 //! function does on its schedule in AWS mode). Graceful shutdown (Ctrl-C or SIGTERM) stops accepting
 //! requests, lets the requests in flight finish, then lets the workers finish the batch in hand and the
@@ -9,7 +10,8 @@
 //! `header_read_timeout` (an idle keep-alive connection is closed after as long), its body within
 //! `body_read_timeout` (else 408), and at most `max_connections` connections are served at once — one more
 //! is answered `503` with `Retry-After` and closed. Store work runs on blocking threads (the SQLite
-//! adapter), so a database locked by another process delays the requests that need it, never `/healthz`.
+//! adapter), so a database locked by another process delays the requests that need it; `/healthz` waits
+//! at most [`PROBE_TIMEOUT`] for each and then says which did not answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,8 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use shared::ingest::{Accepted, IngestError, Receivers};
-use shared::ports::{Clock, JobQueue};
+use shared::metrics::Registry;
+use shared::ports::{Clock, JobQueue, PairStore};
 use shared::sync::{Engine, Outcome, ReconcileReport, Reconciler, run_queue_once};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
@@ -39,7 +42,16 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Wakes the workers when a job arrives, so local mode syncs at once instead of on the next poll.
     pub wake: Arc<Notify>,
+    /// Where this server's receivers, workers and reconciler count (`GET /metrics`).
+    pub metrics: Arc<Registry>,
+    /// The store `/healthz` probes.
+    pub pairs: Arc<dyn PairStore>,
+    /// False once the server is draining: `/readyz` answers 503 from then on.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long `/healthz` and `/metrics` wait for the store or the queue before calling it unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much the listener gives any one client. The defaults suit webhook senders, which post a few KB
 /// and wait at most 10 s (Bitbucket) for the answer.
@@ -84,8 +96,60 @@ pub fn router_with(app: App, limits: Limits) -> Router {
         .route("/basecamp/{token}", post(basecamp))
         .route("/jira", post(jira))
         .route("/bitbucket", post(bitbucket))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(Served { app, limits })
+}
+
+/// `GET /healthz`: 200 `ok` when the store and the queue answer within [`PROBE_TIMEOUT`]; otherwise 503
+/// with a JSON body naming what is down and why.
+async fn healthz(State(s): State<Served>) -> Response {
+    let store = probe(s.app.pairs.list(None, None, 1)).await.map(drop);
+    let queue = probe(s.app.queue.depth()).await.map(drop);
+    let down: Vec<String> = [("store", store), ("queue", queue)]
+        .into_iter()
+        .filter_map(|(what, r)| r.err().map(|why| format!("{what}: {why}")))
+        .collect();
+    if down.is_empty() {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    warn!(down = %down.join("; "), "health check failed");
+    let body = serde_json::json!({ "status": "unhealthy", "down": down });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// Runs a store or queue call under [`PROBE_TIMEOUT`]; the error in words.
+async fn probe<T, E: std::fmt::Display>(call: impl std::future::Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+/// `GET /readyz`: 200 while the server takes work; 503 `draining` once it is shutting down (an
+/// orchestrator stops sending traffic; the requests in flight still finish).
+async fn readyz(State(s): State<Served>) -> Response {
+    if s.app.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    }
+}
+
+/// `GET /metrics`: the counters in the Prometheus text format, with the queue's depth and dead letters
+/// read now (left out when the queue does not answer).
+async fn metrics(State(s): State<Served>) -> Response {
+    let mut gauges = Vec::new();
+    if let Ok(depth) = probe(s.app.queue.depth()).await {
+        gauges.push(("queue_depth", "Messages waiting on the job queue", depth));
+    }
+    if let Ok(dead) = probe(s.app.queue.dead_letters()).await {
+        gauges.push(("dead_letters", "Messages in the dead letters", dead.len() as u64));
+    }
+    let text = s.app.metrics.prometheus(&gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -145,7 +209,8 @@ async fn basecamp(State(s): State<Served>, Path(token): Path<String>, headers: H
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    let result = s.app.receivers.basecamp(s.app.queue.as_ref(), &token, &body, s.app.clock.now()).await;
+    let received = s.app.receivers.basecamp(s.app.queue.as_ref(), &token, &body, s.app.clock.now());
+    let result = shared::metrics::scoped(s.app.metrics.clone(), received).await;
     respond(result, &s.app)
 }
 
@@ -154,8 +219,9 @@ async fn jira(State(s): State<Served>, headers: HeaderMap, body: Body) -> Respon
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    let result =
-        s.app.receivers.jira(s.app.queue.as_ref(), &header_pairs(&headers)[..], &body, s.app.clock.now()).await;
+    let headers = header_pairs(&headers);
+    let received = s.app.receivers.jira(s.app.queue.as_ref(), &headers[..], &body, s.app.clock.now());
+    let result = shared::metrics::scoped(s.app.metrics.clone(), received).await;
     respond(result, &s.app)
 }
 
@@ -164,8 +230,9 @@ async fn bitbucket(State(s): State<Served>, headers: HeaderMap, body: Body) -> R
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    let result =
-        s.app.receivers.bitbucket(s.app.queue.as_ref(), &header_pairs(&headers)[..], &body, s.app.clock.now()).await;
+    let headers = header_pairs(&headers);
+    let received = s.app.receivers.bitbucket(s.app.queue.as_ref(), &headers[..], &body, s.app.clock.now());
+    let result = shared::metrics::scoped(s.app.metrics.clone(), received).await;
     respond(result, &s.app)
 }
 
@@ -498,19 +565,20 @@ pub async fn run_with(
     let mut handles = Vec::new();
     if let Some(reconciling) = reconcile {
         info!(every_secs = reconciling.every.as_secs(), "reconciling at start and then on an interval");
-        handles.push(tokio::spawn(reconcile_loop(reconciling, app.wake.clone(), stats.clone(), stop_rx.clone())));
+        let pass = reconcile_loop(reconciling, app.wake.clone(), stats.clone(), stop_rx.clone());
+        handles.push(tokio::spawn(shared::metrics::scoped(app.metrics.clone(), pass)));
     }
     for _ in 0..workers.max(1) {
-        handles.push(tokio::spawn(worker(
-            engine.clone(),
-            app.queue.clone(),
-            app.wake.clone(),
-            stats.clone(),
-            stop_rx.clone(),
-        )));
+        let work = worker(engine.clone(), app.queue.clone(), app.wake.clone(), stats.clone(), stop_rx.clone());
+        handles.push(tokio::spawn(shared::metrics::scoped(app.metrics.clone(), work)));
     }
     let addr: SocketAddr = listener.local_addr()?;
     info!(%addr, "listening");
+    let ready = app.ready.clone();
+    let shutdown = async move {
+        shutdown.await;
+        ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    };
     serve_http(listener, router_with(app, limits), limits, shutdown).await?;
     info!("stopping workers after their current batch (and the reconciler after its pass)");
     stop_tx.send_replace(true);

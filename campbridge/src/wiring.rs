@@ -65,8 +65,15 @@ pub async fn wire(
         }
         None => None,
     };
-    let app =
-        App { receivers: receivers.clone(), queue: Arc::new(store.clone()), clock, wake: Arc::new(Notify::new()) };
+    let app = App {
+        receivers: receivers.clone(),
+        queue: Arc::new(store.clone()),
+        clock,
+        wake: Arc::new(Notify::new()),
+        metrics: shared::metrics::Registry::new(),
+        pairs: Arc::new(store.clone()),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
     Ok(Wired { app, engine, store, receivers, reconcile })
 }
 

@@ -291,3 +291,75 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     assert!(stderr.contains("stopping workers after their current batch"), "{stderr}");
     stack.stop().await.unwrap();
 }
+
+/// One sample of the Prometheus text `GET /metrics` answered: `name{labels}` exactly as printed (0 when
+/// absent, as Prometheus reads a series not yet seen).
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+async fn get(stack: &Stack, path: &str) -> (u16, String) {
+    let reply = reqwest::get(format!("{}{path}", stack.server_url)).await.unwrap();
+    (reply.status().as_u16(), reply.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_story_count_deliveries_changes_echoes_conflicts_and_upstream_calls() {
+    use campbridge_simulators::{basecamp as bc_sim, jira as jira_sim};
+    let stack = start("metrics", |o| o.reconcile_every = "off").await;
+    let (bc_before, jira_before) = (stack.basecamp.calls().total(), stack.jira.calls().total());
+    // The story (every wait reads the simulators directly, so every API call counted is the server's):
+    // a to-do is created and paired, renamed, retitled on both sides (a conflict), done in Jira; another
+    // goes to a list the route does not take.
+    let sprint = stack.list("Sprint 1").await.unwrap();
+    let write = |title: &str| bc_sim::TodoWrite { content: Some(title.into()), ..Default::default() };
+    let todo = stack.basecamp.create_todo(sprint, write("Fix login redirect"), bc_sim::ANNIE).await.unwrap();
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    let rename = bc_sim::TodoEdit { content: Some("Fix login redirect on Safari".into()), ..Default::default() };
+    stack.basecamp.edit_todo(todo, rename, bc_sim::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
+    stack.jira.transition_issue(&key, "Done", jira_sim::JARED).await.unwrap();
+    stack.settle().await.unwrap();
+    let backlog = stack.list("Backlog").await.unwrap();
+    stack.basecamp.create_todo(backlog, write("Update the brochure"), bc_sim::ANNIE).await.unwrap();
+    stack.settle().await.unwrap();
+    assert_eq!(stack.basecamp.record("todos", todo).await.unwrap()["completed"], true);
+
+    let (status, text) = get(&stack, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE campbridge_deliveries_total counter"), "{text}");
+    for source in ["basecamp", "jira"] {
+        let accepted =
+            sample(&text, &format!("campbridge_deliveries_total{{source=\"{source}\",outcome=\"accepted\"}}"));
+        assert!(accepted > 0, "{source} deliveries: {text}");
+    }
+    // One pair created; the to-do in the unrouted list filtered, not created.
+    assert_eq!(sample(&text, "campbridge_changes_total{kind=\"created\"}"), 1, "{text}");
+    assert!(sample(&text, "campbridge_changes_total{kind=\"updated\"}") >= 3, "rename, conflict, done: {text}");
+    assert_eq!(sample(&text, "campbridge_skips_total{reason=\"filtered\"}"), 1, "{text}");
+    // Echoes: the same count as the server's own tally.
+    let echoes = stack.stats.echoes.load(Ordering::Relaxed) as u64;
+    assert!(echoes > 0);
+    assert_eq!(sample(&text, "campbridge_echoes_total"), echoes, "{text}");
+    assert_eq!(sample(&text, "campbridge_conflicts_total"), 1, "{text}");
+    // What it costs: every request the simulators answered came from this server.
+    let jira_calls = stack.jira.calls().total() - jira_before;
+    let bc_calls = stack.basecamp.calls().total() - bc_before;
+    assert_eq!(sample(&text, "campbridge_upstream_calls_total{service=\"jira\"}"), jira_calls, "{text}");
+    assert_eq!(sample(&text, "campbridge_upstream_calls_total{service=\"basecamp\"}"), bc_calls, "{text}");
+    assert_eq!(sample(&text, "campbridge_upstream_throttled_total{service=\"basecamp\"}"), 0, "{text}");
+    // Latency: one observation per delivery synced; the queue is empty and nothing failed or died.
+    let synced = ["created", "updated", "recorded"]
+        .iter()
+        .map(|k| sample(&text, &format!("campbridge_changes_total{{kind=\"{k}\"}}")))
+        .sum::<u64>();
+    assert!(sample(&text, "campbridge_sync_latency_seconds_count") >= synced, "{text}");
+    assert_eq!(sample(&text, "campbridge_queue_depth"), 0, "{text}");
+    assert_eq!(sample(&text, "campbridge_dead_letters"), 0, "{text}");
+    assert_eq!(sample(&text, "campbridge_failed_total"), 0, "{text}");
+    stack.stop().await.unwrap();
+}

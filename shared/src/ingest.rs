@@ -103,8 +103,19 @@ impl BasecampReceiver {
     }
 
     /// `POST /basecamp/{token}`: Basecamp webhooks are unsigned, so the URL's secret token names the route.
+    /// Counted in [`crate::metrics::DELIVERIES`].
     #[tracing::instrument(skip_all, fields(source = "basecamp"))]
     pub async fn receive(
+        &self,
+        queue: &dyn JobQueue,
+        token: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        counted("basecamp", self.accept(queue, token, body, now).await)
+    }
+
+    async fn accept(
         &self,
         queue: &dyn JobQueue,
         token: &str,
@@ -183,8 +194,19 @@ impl JiraReceiver {
     }
 
     /// `POST /jira`: signed admin webhooks.
+    /// Counted in [`crate::metrics::DELIVERIES`].
     #[tracing::instrument(skip_all, fields(source = "jira"))]
     pub async fn receive(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        counted("jira", self.accept(queue, headers, body, now).await)
+    }
+
+    async fn accept(
         &self,
         queue: &dyn JobQueue,
         headers: &(impl Headers + ?Sized),
@@ -235,8 +257,19 @@ impl BitbucketReceiver {
 
     /// `POST /bitbucket`: signed repository webhooks. Pull requests and build statuses become signal
     /// jobs; pushes and other events are acknowledged and ignored.
+    /// Counted in [`crate::metrics::DELIVERIES`].
     #[tracing::instrument(skip_all, fields(source = "bitbucket"))]
     pub async fn receive(
+        &self,
+        queue: &dyn JobQueue,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        counted("bitbucket", self.accept(queue, headers, body, now).await)
+    }
+
+    async fn accept(
         &self,
         queue: &dyn JobQueue,
         headers: &(impl Headers + ?Sized),
@@ -327,6 +360,18 @@ impl Receivers {
         let r = self.bitbucket.as_ref().ok_or(IngestError::NotConfigured("Bitbucket"))?;
         r.receive(queue, headers, body, now).await
     }
+}
+
+/// Counts a delivery by its outcome: `accepted`, `duplicate` (already queued), `ignored`, `rejected`.
+fn counted(source: &str, result: Result<Accepted, IngestError>) -> Result<Accepted, IngestError> {
+    let outcome = match &result {
+        Ok(Accepted::Enqueued { duplicate: false, .. }) => "accepted",
+        Ok(Accepted::Enqueued { duplicate: true, .. }) => "duplicate",
+        Ok(Accepted::Ignored { .. }) => "ignored",
+        Err(_) => "rejected",
+    };
+    crate::metrics::delivery(source, outcome);
+    result
 }
 
 fn ignored(reason: String) -> Accepted {

@@ -4,6 +4,7 @@
 //! - [`sync`]: the engine — a pure `decide`, the executor that applies its plan through the ports, the
 //!   mapper use case, signals and selective comments.
 //! - [`ingest`]: what every receiver does with a webhook (verify, route, enqueue).
+//! - [`metrics`]: counts and latencies, rendered as Prometheus text (`serve`) or CloudWatch EMF (functions).
 //! - [`ports`]: one trait per external capability, with written contracts.
 //! - [`adapters`]: memory and SQLite implementations of the storage ports; DynamoDB, SQS FIFO and Secrets
 //!   Manager behind the `aws` feature.
@@ -20,6 +21,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod domain;
 pub mod ingest;
+pub mod metrics;
 pub mod outbound;
 pub mod ports;
 pub mod richtext;

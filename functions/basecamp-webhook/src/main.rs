@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let state = Arc::new(handler::State { receiver, queue: aws.queue });
     run(service_fn(move |request: Request| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Error>(handler::handle(&state, request).await) }
+        async move { Ok::<_, Error>(campbridge_lambda::with_metrics(handler::handle(&state, request)).await) }
     }))
     .await
 }

@@ -112,6 +112,25 @@ pub fn header_pairs(headers: &lambda_http::http::HeaderMap) -> Vec<(String, Stri
     headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect()
 }
 
+/// Runs one invocation in a fresh metrics registry and prints what it counted to stdout as CloudWatch
+/// embedded metric format lines (namespace [`shared::metrics::NAMESPACE`]): CloudWatch Logs turns them into
+/// metrics, so publishing needs no API call and no IAM permission beyond the log group the function
+/// already writes. An invocation that counted nothing prints nothing.
+pub async fn with_metrics<F: std::future::Future>(invocation: F) -> F::Output {
+    let (output, lines) = measured(invocation).await;
+    for line in lines {
+        println!("{line}");
+    }
+    output
+}
+
+/// [`with_metrics`] without the printing: the output and the EMF lines (tests parse them back).
+pub async fn measured<F: std::future::Future>(invocation: F) -> (F::Output, Vec<String>) {
+    let registry = shared::metrics::Registry::new();
+    let output = shared::metrics::scoped(registry.clone(), invocation).await;
+    (output, registry.emf(chrono::Utc::now()))
+}
+
 /// Logs for CloudWatch as the function's `LoggingConfig` asks ([`LogSettings`]): JSON by default, without
 /// ANSI colours or timestamps (CloudWatch adds its own).
 pub fn init_tracing() {

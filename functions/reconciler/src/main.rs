@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let state = Arc::new(handler::State { reconciler });
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
         let state = Arc::clone(&state);
-        async move { handler::handle(&state, event.payload).await.map_err(Error::from) }
+        async move { campbridge_lambda::with_metrics(handler::handle(&state, event.payload)).await.map_err(Error::from) }
     }))
     .await
 }

@@ -271,6 +271,63 @@ triage = {{ jira = {mia:?} }}
         assert_eq!(w.bc.calls().count("GET", "/todos/{id}.json"), 2, "one read per to-do for three messages");
     }
 
+    /// The EMF documents an invocation printed, parsed back; and the value of `metric` in the one document
+    /// whose dimensions are `dims` (a document holds one value per dimension name).
+    fn emf_value(docs: &[serde_json::Value], metric: &str, dims: &[(&str, &str)]) -> Option<serde_json::Value> {
+        docs.iter().filter(|d| dims.iter().all(|(k, v)| d[*k] == *v)).find_map(|d| {
+            let declared = d["_aws"]["CloudWatchMetrics"].as_array()?.iter().any(|directive| {
+                directive["Namespace"] == "campbridge"
+                    && directive["Metrics"][0]["Name"] == metric
+                    && directive["Dimensions"][0].as_array().map(Vec::len) == Some(dims.len())
+            });
+            declared.then(|| d[metric].clone())
+        })
+    }
+
+    #[tokio::test]
+    async fn an_invocation_prints_its_counts_as_cloudwatch_emf() {
+        let w = World::start(RecordingQueue::default()).await;
+        let jira_before = w.jira.calls().total();
+        let (response, lines) = campbridge_lambda::measured(handle(&w.state, event("todo-burst.json"))).await;
+        assert_eq!(reported(&response), Vec::<String>::new());
+        let docs: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(!docs.is_empty());
+        for d in &docs {
+            let stamp = d["_aws"]["Timestamp"].as_i64().unwrap();
+            assert!((chrono::Utc::now().timestamp_millis() - stamp).abs() < 600_000, "a current timestamp: {d}");
+        }
+        assert_eq!(emf_value(&docs, "changes", &[("kind", "created")]), Some(2.into()), "{lines:?}");
+        let jira_calls = w.jira.calls().total() - jira_before;
+        assert_eq!(emf_value(&docs, "upstream_calls", &[("service", "jira")]), Some(jira_calls.into()), "{lines:?}");
+        let bc_calls = w.bc.calls().count("GET", "/todos/{id}.json");
+        assert!(emf_value(&docs, "upstream_calls", &[("service", "basecamp")]).unwrap().as_u64().unwrap() >= bc_calls);
+        // One latency per message synced (three messages, two records), in milliseconds.
+        let latencies = emf_value(&docs, "sync_latency", &[]).unwrap();
+        assert_eq!(latencies.as_array().unwrap().len(), 3, "{lines:?}");
+        assert_eq!(emf_value(&docs, "failed", &[]), None, "nothing failed, nothing printed for it");
+
+        // A poison message: counted as failed, on its own invocation's lines.
+        let (_, lines) = campbridge_lambda::measured(handle(&w.state, event("batch-with-poison.json"))).await;
+        let docs: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(emf_value(&docs, "failed", &[]), Some(1.into()), "the poison message: {lines:?}");
+        assert_eq!(emf_value(&docs, "changes", &[("kind", "created")]), None, "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn an_invocation_meeting_a_429_prints_the_throttling_and_the_postponed_messages() {
+        let w = World::start(RecordingQueue::default()).await;
+        w.bc.set_faults(Faults {
+            force_429: Some(Forced429 { retry_after: 7, ..Forced429::default() }),
+            ..Faults::default()
+        });
+        let (_, lines) = campbridge_lambda::measured(handle(&w.state, event("todo-burst.json"))).await;
+        let docs: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let throttled = w.bc.calls().total();
+        assert_eq!(emf_value(&docs, "upstream_throttled", &[("service", "basecamp")]), Some(throttled.into()));
+        assert_eq!(emf_value(&docs, "postponed", &[]), Some(3.into()), "every message of the burst: {lines:?}");
+        assert_eq!(emf_value(&docs, "failed", &[]), None, "{lines:?}");
+    }
+
     #[tokio::test]
     async fn a_poison_message_is_the_only_one_reported() {
         let w = World::start(RecordingQueue::default()).await;

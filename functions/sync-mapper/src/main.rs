@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
     let state = Arc::new(handler::State { engine, queue: aws.queue });
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Error>(handler::handle(&state, event.payload).await) }
+        async move { Ok::<_, Error>(campbridge_lambda::with_metrics(handler::handle(&state, event.payload)).await) }
     }))
     .await
 }

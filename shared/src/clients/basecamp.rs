@@ -412,7 +412,12 @@ impl BasecampClient {
                     .into(),
             ));
         }
-        Ok(Self { http: http::Http::new(&config.http)?, config, secrets, access: tokio::sync::Mutex::new(None) })
+        Ok(Self {
+            http: http::Http::new(&config.http, "basecamp")?,
+            config,
+            secrets,
+            access: tokio::sync::Mutex::new(None),
+        })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {

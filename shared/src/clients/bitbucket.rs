@@ -257,7 +257,7 @@ struct ErrorDetail {
 
 impl BitbucketClient {
     pub fn new(config: BitbucketConfig) -> Result<Self, ClientError> {
-        Ok(Self { http: http::Http::new(&config.http)?, config })
+        Ok(Self { http: http::Http::new(&config.http, "bitbucket")?, config })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {

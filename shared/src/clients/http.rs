@@ -85,12 +85,14 @@ pub(crate) struct Http {
     client: reqwest::Client,
     guard: OutboundGuard,
     max_response_bytes: usize,
+    /// The service's name in [`crate::metrics::UPSTREAM_CALLS`].
+    service: &'static str,
 }
 
 impl Http {
     /// Builds the guarded client. Redirects are not followed: none of these APIs needs them and a
     /// redirect must never carry our credentials to another host.
-    pub fn new(settings: &HttpSettings) -> Result<Self, ClientError> {
+    pub fn new(settings: &HttpSettings, service: &'static str) -> Result<Self, ClientError> {
         let client = settings
             .guard
             .client_builder()
@@ -99,7 +101,7 @@ impl Http {
             .connect_timeout(settings.connect_timeout)
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {}", e.without_url())))?;
-        Ok(Self { client, guard: settings.guard.clone(), max_response_bytes: settings.max_response_bytes })
+        Ok(Self { client, guard: settings.guard.clone(), max_response_bytes: settings.max_response_bytes, service })
     }
 
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
@@ -119,6 +121,7 @@ impl Http {
         self.guard.check_url(request.url()).map_err(|e| ClientError::Blocked(e.to_string()))?;
         let mut response = client.execute(request).await.map_err(transport_error)?;
         let status = response.status();
+        crate::metrics::upstream_call(self.service, status.as_u16());
         let headers = response.headers().clone();
         let too_large = || ClientError::Decode(format!("response body over {} bytes refused", self.max_response_bytes));
         if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {

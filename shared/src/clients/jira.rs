@@ -268,7 +268,7 @@ struct ErrorBody {
 
 impl JiraClient {
     pub fn new(config: JiraConfig) -> Result<Self, ClientError> {
-        Ok(Self { http: http::Http::new(&config.http)?, config })
+        Ok(Self { http: http::Http::new(&config.http, "jira")?, config })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {

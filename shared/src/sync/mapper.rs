@@ -150,7 +150,36 @@ pub async fn process_batch(engine: &Engine, messages: &[Received]) -> BatchRepor
             (m.receipt.clone(), fate)
         })
         .collect();
+    count_fates(&report.fates);
     report
+}
+
+/// Counts one record's outcome in the metrics: a change by kind, a skip by reason, an echo, conflicts.
+fn count_outcome(outcome: &Outcome) {
+    use crate::metrics::{CHANGES, CONFLICTS, ECHOES, SKIPS, count, count_by};
+    match outcome {
+        Outcome::Skipped(_) if outcome.is_echo() => count(&ECHOES, 1),
+        Outcome::Skipped(skip) => count_by(&SKIPS, skip.action()),
+        Outcome::Created { .. } => count_by(&CHANGES, "created"),
+        Outcome::Updated { conflicts, .. } => {
+            count_by(&CHANGES, "updated");
+            count(&CONFLICTS, *conflicts as u64);
+        }
+        Outcome::Recorded { conflicts } => {
+            count_by(&CHANGES, "recorded");
+            count(&CONFLICTS, *conflicts as u64);
+        }
+        Outcome::Detached { .. } => count_by(&CHANGES, "detached"),
+    }
+}
+
+/// Counts a batch's postponed, failed and dead-lettered messages in the metrics.
+fn count_fates(fates: &[(String, MessageFate)]) {
+    use crate::metrics::{DEAD_LETTERED, FAILED, POSTPONED, count};
+    let n = |f: fn(&MessageFate) -> bool| fates.iter().filter(|(_, fate)| f(fate)).count() as u64;
+    count(&POSTPONED, n(|f| matches!(f, MessageFate::Postpone { .. })));
+    count(&FAILED, n(|f| matches!(f, MessageFate::Failed { .. } | MessageFate::DeadLetter { .. })));
+    count(&DEAD_LETTERED, n(|f| matches!(f, MessageFate::DeadLetter { .. })));
 }
 
 /// A real failure: retried by the queue, or dead-lettered on the last allowed receive.
@@ -248,6 +277,10 @@ async fn sync_group(
                     warn!(delivery = %job.delivery(), error = %e, "could not mark delivery completed");
                 }
             }
+            for job in &claimed {
+                crate::metrics::sync_latency(job.received_at(), done_at);
+            }
+            count_outcome(&outcome);
             report.outcomes.push(outcome);
             all(MessageFate::Done)
         }
