@@ -82,10 +82,19 @@ impl Harness {
         let config = world::parse(config_text)?;
         let secrets: Arc<dyn SecretStore> = Arc::new(sims.memory_secrets());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let health = Arc::new(server::PortsHealth { pairs: store.clone(), queue: queue.clone() });
         let counted = Arc::new(CountingStore { inner: store, counts: ports.clone() });
         let engine = setup::engine(&config, Stores::all(counted), secrets.clone(), clock.clone(), "bench-1").await?;
         let receivers = Arc::new(setup::receivers(&config, secrets.as_ref()).await?);
-        let app = App { receivers: receivers.clone(), queue: queue.clone(), clock, wake: Arc::new(Notify::new()) };
+        let app = App {
+            receivers: receivers.clone(),
+            queue: queue.clone(),
+            clock,
+            wake: Arc::new(Notify::new()),
+            metrics: shared::metrics::Registry::new(),
+            health,
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let router = server::router(app);

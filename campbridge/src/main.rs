@@ -74,6 +74,10 @@ enum Command {
         /// Mapper workers.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// On Ctrl-C or SIGTERM, answer `/readyz` with 503 and keep serving this many seconds before
+        /// closing the listener, so a load balancer or orchestrator stops sending traffic first.
+        #[arg(long, default_value_t = 0)]
+        drain_delay: u64,
     },
     /// Start the built-in simulators, sync a story through them, then keep serving until Ctrl-C.
     Demo {
@@ -420,9 +424,10 @@ fn main() -> ExitCode {
                 Ok(true)
             })
         }
-        Command::Serve { config, port, workers } => {
+        Command::Serve { config, port, workers, drain_delay } => {
             init_logs(cli.log_format, "info");
-            run_async(serve(config, port, workers, sa.loopback_for_tests))
+            let drain_delay = std::time::Duration::from_secs(drain_delay);
+            run_async(serve(config, port, workers, drain_delay, sa.loopback_for_tests))
         }
         Command::Demo { exit, dir } => {
             init_logs(cli.log_format, "warn");
@@ -636,7 +641,13 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_tests: bool) -> anyhow::Result<()> {
+async fn serve(
+    path: PathBuf,
+    port: Option<u16>,
+    workers: usize,
+    drain_delay: std::time::Duration,
+    loopback_for_tests: bool,
+) -> anyhow::Result<()> {
     let config = Config::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     config.check_loopback_opt_in(loopback_for_tests).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -663,7 +674,8 @@ async fn serve(path: PathBuf, port: Option<u16>, workers: usize, loopback_for_te
     }
     let reconcile = wired.reconcile.map(|(reconciling, _handle)| reconciling);
     let stats = Arc::new(Stats::default());
-    server::run(listener, wired.app, wired.engine, workers, stats, reconcile, shutdown).await
+    let limits = server::Limits { drain_delay, ..server::Limits::default() };
+    server::run_with(listener, wired.app, wired.engine, workers, stats, reconcile, limits, shutdown).await
 }
 
 async fn run_demo(dir: PathBuf, exit: bool) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use shared::ingest::{Accepted, IngestError, Receivers};
 use shared::metrics::Registry;
-use shared::ports::{Clock, JobQueue, PairStore};
+use shared::ports::{Clock, JobQueue};
 use shared::sync::{Engine, Outcome, ReconcileReport, Reconciler, run_queue_once};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
@@ -44,10 +44,56 @@ pub struct App {
     pub wake: Arc<Notify>,
     /// Where this server's receivers, workers and reconciler count (`GET /metrics`).
     pub metrics: Arc<Registry>,
-    /// The store `/healthz` probes.
-    pub pairs: Arc<dyn PairStore>,
+    /// What `/healthz` checks.
+    pub health: Arc<dyn Health>,
     /// False once the server is draining: `/readyz` answers 503 from then on.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What `/healthz` checks: each dependency by name (`store`, `queue`), and why it is down.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync {
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)>;
+}
+
+/// Local mode's store and queue: tables of one SQLite file, each read on a connection of its own.
+pub struct SqliteHealth {
+    pub path: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Health for SqliteHealth {
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let mut results = Vec::new();
+        for (what, table) in [("store", "pairs"), ("queue", "jobs")] {
+            let path = self.path.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                shared::adapters::sqlite::probe(&path, table, PROBE_TIMEOUT / 2).map_err(|e| format!("{e:#}"))
+            });
+            let result = match probe(read).await {
+                Ok(answer) => answer,
+                Err(e) => Err(e),
+            };
+            results.push((what, result));
+        }
+        results
+    }
+}
+
+/// Any store and queue, through their ports (a list of one pair, the queue's depth); for stores other
+/// than local mode's SQLite file (the chaos harness's DynamoDB and SQS).
+pub struct PortsHealth {
+    pub pairs: Arc<dyn shared::ports::PairStore>,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+#[async_trait::async_trait]
+impl Health for PortsHealth {
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let store = probe(self.pairs.list(None, None, 1)).await.map(drop);
+        let queue = probe(self.queue.depth()).await.map(drop);
+        vec![("store", store), ("queue", queue)]
+    }
 }
 
 /// How long `/healthz` and `/metrics` wait for the store or the queue before calling it unreachable.
@@ -65,6 +111,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// The `Retry-After` sent with that `503`.
     pub retry_after: Duration,
+    /// On shutdown, `/readyz` answers 503 and the server keeps serving this long before it closes the
+    /// listener (0 by default: it closes at once).
+    pub drain_delay: Duration,
 }
 
 impl Default for Limits {
@@ -74,6 +123,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(10),
             max_connections: 256,
             retry_after: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -105,12 +155,10 @@ pub fn router_with(app: App, limits: Limits) -> Router {
 /// `GET /healthz`: 200 `ok` when the store and the queue answer within [`PROBE_TIMEOUT`]; otherwise 503
 /// with a JSON body naming what is down and why.
 async fn healthz(State(s): State<Served>) -> Response {
-    let store = probe(s.app.pairs.list(None, None, 1)).await.map(drop);
-    let queue = probe(s.app.queue.depth()).await.map(drop);
-    let down: Vec<String> = [("store", store), ("queue", queue)]
-        .into_iter()
-        .filter_map(|(what, r)| r.err().map(|why| format!("{what}: {why}")))
-        .collect();
+    let checked = tokio::time::timeout(PROBE_TIMEOUT * 2, s.app.health.check()).await;
+    let checked = checked.unwrap_or_else(|_| vec![("store and queue", Err("no answer in time".to_owned()))]);
+    let down: Vec<String> =
+        checked.into_iter().filter_map(|(what, r)| r.err().map(|why| format!("{what}: {why}"))).collect();
     if down.is_empty() {
         return (StatusCode::OK, "ok").into_response();
     }
@@ -578,6 +626,10 @@ pub async fn run_with(
     let shutdown = async move {
         shutdown.await;
         ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        if !limits.drain_delay.is_zero() {
+            info!(secs = limits.drain_delay.as_secs(), "not ready: serving on for the drain delay");
+            tokio::time::sleep(limits.drain_delay).await;
+        }
     };
     serve_http(listener, router_with(app, limits), limits, shutdown).await?;
     info!("stopping workers after their current batch (and the reconciler after its pass)");

@@ -41,6 +41,13 @@ pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<SqliteStore,
     }
 }
 
+fn sqlite_path(config: &Config) -> Result<std::path::PathBuf, SetupError> {
+    match &config.store {
+        StoreConfig::Sqlite { path } => Ok(path.clone()),
+        StoreConfig::DynamoDb { .. } => Err(SetupError::Store("`campbridge serve` runs local mode on SQLite".into())),
+    }
+}
+
 /// Builds the engine, the receivers and the reconciler over `store`, reading secrets once.
 pub async fn wire(
     config: &Config,
@@ -71,7 +78,7 @@ pub async fn wire(
         clock,
         wake: Arc::new(Notify::new()),
         metrics: shared::metrics::Registry::new(),
-        pairs: Arc::new(store.clone()),
+        health: Arc::new(server::SqliteHealth { path: sqlite_path(config)? }),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     };
     Ok(Wired { app, engine, store, receivers, reconcile })

@@ -363,3 +363,54 @@ async fn metrics_after_a_story_count_deliveries_changes_echoes_conflicts_and_ups
     assert_eq!(sample(&text, "campbridge_failed_total"), 0, "{text}");
     stack.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_names_the_store_and_queue_when_the_database_is_gone_and_recovers_when_it_is_back() {
+    let stack = start("health", |o| o.reconcile_every = "off").await;
+    assert_eq!(get(&stack, "/healthz").await, (200, "ok".to_owned()));
+    // The database file disappears (a volume unmounted, a file moved away): the server's open connection
+    // still works, but nothing new reaches the store.
+    let db = stack_db(&stack);
+    let aside = db.with_extension("aside");
+    std::fs::rename(&db, &aside).unwrap();
+    let (status, body) = get(&stack, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    let down: Vec<&str> = body["down"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert_eq!(down.len(), 2, "{down:?}");
+    assert!(down[0].starts_with("store: cannot open") && down[0].contains("campbridge.db"), "{down:?}");
+    assert!(down[1].starts_with("queue: cannot open"), "{down:?}");
+    std::fs::rename(&aside, &db).unwrap();
+    assert_eq!(get(&stack, "/healthz").await, (200, "ok".to_owned()));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_ready_while_serving_and_draining_during_the_drain_delay() {
+    let limits = Limits { drain_delay: Duration::from_secs(2), ..Limits::default() };
+    let stack = start("ready", |o| {
+        o.reconcile_every = "off";
+        o.limits = limits;
+    })
+    .await;
+    let server_url = stack.server_url.clone();
+    assert_eq!(get(&stack, "/readyz").await, (200, "ready".to_owned()));
+    assert_eq!(get(&stack, "/healthz").await, (200, "ok".to_owned()));
+    let stopping = tokio::spawn(stack.stop());
+    // During the drain delay new connections are still served: not ready, but alive.
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let reply = reqwest::get(format!("{server_url}/readyz")).await.unwrap();
+        answers.push((reply.status().as_u16(), reply.text().await.unwrap()));
+        if answers.last().is_some_and(|(s, _)| *s == 503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(answers.last(), Some(&(503, "draining".to_owned())), "{answers:?}");
+    let health = reqwest::get(format!("{server_url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "draining is not unhealthy");
+    tokio::time::timeout(HUNG, stopping).await.unwrap().unwrap().unwrap();
+    assert!(reqwest::get(format!("{server_url}/readyz")).await.is_err(), "closed after the delay");
+}

@@ -373,6 +373,12 @@ impl World {
             queue: backend.queue.clone(),
             clock: clock.clone(),
             wake: Arc::new(Notify::new()),
+            metrics: shared::metrics::Registry::new(),
+            health: Arc::new(campbridge::server::PortsHealth {
+                pairs: backend.stores.pairs.clone(),
+                queue: backend.queue.clone(),
+            }),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -149,6 +149,19 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Whether the database at `path` answers a read of `table` now, on a connection of its own (read-only,
+/// never creating the file, waiting at most `wait` for a lock): what `serve`'s `/healthz` asks, without
+/// queueing behind the store's own connection while a worker waits for the write lock.
+pub fn probe(path: &Path, table: &str, wait: Duration) -> Result<(), StoreError> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(wait).context("failed to set busy_timeout")?;
+    // Table names are ours (`pairs`, `jobs`), never input.
+    let sql = format!("SELECT 1 FROM {table} LIMIT 1");
+    conn.query_row(&sql, [], |_| Ok(())).optional().with_context(|| format!("cannot read {table}"))?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, in WAL mode, migrated to [`SCHEMA_VERSION`].
     /// The queue dead-letters after [`DEFAULT_MAX_RECEIVES`] receives.
