@@ -79,6 +79,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         drain_delay: u64,
     },
+    /// Why an item synced or not: its pair, and every audited decision, write, failed or postponed
+    /// attempt, conflict and dead letter about it, oldest first.
+    Explain {
+        /// A Basecamp to-do id, a Jira key (`WEB-12`) or a delivery id (`basecamp:…`, `jira:…`).
+        what: String,
+        #[arg(long, default_value = "campbridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the built-in simulators, sync a story through them, then keep serving until Ctrl-C.
     Demo {
         /// Exit after the story instead of serving.
@@ -470,6 +480,16 @@ fn main() -> ExitCode {
                 let report = ops::status::run(&backend, &config, Some(secrets), &urls.urls()).await?;
                 emit(json, &report, ops::status::render(&report))?;
                 Ok(!check || report.problems.is_empty())
+            })
+        }
+        Command::Explain { what, config, json } => {
+            init_logs(cli.log_format, "warn");
+            run_ops(async move {
+                let config = load_config(&config, &sa)?;
+                let backend = Backend::open(&config).await?;
+                let x = ops::explain::run(&backend, &config, &what).await?;
+                emit(json, &x, ops::explain::render(&x))?;
+                Ok(true)
             })
         }
         Command::Conflicts { command } => {

@@ -988,3 +988,100 @@ async fn status_check_fails_on_silence_conflicts_unhealthy_hooks_and_dead_letter
     assert_eq!(whats(&dead), ["dead letters"], "{}", ops::status::render(&dead));
     stack.stop().await.unwrap();
 }
+
+fn actions(x: &ops::explain::Explanation) -> Vec<&str> {
+    x.events.iter().map(|e| e.action.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_tells_the_story_of_a_synced_a_filtered_and_a_conflicted_item() {
+    let stack = start("explain", |o| o.conflict_policy = "manual").await;
+    let backend = stack_backend(&stack);
+    let todo = create_todos(&stack, "Sprint 1", "Fix login", 1).await[0];
+    let key = stack.wait_issue(todo).await.unwrap()["key"].as_str().unwrap().to_owned();
+    stack.settle().await.unwrap();
+    let filtered = create_todos(&stack, "Backlog", "Update the brochure", 1).await[0];
+    stack.settle().await.unwrap();
+
+    // Synced: the pair and its creation, by to-do id and by Jira key alike.
+    let synced = ops::explain::run(&backend, &stack.config, &todo.to_string()).await.unwrap();
+    assert_eq!(synced.pairs.len(), 1, "{}", ops::explain::render(&synced));
+    assert_eq!(synced.pairs[0].item.as_deref(), Some(key.as_str()));
+    let created = synced.events.iter().find(|e| e.action == "created").expect("the creation is audited");
+    assert!(created.text.contains(&key), "{}", created.text);
+    let text = ops::explain::render(&synced);
+    assert!(text.contains(&format!("pair web/{todo} ↔ {key}: linked")), "{text}");
+    let by_key = ops::explain::run(&backend, &stack.config, &key.to_lowercase()).await.unwrap();
+    assert_eq!(by_key.pairs[0].pair, synced.pairs[0].pair);
+    // By the delivery that created it: the same pair.
+    let delivery = created.delivery.clone().expect("the creation names its delivery");
+    let by_delivery = ops::explain::run(&backend, &stack.config, &delivery).await.unwrap();
+    assert_eq!(by_delivery.pairs.len(), 1);
+    assert_eq!(by_delivery.pairs[0].pair, synced.pairs[0].pair);
+
+    // Filtered: not paired, and why.
+    let x = ops::explain::run(&backend, &stack.config, &filtered.to_string()).await.unwrap();
+    assert!(x.pairs.is_empty());
+    assert_eq!(actions(&x), ["filtered"], "{}", ops::explain::render(&x));
+    assert!(x.events[0].text.contains("not routed"), "{}", x.events[0].text);
+    assert!(ops::explain::render(&x).contains(&format!("{filtered} is not paired")));
+
+    // Conflicted: the conflict in words, after the creation, and the pair's open field.
+    stack.edit_title_on_both_sides(todo, &key, "PM title", "Dev title").await.unwrap();
+    let x = ops::explain::run(&backend, &stack.config, &todo.to_string()).await.unwrap();
+    let at = |action: &str| x.events.iter().position(|e| e.action == action);
+    assert!(at("created") < at("conflict"), "{}", ops::explain::render(&x));
+    let conflict = &x.events[at("conflict").unwrap()];
+    assert!(conflict.text.contains("\"PM title\"") && conflict.text.contains("left open"), "{}", conflict.text);
+    assert_eq!(x.pairs[0].open_conflicts, ["title"]);
+    let json = serde_json::to_string(&x).unwrap();
+    assert!(x.events.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+    for secret in [bc::ACCESS_TOKEN, campbridge_simulators::jira::API_TOKEN] {
+        assert!(!json.contains(secret) && !ops::explain::render(&x).contains(secret));
+    }
+
+    // Nothing known: said so.
+    let none = ops::explain::run(&backend, &stack.config, "WEB-999").await.unwrap();
+    assert!(ops::explain::render(&none).starts_with("Nothing about \"WEB-999\""));
+    stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_failed_attempts_and_the_dead_letter_of_an_item_that_never_synced() {
+    use campbridge_simulators::common::faults::Faults;
+    use shared::domain::{DeliveryId, Job, ProjectId, TodoId};
+    use shared::ports::JobQueue;
+    let stack = start("explain-dead", |_| {}).await;
+    without_basecamp_webhooks(&stack).await;
+    let config = private_store_config(&stack, "explain-dead");
+    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::ports::SystemClock);
+    let store = campbridge::wiring::open_store(&config, clock).unwrap();
+    let queue = store.clone().with_max_receives(2);
+    let backend = Backend::sqlite(queue.clone(), "explain.db");
+    let engine = backend.engine(&config, stack.secrets(), "ops-test").await.unwrap();
+    let todo = create_todos(&stack, "Sprint 1", "Never syncs", 1).await[0];
+    let job = Job::TodoChanged {
+        delivery: DeliveryId::basecamp(990_002),
+        route: stack.route.clone(),
+        project: ProjectId(bc::PROJECT_ID),
+        todo: TodoId(todo),
+        event: "todo_created".into(),
+        received_at: chrono::Utc::now(),
+    };
+    queue.send(&job.record().group_id(), "first", &job.to_wire().unwrap()).await.unwrap();
+    stack.jira.set_faults(Faults { error_rate: 1.0, error_status: 400, ..Default::default() });
+    for _ in 0..4 {
+        shared::sync::run_queue_once(&engine, &queue, 10, std::time::Duration::ZERO).await.unwrap();
+    }
+    assert_eq!(queue.dead_letters().await.unwrap().len(), 1);
+
+    for asked in [todo.to_string(), "basecamp:990002".to_owned()] {
+        let x = ops::explain::run(&backend, &config, &asked).await.unwrap();
+        let text = ops::explain::render(&x);
+        assert_eq!(actions(&x), ["failed", "failed", "dead_letter"], "{text}");
+        assert!(x.events[0].text.starts_with("failed: "), "{text}");
+        assert!(x.events.iter().all(|e| e.delivery.as_deref() == Some("basecamp:990002")), "{text}");
+        assert!(text.contains("campbridge replay basecamp:990002"), "{text}");
+    }
+    stack.stop().await.unwrap();
+}

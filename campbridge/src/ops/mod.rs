@@ -1,4 +1,4 @@
-//! The operator commands (`auth`, `doctor`, `webhooks`, `status`, `conflicts`, `replay`, `dead-letters`,
+//! The operator commands (`auth`, `doctor`, `webhooks`, `status`, `explain`, `conflicts`, `replay`, `dead-letters`,
 //! `backfill`, `selftest`) as library functions: each returns data plus a `render` for people (and serde
 //! for `--json`), so tests call them directly and `main.rs` only maps arguments onto them. The commands
 //! that touch the store or queue take a [`Backend`], so each is written once for SQLite and AWS.
@@ -8,6 +8,7 @@ pub mod backend;
 pub mod backfill;
 pub mod conflicts;
 pub mod doctor;
+pub mod explain;
 pub mod replay;
 pub mod selftest;
 pub mod status;

@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::domain::{Job, Queued};
 use crate::ports::{DeliveryClaim, JobQueue, Received};
@@ -252,7 +252,7 @@ async fn sync_group(
             Ok(DeliveryClaim::InProgress { until }) => {
                 let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
                 release_all(engine, &claimed).await;
-                info!(delivery = %job.delivery(), retry_in = ?wait, "delivery in progress elsewhere; postponed");
+                debug!(delivery = %job.delivery(), retry_in = ?wait, "delivery in progress elsewhere; postponed");
                 return postpone_all(wait, "the delivery is being processed by another worker", false);
             }
             Err(e) => {
@@ -290,19 +290,64 @@ async fn sync_group(
                 Some(delay) => {
                     // Waiting for another worker is routine (the echo of a write in flight) and does not
                     // count as an attempt; a rate limit or an outage does, and is worth a warning.
+                    // Lease contention is DEBUG and not audited; an upstream delay is audited
+                    // (`campbridge explain` shows it).
                     let upstream = !matches!(e, SyncError::Held { .. } | SyncError::Busy(_));
                     if upstream {
                         warn!(error = %e, attempt, retry_in = ?delay, "sync postponed");
+                        let why =
+                            format!("postponed (attempt {attempt}): {e}; retried in {} s", delay.as_secs().max(1));
+                        audit_attempt(engine, &claimed, "postponed", &why).await;
                     } else {
-                        info!(error = %e, retry_in = ?delay, "sync postponed");
+                        debug!(error = %e, retry_in = ?delay, "sync postponed");
                     }
                     postpone_all(delay, &e.to_string(), upstream)
                 }
                 None => {
                     warn!(error = %e, "sync failed; the queue will retry it");
+                    let why = format!("failed: {e}; the queue retries it (dead letters after too many tries)");
+                    audit_attempt(engine, &claimed, "failed", &why).await;
                     fail_all(e.to_string())
                 }
             }
+        }
+    }
+}
+
+/// The audit subject of a job's record: the pair key (`web/1069480015`) for a to-do, the item's index key
+/// (`jira:10002`) for an issue; `None` for records no pair is named by (pull requests, builds).
+pub fn audit_subject(record: &crate::domain::RecordRef) -> Option<String> {
+    use crate::domain::RecordRef;
+    match record {
+        RecordRef::Todo { route, todo, .. } | RecordRef::TodoComment { route, todo, .. } => {
+            Some(format!("{route}/{todo}"))
+        }
+        RecordRef::Issue { issue, .. } | RecordRef::IssueComment { issue, .. } => Some(format!("jira:{issue}")),
+        RecordRef::Todolist { route, list, .. } => Some(format!("{route}/list-{list}")),
+        RecordRef::PullRequest { .. } | RecordRef::Build { .. } => None,
+    }
+}
+
+/// Audits a failed or postponed attempt of each job (best effort: the store may be what failed).
+async fn audit_attempt(engine: &Engine, jobs: &[Job], action: &str, detail: &str) {
+    for job in jobs {
+        let Some(subject) = audit_subject(&job.record()) else { continue };
+        let route = match job {
+            Job::TodoChanged { route, .. }
+            | Job::TodolistChanged { route, .. }
+            | Job::TodoCommentChanged { route, .. } => Some(route.clone()),
+            _ => None,
+        };
+        let entry = crate::ports::AuditEntry {
+            at: engine.clock.now(),
+            route,
+            subject,
+            delivery: Some(job.delivery().clone()),
+            action: action.to_owned(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = engine.audit.record(&entry).await {
+            warn!(delivery = %job.delivery(), error = %e, "could not audit the attempt");
         }
     }
 }

@@ -16,7 +16,7 @@ mod signals;
 pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment, digest};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create, snapshot_after_recovery};
 pub use engine::{Engine, Outcome, SyncError, SyncSettings, backoff};
-pub use mapper::{BatchReport, MessageFate, log_dead_letter, process_batch, run_queue_once, settle};
+pub use mapper::{BatchReport, MessageFate, audit_subject, log_dead_letter, process_batch, run_queue_once, settle};
 pub use plan::{Apply, ConflictFound, Plan, Side, Skip};
 pub use reconcile::{ReconcileReport, ReconcileSettings, ReconcileStores, Reconciler};
 pub use references::{Reference, find_references};
