@@ -276,7 +276,7 @@ pub async fn sqlite(dir: &Path, logs: &LogBytes, rounds: usize) -> anyhow::Resul
 
 /// The AWS SDK configuration of the emulators (region, dummy credentials, endpoints from the environment).
 pub async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    shared::adapters::aws_sdk::load().await
 }
 
 /// Creates an SQS FIFO queue like the template's (deduplication by id, per-group scope) and returns its URL.

@@ -33,7 +33,7 @@ pub fn prefix(stack: &str) -> String {
 }
 
 async fn secrets_client() -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let sdk = shared::adapters::aws_sdk::load().await;
     aws_sdk_secretsmanager::Client::new(&sdk)
 }
 

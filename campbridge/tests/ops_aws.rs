@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge::ops::{self, Backend, BackendKind, PublicUrls, SecretSource};
 use campbridge_simulators::basecamp as bc;
@@ -43,7 +42,7 @@ async fn emulators(service: &str) -> Option<aws_config::SdkConfig> {
             return None;
         }
     }
-    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    Some(shared::adapters::aws_sdk::load().await)
 }
 
 /// `let Some(x) = … else { return }`: a test without its emulators did not run (see the module doc).

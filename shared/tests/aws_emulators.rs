@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use secrecy::{ExposeSecret, SecretString};
 use shared::adapters::dynamo::{DynamoStore, EXPIRES_AT};
 use shared::adapters::secrets_manager::SecretsManagerSecrets;
@@ -38,7 +37,7 @@ async fn emulators(service: &str) -> Option<aws_config::SdkConfig> {
             return None;
         }
     }
-    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    Some(shared::adapters::aws_sdk::load().await)
 }
 
 fn unique(prefix: &str) -> String {

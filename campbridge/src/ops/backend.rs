@@ -184,13 +184,10 @@ impl SecretSource {
 /// The SDK configuration from the standard AWS environment; when no region is configured, the region
 /// of `queue_url` (`https://sqs.<region>.amazonaws.com/…`).
 async fn sdk_config(queue_url: Option<&str>) -> aws_config::SdkConfig {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let sdk = shared::adapters::aws_sdk::load().await;
     match (sdk.region(), queue_url.and_then(region_of_queue_url)) {
         (None, Some(region)) => {
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(region))
-                .load()
-                .await
+            shared::adapters::aws_sdk::defaults().region(aws_config::Region::new(region)).load().await
         }
         _ => sdk,
     }

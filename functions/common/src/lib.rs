@@ -29,7 +29,7 @@ impl Aws {
     /// Builds the SDK clients (region, credentials and endpoints from the standard AWS environment,
     /// so `AWS_ENDPOINT_URL_*` points them at emulators) and the adapters over them.
     pub async fn connect(env: &LambdaEnv) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = shared::adapters::aws_sdk::load().await;
         // The only consumer among the functions is the sync-mapper, fed by the event source mapping, which
         // deletes every message the handler does not report (a requeued or dead-lettered one included).
         let mut queue = SqsFifoQueue::new(aws_sdk_sqs::Client::new(&sdk), &env.queue_url).deleted_by_event_source();

@@ -4,7 +4,8 @@
 //! - [`sqlite`]: the embedded default for local mode (one file, WAL).
 //! - [`env_secrets`]: local mode's secret store, read from `CAMPBRIDGE_SECRET_*` environment variables.
 //! - `dynamo`, `sqs`, `secrets_manager` (feature `aws`): DynamoDB, SQS FIFO and Secrets Manager for AWS mode;
-//!   `stored_config`: a stack's `campbridge.toml`, validated, versioned, in Secrets Manager.
+//!   `stored_config`: a stack's `campbridge.toml`, validated, versioned, in Secrets Manager; `aws_sdk`: the
+//!   SDK configuration every AWS client is built from (its HTTPS client on the workspace's one TLS provider).
 //!
 //! Every adapter passes the same contract suite (`testkit::contract`).
 
@@ -14,6 +15,8 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::StoreError;
 
+#[cfg(feature = "aws")]
+pub mod aws_sdk;
 #[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod env_secrets;

@@ -387,6 +387,7 @@ impl Rehearsal {
         let creds = aws_sdk_sqs::config::Credentials::new(&self.deployer.0, &self.deployer.1, None, None, "deployer");
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(shared::adapters::aws_sdk::https_client())
             .region(Region::new(REGION))
             .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(creds))
             .endpoint_url(&self.moto_url)
@@ -405,6 +406,7 @@ impl Rehearsal {
         );
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(shared::adapters::aws_sdk::https_client())
             .region(Region::new(REGION))
             .credentials_provider(creds)
             .endpoint_url(&self.proxy.url)
@@ -512,6 +514,7 @@ async fn secret_arns(moto_url: &str, deployer: &(String, String)) -> BTreeMap<St
     let creds = aws_sdk_secretsmanager::config::Credentials::new(&deployer.0, &deployer.1, None, None, "deployer");
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(shared::adapters::aws_sdk::https_client())
         .region(Region::new(REGION))
         .credentials_provider(creds)
         .endpoint_url(moto_url)

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use campbridge_simulators::{basecamp as bc_sim, bitbucket as bb_sim, jira as jira_sim};
 use serde_json::Value;
@@ -64,7 +64,7 @@ pub async fn emulators() -> Option<SdkConfig> {
             }
         }
     }
-    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    Some(shared::adapters::aws_sdk::load().await)
 }
 
 /// A process a test started, stopped by its PID when dropped.
