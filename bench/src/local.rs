@@ -45,7 +45,7 @@ async fn start_stack(dir: &Path, name: &str, edit: impl FnOnce(&mut StackOptions
 }
 
 /// A client that never uses a proxy (the load stays on loopback).
-fn client() -> anyhow::Result<reqwest::Client> {
+pub fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build()?)
 }
 
@@ -110,69 +110,15 @@ async fn load_on(stack: &Stack, plan: &Plan) -> anyhow::Result<Load> {
     for i in 0..10 {
         todos.push(paired_todo(stack, &format!("Load target {i}")).await?.0);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let fixture: Value = serde_json::from_slice(
-        &std::fs::read(root.join("tests/fixtures/basecamp/webhook-event-todo-completed.json"))
-            .context("reading the Basecamp webhook fixture")?,
-    )?;
+    let fixture = webhook_fixture()?;
     let client = client()?;
     let (mut acks, mut ingest, mut processed, mut failed) = (Vec::new(), Vec::new(), Vec::new(), 0);
     let mut next_id = 8_000_000_000_i64;
     for _ in 0..plan.load_runs {
-        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-            (0..plan.load_requests)
-                .map(|i| {
-                    let mut v = fixture.clone();
-                    next_id += 1;
-                    v["id"] = Value::from(next_id);
-                    v["kind"] = Value::from("todo_changed");
-                    v["recording"]["id"] = Value::from(todos[i % todos.len()]);
-                    v["recording"]["bucket"]["id"] = Value::from(bc::PROJECT_ID);
-                    v["recording"]["parent"]["id"] = Value::from(sprint);
-                    serde_json::to_vec(&v)
-                })
-                .collect::<Result<_, _>>()?,
-        );
-        let next = Arc::new(AtomicUsize::new(0));
+        let bodies = webhook_bodies(&fixture, plan.load_requests, &mut next_id, &todos, sprint)?;
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(60);
-        let mut tasks = Vec::new();
-        for _ in 0..plan.load_concurrency {
-            let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut failed = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= bodies.len() || Instant::now() > deadline {
-                        return (samples, failed);
-                    }
-                    let t0 = Instant::now();
-                    let sent = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(bodies[i].clone())
-                        .send()
-                        .await;
-                    let ok = matches!(&sent, Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED);
-                    if let Ok(r) = sent {
-                        // Read the body, as a sender does before reusing the connection.
-                        r.bytes().await.ok();
-                    }
-                    if ok {
-                        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        failed += 1;
-                    }
-                }
-            }));
-        }
-        let mut run = Vec::new();
-        for t in tasks {
-            let (samples, f) = t.await?;
-            run.extend(samples);
-            failed += f;
-        }
+        let (run, f) = drive(&client, &url, bodies, plan.load_concurrency).await?;
+        failed += f;
         let acked = started.elapsed().as_secs_f64();
         ingest.push(run.len() as f64 / acked);
         stack
@@ -192,6 +138,87 @@ async fn load_on(stack: &Stack, plan: &Plan) -> anyhow::Result<Load> {
         concurrency: plan.load_concurrency,
         failed,
     })
+}
+
+/// The Basecamp webhook fixture the load posts (a `todo_changed` event once adjusted).
+pub fn webhook_fixture() -> anyhow::Result<Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    serde_json::from_slice(
+        &std::fs::read(root.join("tests/fixtures/basecamp/webhook-event-todo-completed.json"))
+            .context("reading the Basecamp webhook fixture")?,
+    )
+    .context("parsing the Basecamp webhook fixture")
+}
+
+/// `n` webhook bodies about `todos` (in list `sprint`), each with a new event id from `next_id`.
+pub fn webhook_bodies(
+    fixture: &Value,
+    n: usize,
+    next_id: &mut i64,
+    todos: &[i64],
+    sprint: i64,
+) -> anyhow::Result<Arc<Vec<Vec<u8>>>> {
+    let bodies = (0..n)
+        .map(|i| {
+            let mut v = fixture.clone();
+            *next_id += 1;
+            v["id"] = Value::from(*next_id);
+            v["kind"] = Value::from("todo_changed");
+            v["recording"]["id"] = Value::from(todos.get(i % todos.len().max(1)).copied().unwrap_or(1));
+            v["recording"]["bucket"]["id"] = Value::from(bc::PROJECT_ID);
+            v["recording"]["parent"]["id"] = Value::from(sprint);
+            serde_json::to_vec(&v)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(bodies))
+}
+
+/// The closed-loop load generator: `concurrency` senders post `bodies` to `url` (each sender waits for its
+/// answer and reads it before the next), for at most 60 s. Returns the ms of every 202 and how many
+/// requests were answered otherwise.
+pub async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    loopback(url)?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, bodies, next) = (client.clone(), url.to_owned(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut failed = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() || Instant::now() > deadline {
+                    return (samples, failed);
+                }
+                let t0 = Instant::now();
+                let sent =
+                    client.post(&url).header("content-type", "application/json").body(bodies[i].clone()).send().await;
+                let ok = matches!(&sent, Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED);
+                if let Ok(r) = sent {
+                    // Read the body, as a sender does before reusing the connection.
+                    r.bytes().await.ok();
+                }
+                if ok {
+                    samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    failed += 1;
+                }
+            }
+        }));
+    }
+    let (mut run, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (samples, f) = t.await?;
+        run.extend(samples);
+        failed += f;
+    }
+    Ok((run, failed))
 }
 
 // ---- end-to-end latency -------------------------------------------------------------------------------

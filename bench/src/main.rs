@@ -8,6 +8,7 @@
 mod config;
 mod cost;
 mod counting;
+mod floors;
 mod lambda;
 mod local;
 mod logs;
@@ -107,6 +108,8 @@ async fn run(s: &Settings, logs: &logs::LogBytes) -> anyhow::Result<Results> {
         ack_ms: None,
         ingest_events_per_s: None,
         load: None,
+        floors: floors::Floors::default(),
+        ratios: floors::Ratios::default(),
         e2e_sync_ms: BTreeMap::new(),
         api_calls_per_change: BTreeMap::new(),
         echo_writes: BTreeMap::new(),
@@ -184,6 +187,17 @@ async fn run(s: &Settings, logs: &logs::LogBytes) -> anyhow::Result<Results> {
             }
             Err(e) => r.errors.push(format!("load: {e:#}")),
         }
+        eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+        let t = section("floors: a handler that only answers 202, raw SQLite group-commit inserts");
+        match floors::ack(&plan).await {
+            Ok(a) => r.floors.ack_ms = Some(a),
+            Err(e) => r.errors.push(format!("ack floor: {e:#}")),
+        }
+        match floors::ingest(&scratch.join("floors"), &plan).await {
+            Ok(i) => r.floors.ingest_events_per_s = Some(i),
+            Err(e) => r.errors.push(format!("ingest floor: {e:#}")),
+        }
+        r.ratios = floors::Ratios::of(r.ack_ms.as_ref(), r.ingest_events_per_s.as_ref(), &r.floors);
         eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
     }
     if s.runs("e2e") {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cost::{self, Breakdown, FunctionLoad, Inputs};
+use crate::floors::{Floors, Ratios};
 use crate::lambda::{FunctionFigures, Size};
 use crate::local::{Burst, ChangeCalls, Load};
 use crate::receiver::SourceCost;
@@ -47,6 +48,11 @@ pub struct Results {
     pub ack_ms: Option<LatencySpread>,
     pub ingest_events_per_s: Option<Spread>,
     pub load: Option<Load>,
+    /// Measured in the same run: a handler that only answers 202, raw SQLite group-commit inserts.
+    pub floors: Floors,
+    /// campbridge ÷ floor: `ack_ms.p50`/`ack_ms.p99` (lower is better, ≥ 1) and `ingest_events_per_s`
+    /// (higher is better, ≤ 1).
+    pub ratios: Ratios,
     pub e2e_sync_ms: BTreeMap<String, LatencySpread>,
     pub api_calls_per_change: BTreeMap<String, ChangeCalls>,
     pub echo_writes: BTreeMap<String, u64>,
@@ -265,6 +271,12 @@ pub fn table(r: &Results) -> String {
         if let Some(a) = &l.ack_ms {
             writeln!(w, "   webhook ack ms        {}", latency(a)).ok();
         }
+        if let Some(f) = &r.floors.ack_ms {
+            writeln!(w, "   ack floor ms          {}  (a handler that only answers 202)", latency(f)).ok();
+        }
+        if let Some(x) = &r.ratios.ack_ms {
+            writeln!(w, "   ack ÷ floor           p50 ×{:.2}  p99 ×{:.2}", x.p50, x.p99).ok();
+        }
         writeln!(
             w,
             "   load: {} requests per run, {} concurrent, {} not 202",
@@ -273,6 +285,12 @@ pub fn table(r: &Results) -> String {
         .ok();
         if let Some(s) = &l.ingest_events_per_s {
             writeln!(w, "   ingest events/s       {}", spread(s, 0)).ok();
+        }
+        if let Some(f) = &r.floors.ingest_events_per_s {
+            writeln!(w, "   ingest floor rows/s   {}  (raw SQLite group-commit inserts)", spread(f, 0)).ok();
+        }
+        if let Some(x) = r.ratios.ingest_events_per_s {
+            writeln!(w, "   ingest ÷ floor        ×{x:.2}").ok();
         }
         if let Some(s) = &l.processed_events_per_s {
             writeln!(w, "   synced events/s       {}  (first request → queue empty)", spread(s, 0)).ok();
