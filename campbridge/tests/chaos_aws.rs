@@ -14,7 +14,6 @@ mod harness;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::QueueAttributeName;
 use harness::world::{Backend, ScaledClock};
 use harness::{Scale, assert_holds, chaos, outage, storm, weather};
@@ -38,7 +37,7 @@ async fn emulators() -> Option<aws_config::SdkConfig> {
             }
         }
     }
-    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    Some(shared::adapters::aws_sdk::load().await)
 }
 
 async fn fifo_queue(sqs: &aws_sdk_sqs::Client, name: &str, redrive: Option<&str>) -> String {
