@@ -259,7 +259,7 @@ pub fn table(r: &Results) -> String {
         }
     }
 
-    writeln!(w, "\n3. Binary size, release profile (opt-level s, fat LTO, panic=abort, stripped)").ok();
+    writeln!(w, "\n3. Binary size, release profile (opt-level z, fat LTO, panic=abort, stripped)").ok();
     for (name, d) in &r.binary_details {
         let host = d.host_bytes.map_or_else(|| "not built".to_owned(), bytes);
         let arm = d.arm64_bytes.map(|b| format!("   arm64 (make build): {}", bytes(b))).unwrap_or_default();

@@ -123,7 +123,7 @@ impl LambdaEnv {
 /// `LoggingConfig`), else `RUST_LOG`, else `info` in JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
-    /// A `tracing_subscriber::EnvFilter` directive.
+    /// A `tracing_subscriber::filter::Targets` list: a level, `target=level` pairs, comma-separated.
     pub filter: String,
     pub json: bool,
 }
@@ -149,6 +149,13 @@ impl LogSettings {
         };
         let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text"));
         Self { filter, json }
+    }
+
+    /// The filter; one that does not parse logs at `info`.
+    pub fn targets(&self) -> tracing_subscriber::filter::Targets {
+        self.filter.parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing_subscriber::filter::LevelFilter::INFO)
+        })
     }
 }
 
@@ -228,6 +235,18 @@ mod tests {
         let s = LogSettings::from_lookup(lookup(&[("RUST_LOG", "shared=debug")]));
         assert_eq!(s, LogSettings { filter: "shared=debug".into(), json: true });
         assert_eq!(LogSettings::from_lookup(|_| None), LogSettings { filter: "info".into(), json: true });
+    }
+
+    #[test]
+    fn the_filter_keeps_targets_and_levels_and_falls_back_to_info() {
+        use tracing_subscriber::filter::LevelFilter;
+        let targets = |f: &str| LogSettings { filter: f.into(), json: true }.targets();
+        let t = targets("shared=debug,warn");
+        assert!(t.would_enable("shared::sync", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("lambda_runtime", &tracing::Level::INFO));
+        assert!(t.would_enable("lambda_runtime", &tracing::Level::WARN));
+        assert_eq!(targets("shared=loud").default_level(), Some(LevelFilter::INFO));
+        assert_eq!(targets("error").default_level(), Some(LevelFilter::ERROR));
     }
 
     #[test]

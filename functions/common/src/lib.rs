@@ -133,14 +133,19 @@ pub async fn measured<F: std::future::Future>(invocation: F) -> (F::Output, Vec<
 
 /// Logs for CloudWatch as the function's `LoggingConfig` asks ([`LogSettings`]): JSON by default, without
 /// ANSI colours or timestamps (CloudWatch adds its own).
+///
+/// The filter is a [`Targets`](tracing_subscriber::filter::Targets) list (`info`, `shared=debug,warn`), not
+/// an `EnvFilter`: the functions never filter on span fields, and `EnvFilter` links a regex engine into
+/// every function (decision 0004).
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let settings = LogSettings::from_env();
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).without_time().with_target(false);
+    let filter = settings.targets();
+    let builder = tracing_subscriber::fmt().with_ansi(false).without_time().with_target(false);
     if settings.json {
-        builder.json().with_current_span(false).init();
+        builder.json().with_current_span(false).finish().with(filter).init();
     } else {
-        builder.init();
+        builder.finish().with(filter).init();
     }
 }
