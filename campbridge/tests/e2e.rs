@@ -367,6 +367,14 @@ async fn a_burst_of_todos_under_basecamps_real_limit_is_paced_below_it_without_a
     for todo in &todos {
         stack.wait_for(&format!("the issue of {todo}"), 120, || stack.issue_of(*todo)).await.unwrap();
     }
+    // The links that follow each create are paced too (about 100 Basecamp calls at 45 per 10 s): let the
+    // queue drain under that pace before the usual settle, which allows 30 s per round.
+    let store = stack.store.clone();
+    let drained = || {
+        let store = store.clone();
+        async move { (store.depth().await.ok()? == 0).then_some(()) }
+    };
+    stack.wait_for("the paced queue to drain", 120, drained).await.unwrap();
     stack.settle().await.unwrap();
     let calls = stack.basecamp.calls().total();
     assert!(calls > 50, "the burst needs more than one window's budget: {calls} calls");
