@@ -145,6 +145,9 @@ impl CrashPlan {
 pub struct Switch {
     tripped: AtomicBool,
     pub notify: Notify,
+    /// Batches in hand holding a message near its last allowed receive: while any is, the process is not
+    /// killed at all (a kill takes every worker's batch with it, not just the one at the failpoint).
+    pub spared: std::sync::atomic::AtomicUsize,
 }
 
 impl Switch {
@@ -163,7 +166,8 @@ pub struct Points {
 impl Points {
     /// Returns when the process lives on; never returns when it was killed here (or earlier).
     async fn at(&self, step: Step, point: &str) {
-        if self.switch.tripped() || self.plan.should_fire(step, point) {
+        let spared = self.switch.spared.load(Ordering::SeqCst) > 0;
+        if self.switch.tripped() || (!spared && self.plan.should_fire(step, point)) {
             if !self.switch.tripped.swap(true, Ordering::SeqCst) {
                 self.switch.notify.notify_one();
             }
@@ -441,8 +445,11 @@ impl JobQueue for CrashQueue {
         self.points.alive().await;
         let got = self.inner.receive(max, self.real(visibility)).await?;
         let spare = got.iter().any(|m| m.receive_count >= 3);
-        // Outside a worker's batch scope there is nothing to spare.
-        let _outside_a_batch = SPARE_BATCH.try_with(|c| c.set(spare));
+        // Outside a worker's batch scope there is nothing to spare. The worker gives the count back when
+        // its batch ends.
+        if spare && SPARE_BATCH.try_with(|c| c.set(true)).is_ok() {
+            self.points.switch.spared.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(got)
     }
     async fn delete(&self, receipt: &str) -> Result<(), StoreError> {

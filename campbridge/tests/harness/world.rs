@@ -261,9 +261,16 @@ impl Factory {
         let tasks = (0..self.workers.max(1))
             .map(|_| {
                 let (engine, queue, stats) = (engine.clone(), queue.clone(), self.stats.clone());
+                let switch = switch.clone();
                 tokio::spawn(async move {
                     loop {
-                        let batch = run_queue_once(&engine, queue.as_ref(), 10, VISIBILITY);
+                        let batch = async {
+                            let done = run_queue_once(&engine, queue.as_ref(), 10, VISIBILITY).await;
+                            if SPARE_BATCH.with(std::cell::Cell::get) {
+                                switch.spared.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            done
+                        };
                         match SPARE_BATCH.scope(std::cell::Cell::new(false), batch).await {
                             Ok((0, _)) => tokio::time::sleep(idle).await,
                             Ok((_, report)) => stats.record(&report),
