@@ -599,7 +599,7 @@ impl Engine {
         if !self.save_or_restart(&mut pair).await? {
             return Ok(None);
         }
-        info!(pair = %subject, reason = reason.code(), "pair detached");
+        info!(pair = %subject, reason = reason.code(), "to-do {} stopped syncing: {}", pair.todo, reason.describe());
         self.record(Some(&route.id), &subject, delivery, "detached", &reason.describe()).await?;
         if self.post_notice(route, pair, delivery).await?.is_none() {
             // The pair moved on after the save; its next job posts the notice (it stays saved on the pair).
@@ -629,7 +629,7 @@ impl Engine {
         if !self.save_or_restart(&mut pair).await? {
             return Ok(None);
         }
-        info!(pair = %subject, was = detachment.reason.code(), "pair resumed");
+        info!(pair = %subject, was = detachment.reason.code(), "to-do {} syncs again", pair.todo);
         let detail = format!("syncing again; it was detached because {}", detachment.reason.describe());
         self.record(Some(&route.id), &subject, delivery, "resumed", &detail).await?;
         self.post_notice(route, pair, delivery).await
@@ -791,7 +791,12 @@ impl Engine {
             }
         }
         let action = if recovered { "recovered" } else { "created" };
-        info!(pair = %subject, item = %item.item, action, "paired");
+        let title = super::story::clip(&todo.title);
+        if recovered {
+            info!(pair = %subject, "{} found for to-do {} (an earlier attempt created it): \"{title}\"", item.item, todo.id);
+        } else {
+            info!(pair = %subject, "{} created from to-do {}: \"{title}\"", item.item, todo.id);
+        }
         self.record(
             Some(&route.id),
             &subject,
@@ -1056,6 +1061,16 @@ impl Engine {
         let writes = apply.writes();
         let conflicts = apply.conflicts.len();
         let fields = describe_writes(&apply);
+        let story = {
+            let (item, todo) = (super::story::item_name(&pair), pair.todo);
+            let policy = route.conflict_policy.as_str();
+            let mut lines: Vec<String> =
+                apply.conflicts.iter().map(|c| super::story::conflict(item, todo, policy, c)).collect();
+            let title = apply.item.summary.as_deref().map(|s| route.title.extract(s));
+            lines.extend(super::story::tracker_write(item, todo, &apply.item, title));
+            lines.extend(super::story::basecamp_write(item, todo, &apply.todo));
+            lines
+        };
         pair.snapshot = apply.snapshot;
         pair.open_conflicts = apply.open_conflicts;
         pair.todo_seen_at = apply.todo_seen_at;
@@ -1084,6 +1099,9 @@ impl Engine {
         }
         if !saved {
             return Err(SyncError::Busy(format!("pair {subject} kept changing while saving its writes")));
+        }
+        for line in &story {
+            info!(pair = %subject, "{line}");
         }
         let mut detail = if fields.is_empty() { "snapshot updated; no writes needed".to_owned() } else { fields };
         for note in &apply.notes {
@@ -1267,6 +1285,7 @@ impl Engine {
                     if !self.save_or_restart(&mut pair).await? {
                         continue;
                     }
+                    info!(pair = %subject, "{item} ← to-do {todo}: comment {} edited", c.id);
                     self.record(
                         Some(route_id),
                         &subject,
@@ -1307,6 +1326,7 @@ impl Engine {
                     if !self.save_or_restart(&mut pair).await? {
                         continue;
                     }
+                    info!(pair = %subject, "{item} ← to-do {todo}: comment {} mirrored", c.id);
                     self.record(
                         Some(route_id),
                         &subject,

@@ -12,6 +12,7 @@ pub mod reconcile;
 mod references;
 mod resolve;
 mod signals;
+mod story;
 
 pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment, digest};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create, snapshot_after_recovery};

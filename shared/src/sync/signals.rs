@@ -311,6 +311,7 @@ impl Engine {
             &format!("PR {} merged", pr.pr),
         )
         .await?;
+        tracing::info!(pair = %pair.key(), "to-do {} completed: PR {} merged", pair.todo, pr.pr);
         Ok(1)
     }
 
@@ -328,6 +329,7 @@ impl Engine {
         };
         self.tracker.upsert_remote_link(item, &link).await.map_err(SyncError::upstream(Side::Tracker))?;
         self.mark(&pair.key(), &key, Signal::Done, &[]).await?;
+        tracing::info!(pair = %pair.key(), "{item} ← PR {}: linked", pr.pr);
         Ok(1)
     }
 
@@ -375,6 +377,7 @@ impl Engine {
                 &format!("posted {}", post.key),
             )
             .await?;
+            tracing::info!(pair = %key, "{}", super::story::signal(&pair, &post.key, job));
             return Ok(1);
         }
         Err(SyncError::Busy(format!("pair {key} kept changing while posting a signal")))
