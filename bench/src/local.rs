@@ -525,7 +525,7 @@ async fn dev_owned_changes(stack: &Stack, out: &mut BTreeMap<String, ChangeCalls
             let status = bb::BuildStatus {
                 commit: head.clone(),
                 key: "ci".into(),
-                state: "FAILED".into(),
+                state: shared::domain::BuildState::Failed.as_str().into(),
                 name: "CI".into(),
                 url: "https://ci.example.invalid/build/42".into(),
                 refname: Some(branch.clone()),

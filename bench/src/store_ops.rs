@@ -185,7 +185,7 @@ impl Harness {
             let status = bb::BuildStatus {
                 commit: head,
                 key: "ci".into(),
-                state: "FAILED".into(),
+                state: shared::domain::BuildState::Failed.as_str().into(),
                 name: "CI".into(),
                 url: "https://ci.example.invalid/build/1".into(),
                 refname: Some(branch),

@@ -15,7 +15,7 @@ use shared::adapters::memory::MemorySecrets;
 use shared::adapters::sqlite::SqliteStore;
 use shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
 use shared::config::Config;
-use shared::domain::{DevItemRef, PairKey, RouteId, TodoId};
+use shared::domain::{BuildState, DevItemRef, PairKey, RouteId, TodoId};
 use shared::ports::{Clock, PairStore, SecretStore, SystemClock};
 use shared::sync::ReconcileReport;
 use tokio::sync::oneshot;
@@ -650,18 +650,18 @@ pub async fn play(stack: &Stack) -> anyhow::Result<Summary> {
 
     step(5, "CI fails on the branch, then passes after a fix");
     let head = stack.bitbucket.head_of(pr).await.unwrap_or_default();
-    let status = |state: &str| bb_sim::BuildStatus {
+    let status = |state: BuildState| bb_sim::BuildStatus {
         commit: head.clone(),
         key: "ci".into(),
-        state: state.into(),
+        state: state.as_str().into(),
         name: "CI".into(),
         url: "https://ci.example.invalid/build/42".into(),
         refname: Some(branch.clone()),
         ..Default::default()
     };
-    stack.bitbucket.post_build_status(status("FAILED"), "jared").await?;
+    stack.bitbucket.post_build_status(status(BuildState::Failed), "jared").await?;
     result(&format!("the to-do got: \"{}\"", wait_comment(stack, todo, "Build failed").await?));
-    stack.bitbucket.post_build_status(status("SUCCESSFUL"), "jared").await?;
+    stack.bitbucket.post_build_status(status(BuildState::Successful), "jared").await?;
     result(&format!("the to-do got: \"{}\"", wait_comment(stack, todo, "Build fixed").await?));
 
     step(6, "The pull request is merged");

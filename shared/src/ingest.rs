@@ -281,7 +281,7 @@ impl BitbucketReceiver {
         let job = match d.event {
             BitbucketEvent::PullRequest(e) => Job::PullRequestChanged {
                 delivery: d.delivery,
-                state: e.state.as_str().to_owned(),
+                state: e.state,
                 pull_request: e.pull_request,
                 received_at: now,
             },
@@ -289,7 +289,7 @@ impl BitbucketReceiver {
                 let build = Build {
                     repo: b.repo,
                     name: b.name.unwrap_or_else(|| b.key.clone()),
-                    state: b.state.as_str().to_owned(),
+                    state: b.state,
                     commit: b.commit,
                     key: b.key,
                     url: b.url.unwrap_or_default(),

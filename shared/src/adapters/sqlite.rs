@@ -1457,6 +1457,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pair_stored_with_string_signal_keys_reads_typed_and_is_written_back_unchanged() {
+        use crate::domain::{PullRequestRef, PullRequestState, RepoRef, Signal, SignalKey};
+        let clock = clock();
+        let store = store(&clock);
+        // The signals as pairs have always stored them, one key of each kind plus one this build does not know.
+        let stored_signals = serde_json::json!({
+            "pr:team/web#2:MERGED": {"state": "posted", "value": 1_052_473_970_i64},
+            "prlink:team/web#2": {"state": "done"},
+            "completed-on-merge:team/web#2": {"state": "done"},
+            "build:team/web:ci:main:43f670e:FAILED": {"state": "failing", "value": "43f670e"},
+            "build-failing:team/web:ci:main": {"state": "failing", "value": "43f670e"},
+            "pm-comment:10050": {"state": "posted", "value": 1_052_473_971_i64},
+            "blocked": {"state": "attempting"},
+            "reviewed:team/web#2": {"state": "done"},
+        });
+        let mut body = serde_json::to_value(contract::pending_pair("web", 1, "worker-a", clock.now())).unwrap();
+        body["signals"] = stored_signals.clone();
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "INSERT INTO pairs (route, todo, state, item_key, version, created_at, body)
+                 VALUES ('web', 1, 'PENDING', NULL, 0, 0, ?1)",
+                [body.to_string()],
+            )
+            .unwrap();
+
+        let key = PairKey { route: RouteId("web".into()), todo: crate::domain::TodoId(1) };
+        let pair = store.get(&key).await.unwrap().unwrap();
+        let pr = PullRequestRef { repo: RepoRef { workspace: "team".into(), repo_slug: "web".into() }, id: 2 };
+        assert_eq!(
+            pair.signals.get(&SignalKey::PullRequest { pr: pr.clone(), state: PullRequestState::Merged }),
+            Some(&Signal::Posted(crate::domain::BasecampCommentId(1_052_473_970)))
+        );
+        assert!(pair.signals.contains_key(&SignalKey::PullRequestLink(pr)));
+        assert!(pair.signals.contains_key(&SignalKey::Blocked));
+        let failing = SignalKey::parse("build:team/web:ci:main:43f670e:FAILED").failing_mark();
+        assert_eq!(failing.and_then(|k| pair.signals.get(&k).cloned()), Some(Signal::Failing("43f670e".into())));
+        assert!(pair.signals.contains_key(&SignalKey::Unknown("reviewed:team/web#2".into())));
+
+        assert_eq!(store.replace(&pair).await.unwrap(), Replaced::Replaced(1));
+        let written: String =
+            store.conn().unwrap().query_row("SELECT body FROM pairs WHERE todo = 1", [], |r| r.get(0)).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(written["signals"], stored_signals, "every key is written back as it was stored");
+    }
+
+    #[tokio::test]
     async fn a_version_1_file_is_migrated_and_gains_the_cursors() {
         let dir = TempDir::new();
         {

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::http::{self, BaseUrl, Credentials, HttpSettings, Reply, clip, nullable};
 use super::{ClientError, found};
-use crate::domain::RepoRef;
+use crate::domain::{BuildState, PullRequestState, RepoRef};
 
 /// Bitbucket Cloud's API root.
 pub const API_BASE: &str = "https://api.bitbucket.org/2.0/";
@@ -122,8 +122,9 @@ pub struct PullRequest {
     pub title: String,
     #[serde(default, deserialize_with = "nullable")]
     pub description: String,
+    /// Absent in some partial representations.
     #[serde(default)]
-    pub state: String,
+    pub state: Option<PullRequestState>,
     #[serde(default)]
     pub author: Option<Account>,
     #[serde(default)]
@@ -149,31 +150,11 @@ impl PullRequest {
     }
 }
 
-/// Pull-request states for listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullRequestState {
-    Open,
-    Merged,
-    Declined,
-    Superseded,
-}
-
-impl PullRequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "OPEN",
-            Self::Merged => "MERGED",
-            Self::Declined => "DECLINED",
-            Self::Superseded => "SUPERSEDED",
-        }
-    }
-}
-
-/// A commit (build) status; `state` ∈ `SUCCESSFUL | FAILED | INPROGRESS | STOPPED`.
+/// A commit (build) status.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CommitStatus {
     pub key: String,
-    pub state: String,
+    pub state: BuildState,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]

@@ -6,8 +6,9 @@
 use anyhow::{Context, ensure};
 
 use super::basecamp::BasecampClient;
-use super::bitbucket::{BitbucketClient, PullRequest, PullRequestState};
+use super::bitbucket::{BitbucketClient, PullRequest};
 use super::jira::JiraClient;
+use crate::domain::PullRequestState;
 use crate::domain::{DevItem, DevItemRef, NewDevItem, ProjectId, RepoRef, StatusCategory, TodoId};
 use crate::ports::{BasecampApi, DevItemPatch, TodoPatch, TrackerApi, TrackerTarget};
 

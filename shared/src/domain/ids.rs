@@ -226,6 +226,16 @@ pub struct PullRequestRef {
     pub id: u64,
 }
 
+impl PullRequestRef {
+    /// Reads the `workspace/repo#id` form [`Display`](fmt::Display) writes.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let err = || IdError { what: "Bitbucket pull request (workspace/repo#id)", value: s.to_owned() };
+        let (repo, id) = s.rsplit_once('#').ok_or_else(err)?;
+        let id = id.parse().ok().filter(|_| id.bytes().all(|b| b.is_ascii_digit())).ok_or_else(err)?;
+        Ok(Self { repo: RepoRef::parse(repo).map_err(|_| err())?, id })
+    }
+}
+
 impl fmt::Display for PullRequestRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.repo, self.id)

@@ -11,6 +11,7 @@ use super::ids::{
     TodolistId,
 };
 use super::model::PullRequest;
+use super::states::{BuildState, PullRequestState};
 
 /// The wire form on the queue: `{"v":"1","job":{...}}`, plus `"retry":{...}` on a job the mapper put back
 /// after a delay. A new incompatible shape gets a new version, and the mapper keeps reading the old one
@@ -116,8 +117,7 @@ pub enum Job {
     PullRequestChanged {
         delivery: DeliveryId,
         pull_request: PullRequest,
-        /// `OPEN`, `MERGED`, `DECLINED`, `SUPERSEDED`, …
-        state: String,
+        state: PullRequestState,
         received_at: DateTime<Utc>,
     },
     /// A build status on a commit was created or updated.
@@ -141,8 +141,7 @@ pub struct Build {
     pub commit: String,
     /// The build's key; a later status with the same key replaces the earlier one.
     pub key: String,
-    /// `SUCCESSFUL`, `FAILED`, `INPROGRESS`, `STOPPED`.
-    pub state: String,
+    pub state: BuildState,
     pub name: String,
     pub url: String,
     /// The branch the status is for, when the build tool says.

@@ -5,9 +5,13 @@ mod job;
 mod model;
 mod pair;
 mod route;
+mod signal_key;
+mod states;
 
 pub use ids::*;
 pub use job::*;
 pub use model::*;
 pub use pair::*;
 pub use route::*;
+pub use signal_key::*;
+pub use states::*;

@@ -73,7 +73,7 @@ pub struct Pair {
     pub comments: Vec<CommentLink>,
     /// Signals posted to the to-do (pull requests, builds), by key: each is posted once.
     #[serde(default)]
-    pub signals: std::collections::BTreeMap<String, Signal>,
+    pub signals: std::collections::BTreeMap<super::signal_key::SignalKey, Signal>,
     /// Fields whose conflict waits for a person (`manual` policy): skipped until resolved.
     pub open_conflicts: BTreeSet<Field>,
     /// The newest `updated_at` seen on each side; a fresh read older than this is stale and ignored.

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Backlink, CommentLink, Pair, Route, Signal, escape_html};
+use crate::domain::{Backlink, CommentLink, Pair, Route, Signal, SignalKey, escape_html};
 use crate::ports::{TodoComment, TrackerComment};
 use crate::richtext::{html_to_text, text_to_html};
 
@@ -65,14 +65,14 @@ pub fn decide_comment(route: &Route, pair: &Pair, comment: &TodoComment) -> Comm
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToTodo {
     /// Post it on the to-do (claimed as signal `key`; `needle` tells a retry whether the post landed).
-    Post { key: String, html: String, needle: String, digest: String },
+    Post { key: SignalKey, html: String, needle: String, digest: String },
     /// Its twin exists and the text changed: replace the twin's content.
     Update { twin: crate::domain::BasecampCommentId, html: String, digest: String },
 }
 
 /// Decides whether a tracker comment goes to the to-do. Pure. `item_url` is where the issue opens.
 pub fn decide_tracker_comment(route: &Route, pair: &Pair, comment: &TrackerComment, item_url: &str) -> Option<ToTodo> {
-    let key = format!("pm-comment:{}", comment.id.0);
+    let key = SignalKey::PmComment(comment.id.clone());
     let mirrored = match pair.signals.get(&key) {
         Some(Signal::Posted(twin)) => Some(*twin),
         _ => None,

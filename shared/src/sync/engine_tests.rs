@@ -567,7 +567,7 @@ async fn a_retried_signal_is_posted_even_when_another_pull_requests_note_is_on_t
     // The claim a stopped worker left for PR #2's note.
     let pair_key = PairKey { route: RouteId("web".into()), todo: TodoId(1) };
     let mut pair = world.pairs.get(&pair_key).await.unwrap().unwrap();
-    pair.signals.insert("pr:team/web#2:OPEN".into(), crate::domain::Signal::Attempting);
+    pair.signals.insert(crate::domain::SignalKey::parse("pr:team/web#2:OPEN"), crate::domain::Signal::Attempting);
     assert!(matches!(world.pairs.replace(&pair).await.unwrap(), crate::ports::Replaced::Replaced(_)));
     world.clock.advance(Duration::from_secs(120)); // the stopped attempt is more than a lease old
     world.enqueue(&world.pr_job(2, &format!("Refactor ({key})"), "", "fix-2", "OPEN")).await;

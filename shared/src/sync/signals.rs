@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Build, BuildSignals, Job, Pair, PairKey, PullRequest, Signal, escape_html};
+use crate::domain::{
+    Build, BuildNote, BuildSignals, BuildState, Job, Pair, PairKey, PullRequest, PullRequestState, Signal, SignalKey,
+    escape_html,
+};
 use crate::ports::{RemoteLink, TrackerTarget};
 
 use super::engine::{Engine, Outcome, SyncError};
@@ -14,7 +17,7 @@ use super::references::{Reference, find_references};
 
 /// One comment (or link) a signal should leave on one to-do.
 struct Post {
-    key: String,
+    key: SignalKey,
     /// `None`: no comment, only the mark (and, for a PR, the tracker link).
     html: Option<String>,
     /// Text a retry looks for among the to-do's comments to tell whether the post happened.
@@ -22,20 +25,20 @@ struct Post {
     /// The mark left after posting (usually `Posted`; `Failing` for a failed build).
     after: Option<Signal>,
     /// Marks removed after posting (a fixed build clears its failure).
-    clears: Vec<String>,
+    clears: Vec<SignalKey>,
 }
 
-fn pr_verb(state: &str) -> Option<&'static str> {
+fn pr_verb(state: &PullRequestState) -> Option<&'static str> {
     match state {
-        "OPEN" => Some("opened"),
-        "MERGED" => Some("merged"),
-        "DECLINED" => Some("declined"),
-        "SUPERSEDED" => Some("superseded"),
-        _ => None,
+        PullRequestState::Open => Some("opened"),
+        PullRequestState::Merged => Some("merged"),
+        PullRequestState::Declined => Some("declined"),
+        PullRequestState::Superseded => Some("superseded"),
+        PullRequestState::Other(_) => None,
     }
 }
 
-fn pr_posts(pr: &PullRequest, state: &str) -> Vec<Post> {
+fn pr_posts(pr: &PullRequest, state: &PullRequestState) -> Vec<Post> {
     let Some(verb) = pr_verb(state) else { return Vec::new() };
     // The needle names this pull request and this state: a to-do can carry the notes of several PRs.
     let needle = format!("PR #{} “{}” {verb} by", pr.pr.id, escape_html(&pr.title));
@@ -45,35 +48,36 @@ fn pr_posts(pr: &PullRequest, state: &str) -> Vec<Post> {
         escape_html(&pr.url),
         escape_html(&pr.url)
     );
-    vec![Post { key: format!("pr:{}:{state}", pr.pr), html: Some(html), needle, after: None, clears: Vec::new() }]
+    let key = SignalKey::PullRequest { pr: pr.pr.clone(), state: state.clone() };
+    vec![Post { key, html: Some(html), needle, after: None, clears: Vec::new() }]
 }
 
-fn build_posts(build: &Build, setting: BuildSignals, signals: &BTreeMap<String, Signal>) -> Vec<Post> {
+fn build_posts(build: &Build, setting: BuildSignals, signals: &BTreeMap<SignalKey, Signal>) -> Vec<Post> {
     let short = build.commit.get(..7).unwrap_or(&build.commit);
     let branch = build.branch.as_deref().unwrap_or("?");
-    let failing_key = format!("build-failing:{}:{}", build.repo, build.key);
+    let failing_key = SignalKey::build_failing(build);
     let link =
         |text: &str| format!("<p>{text} → <a href=\"{}\">{}</a></p>", escape_html(&build.url), escape_html(&build.url));
     let name = escape_html(&build.name);
-    match (setting, build.state.as_str()) {
+    match (setting, &build.state) {
         (BuildSignals::Off, _) => Vec::new(),
         // Each needle names its commit: a to-do carries the notes of every build of its branches.
-        (_, "FAILED") => vec![Post {
-            key: format!("build:{}:{}:{}:FAILED", build.repo, build.key, build.commit),
+        (_, BuildState::Failed) => vec![Post {
+            key: SignalKey::build(build, BuildNote::Failed),
             html: Some(link(&format!("Build failed: {name} on {} (commit {short})", escape_html(branch)))),
             needle: format!("Build failed: {name} on {} (commit {short})", escape_html(branch)),
             after: Some(Signal::Failing(build.commit.clone())),
             clears: Vec::new(),
         }],
-        (_, "SUCCESSFUL") if signals.contains_key(&failing_key) => vec![Post {
-            key: format!("build:{}:{}:{}:FIXED", build.repo, build.key, build.commit),
+        (_, BuildState::Successful) if signals.contains_key(&failing_key) => vec![Post {
+            key: SignalKey::build(build, BuildNote::Fixed),
             html: Some(link(&format!("Build fixed: {name} passes again on {} (commit {short})", escape_html(branch)))),
             needle: format!("Build fixed: {name} passes again on {} (commit {short})", escape_html(branch)),
             after: None,
             clears: vec![failing_key],
         }],
-        (BuildSignals::All, "SUCCESSFUL") => vec![Post {
-            key: format!("build:{}:{}:{}:SUCCESSFUL", build.repo, build.key, build.commit),
+        (BuildSignals::All, BuildState::Successful) => vec![Post {
+            key: SignalKey::build(build, BuildNote::Passed),
             html: Some(link(&format!("Build passed: {name} on {} (commit {short})", escape_html(branch)))),
             needle: format!("Build passed: {name} on {} (commit {short})", escape_html(branch)),
             after: None,
@@ -143,10 +147,10 @@ impl Engine {
     /// Posts a pull request's or build's signal on every to-do it refers to.
     pub(super) async fn sync_signal(&self, job: &Job) -> Result<Outcome, SyncError> {
         let mut traced = None;
-        let (texts, pr): (Vec<String>, Option<(&PullRequest, &str)>) = match job {
+        let (texts, pr): (Vec<String>, Option<(&PullRequest, &PullRequestState)>) = match job {
             Job::PullRequestChanged { pull_request, state, .. } => (
                 vec![pull_request.title.clone(), pull_request.description.clone(), pull_request.source_branch.clone()],
-                Some((pull_request, state.as_str())),
+                Some((pull_request, state)),
             ),
             Job::BuildChanged { build, .. } => {
                 let (build, texts) = self.traced_build(build).await?;
@@ -166,10 +170,10 @@ impl Engine {
             let Some(route) = self.settings.routes.iter().find(|r| r.id == pair.route) else { continue };
             let posts = match (job, pr) {
                 (_, Some((pull_request, state))) => {
-                    if state == "OPEN" {
+                    if *state == PullRequestState::Open {
                         writes += self.link_pull_request(&pair, pull_request).await?;
                     }
-                    if state == "MERGED" && route.complete_on_merge {
+                    if *state == PullRequestState::Merged && route.complete_on_merge {
                         writes += self.complete_on_merge(&pair, pull_request, job).await?;
                     }
                     pr_posts(pull_request, state)
@@ -270,20 +274,20 @@ impl Engine {
         };
         let name = escape_html(item.item.display_name());
         let url = escape_html(&item.url);
-        let post = match (reason, pair.signals.contains_key("blocked")) {
+        let post = match (reason, pair.signals.contains_key(&SignalKey::Blocked)) {
             (Some(why), false) => Post {
-                key: "blocked".into(),
+                key: SignalKey::Blocked,
                 html: Some(format!("<p>Blocked: <a href=\"{url}\">{name}</a> is {}</p>", escape_html(&why))),
                 needle: format!("Blocked: <a href=\"{url}\">"),
                 after: None,
-                clears: vec!["unblocked".into()],
+                clears: vec![SignalKey::Unblocked],
             },
             (None, true) => Post {
-                key: "unblocked".into(),
+                key: SignalKey::Unblocked,
                 html: Some(format!("<p>Unblocked: <a href=\"{url}\">{name}</a> is moving again</p>")),
                 needle: format!("Unblocked: <a href=\"{url}\">"),
                 after: None,
-                clears: vec!["blocked".into()],
+                clears: vec![SignalKey::Blocked],
             },
             _ => return Ok(()),
         };
@@ -293,7 +297,7 @@ impl Engine {
     /// Completes the to-do when its pull request merges (route option), once per PR; the completion then
     /// syncs like any Basecamp change (a transition to done under `pm-owned`).
     async fn complete_on_merge(&self, pair: &Pair, pr: &PullRequest, job: &Job) -> Result<usize, SyncError> {
-        let key = format!("completed-on-merge:{}", pr.pr);
+        let key = SignalKey::CompletedOnMerge(pr.pr.clone());
         if pair.signals.contains_key(&key) {
             return Ok(0);
         }
@@ -317,7 +321,7 @@ impl Engine {
 
     /// A remote link from the paired issue to the pull request (an idempotent upsert), once per PR.
     async fn link_pull_request(&self, pair: &Pair, pr: &PullRequest) -> Result<usize, SyncError> {
-        let key = format!("prlink:{}", pr.pr);
+        let key = SignalKey::PullRequestLink(pr.pr.clone());
         if pair.signals.contains_key(&key) {
             return Ok(0);
         }
@@ -395,11 +399,8 @@ impl Engine {
             pair.signals.insert(post.key.clone(), state.clone());
             if let Some(Signal::Failing(_)) = &post.after {
                 // Remember which build key is failing, for the "fixed" note.
-                if let Some(rest) = post.key.strip_prefix("build:") {
-                    let base: Vec<&str> = rest.rsplitn(3, ':').collect();
-                    if let Some(prefix) = base.get(2) {
-                        pair.signals.insert(format!("build-failing:{prefix}"), state.clone());
-                    }
+                if let Some(failing) = post.key.failing_mark() {
+                    pair.signals.insert(failing, state.clone());
                 }
             }
             for k in &post.clears {
@@ -416,10 +417,16 @@ impl Engine {
         Err(SyncError::Busy(format!("pair {} kept changing while recording a signal", pair.key())))
     }
 
-    async fn mark(&self, key: &PairKey, signal_key: &str, signal: Signal, clears: &[String]) -> Result<(), SyncError> {
+    async fn mark(
+        &self,
+        key: &PairKey,
+        signal_key: &SignalKey,
+        signal: Signal,
+        clears: &[SignalKey],
+    ) -> Result<(), SyncError> {
         for _ in 0..3 {
             let Some(mut pair) = self.pairs.get(key).await? else { return Ok(()) };
-            pair.signals.insert(signal_key.to_owned(), signal.clone());
+            pair.signals.insert(signal_key.clone(), signal.clone());
             for k in clears {
                 pair.signals.remove(k);
             }

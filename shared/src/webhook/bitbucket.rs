@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::verify::{SIGNATURE_HEADER, Verified, verify_signature};
 use super::{Headers, WebhookError, check_size, required};
-use crate::domain::PullRequest;
+use crate::domain::{BuildState, PullRequest, PullRequestState};
 use crate::domain::{DeliveryId, PullRequestRef, RepoRef};
 
 /// The header naming the event.
@@ -53,39 +53,6 @@ pub enum PullRequestAction {
     Rejected,
 }
 
-/// A pull request's `state`. Unknown future states are kept verbatim rather than rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PullRequestState {
-    Open,
-    Merged,
-    Declined,
-    Superseded,
-    Other(String),
-}
-
-impl PullRequestState {
-    /// The state as Bitbucket spells it (`OPEN`, `MERGED`, …).
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Open => "OPEN",
-            Self::Merged => "MERGED",
-            Self::Declined => "DECLINED",
-            Self::Superseded => "SUPERSEDED",
-            Self::Other(s) => s,
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "OPEN" => Self::Open,
-            "MERGED" => Self::Merged,
-            "DECLINED" => Self::Declined,
-            "SUPERSEDED" => Self::Superseded,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
 /// A pull request was opened, changed, merged or declined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestEvent {
@@ -94,39 +61,6 @@ pub struct PullRequestEvent {
     /// Repository and id, title, description (empty when none), source branch, the author's display
     /// name and the PR's web link (`links.html.href`).
     pub pull_request: PullRequest,
-}
-
-/// A commit status's `state`. Unknown future states are kept verbatim rather than rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildState {
-    Successful,
-    Failed,
-    InProgress,
-    Stopped,
-    Other(String),
-}
-
-impl BuildState {
-    /// The state as Bitbucket spells it (`SUCCESSFUL`, `FAILED`, …).
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Successful => "SUCCESSFUL",
-            Self::Failed => "FAILED",
-            Self::InProgress => "INPROGRESS",
-            Self::Stopped => "STOPPED",
-            Self::Other(s) => s,
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "SUCCESSFUL" => Self::Successful,
-            "FAILED" => Self::Failed,
-            "INPROGRESS" => Self::InProgress,
-            "STOPPED" => Self::Stopped,
-            other => Self::Other(other.to_owned()),
-        }
-    }
 }
 
 /// A build status on a commit was created or updated (`repo:commit_status_*`).
@@ -176,7 +110,7 @@ struct WirePullRequest {
     title: String,
     #[serde(default)]
     description: Option<String>,
-    state: String,
+    state: PullRequestState,
     source: WireEnd,
     #[serde(default)]
     author: Option<WireAccount>,
@@ -220,7 +154,7 @@ struct WireStatusBody {
 #[derive(Deserialize)]
 struct WireStatus {
     key: String,
-    state: String,
+    state: BuildState,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -307,7 +241,7 @@ pub fn parse(event_key: &str, body: Verified<'_>) -> Result<BitbucketEvent, Webh
     let author = pr.author.and_then(|a| a.display_name.or(a.nickname)).unwrap_or_default();
     Ok(BitbucketEvent::PullRequest(PullRequestEvent {
         action,
-        state: PullRequestState::parse(&pr.state),
+        state: pr.state,
         pull_request: PullRequest {
             pr: PullRequestRef { repo: repo(&wire.repository)?, id: pr.id },
             title: pr.title,
@@ -341,7 +275,7 @@ fn build_status(body: Verified<'_>) -> Result<BitbucketEvent, WebhookError> {
         repo: repo(&wire.repository)?,
         commit,
         key: s.key,
-        state: BuildState::parse(&s.state),
+        state: s.state,
         name: s.name,
         url: s.url,
         refname: s.refname.filter(|r| !r.is_empty()),

@@ -4,7 +4,8 @@
 use campbridge_simulators::bitbucket::{self as bb_sim, BuildStatus};
 use secrecy::SecretString;
 use shared::clients::ClientError;
-use shared::clients::bitbucket::{PullRequestState, WebhookSpec};
+use shared::clients::bitbucket::WebhookSpec;
+use shared::domain::PullRequestState;
 use shared::domain::RepoRef;
 
 use super::support::{self, bitbucket_raw_get};
@@ -58,7 +59,7 @@ async fn pull_requests_page_by_next_and_read_one_by_one() {
     assert_eq!(sim.calls().count("GET", "/2.0/repositories/{workspace}/{repo}/pullrequests"), 2, "two pages of 50");
 
     let merged = client.pull_request(&repo(&sim), ids[3]).await.unwrap().expect("the pull request exists");
-    assert_eq!(merged.state, "MERGED");
+    assert_eq!(merged.state, Some(PullRequestState::Merged));
     assert_eq!(merged.title, "WEB-3 Part 3");
     assert_eq!(merged.description, "Fixes BC-3");
     assert_eq!(merged.source_branch(), Some("feature/WEB-1"));

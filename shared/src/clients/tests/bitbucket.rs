@@ -6,10 +6,11 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::server::{Reply, TestServer, fixture, fixture_json};
-use crate::clients::bitbucket::{self, BitbucketClient, BitbucketConfig, PullRequest, PullRequestState, WebhookSpec};
+use crate::clients::bitbucket::{self, BitbucketClient, BitbucketConfig, PullRequest, WebhookSpec};
 use crate::clients::http::Reply as RawReply;
 use crate::clients::{BaseUrl, ClientError, Credentials, HttpSettings};
 use crate::domain::RepoRef;
+use crate::domain::{BuildState, PullRequestState};
 
 const TOKEN: &str = "bb-api-token-do-not-print";
 const RATE_LIMIT_BODY: &str = "Rate limit for this resource has been exceeded";
@@ -45,7 +46,7 @@ fn the_fixture_bodies_deserialize_into_the_client_types() {
     assert!(pr.source_branch().is_some() && pr.html_url().is_some());
     let status: bitbucket::CommitStatus =
         serde_json::from_str(&fixture("bitbucket/cloud-api-commit-build-status-get.json")).unwrap();
-    assert_eq!(status.state, "FAILED");
+    assert_eq!(status.state, BuildState::Failed);
     let hook: bitbucket::WebhookSubscription =
         serde_json::from_str(&fixture("bitbucket/cloud-api-webhook-subscription.json")).unwrap();
     assert_eq!(hook.secret_set, Some(true));
