@@ -9,7 +9,7 @@ use shared::config::{Config, StoreConfig};
 use shared::ingest::Receivers;
 use shared::ports::{Clock, SecretStore};
 use shared::setup::{self, Stores};
-use shared::sync::{Engine, ReconcileStores, Reconciler};
+use shared::sync::{Engine, ReconcileStores};
 use tokio::sync::Notify;
 
 use crate::server::{self, App, ReconcileHandle, Reconciling};
@@ -67,7 +67,7 @@ pub async fn wire(
         Some(every) => {
             let stores =
                 ReconcileStores { pairs: shared_store.clone(), cursors: shared_store.clone(), queue: shared_store };
-            let reconciler = Reconciler::wire(config, stores, secrets, clock.clone()).await?;
+            let reconciler = setup::reconciler(config, stores, secrets, clock.clone()).await?;
             Some(server::reconciling(reconciler, every))
         }
         None => None,

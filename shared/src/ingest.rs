@@ -181,7 +181,7 @@ impl JiraReceiver {
         let projects = routes
             .iter()
             .map(|r| {
-                let crate::ports::TrackerTarget::Jira { project, .. } = &r.target;
+                let crate::domain::TrackerTarget::Jira { project, .. } = &r.target;
                 project.clone()
             })
             .collect();

@@ -1,5 +1,5 @@
 //! From a validated [`Config`] and a [`SecretStore`] to the parts every runtime needs: the API clients,
-//! the receivers and the [`Engine`]. Local mode, the operator commands and the Lambda functions all wire
+//! the receivers, the [`Engine`] and the [`Reconciler`]: the one composition root. Local mode, the operator commands and the Lambda functions all wire
 //! through here, so a deployment behaves the same wherever it runs; only the stores differ.
 //!
 //! Setup problems come back as [`SetupError`]s with a stable code; they name secrets, never their values.
@@ -19,7 +19,7 @@ use crate::config::{BitbucketAuth, Config};
 use crate::ingest::{BasecampReceiver, BitbucketReceiver, JiraReceiver, Receivers};
 use crate::outbound::OutboundGuard;
 use crate::ports::{AuditLog, Clock, ConflictLog, DeliveryLog, PairStore, SecretError, SecretStore};
-use crate::sync::{Engine, SyncSettings};
+use crate::sync::{Engine, ReconcileSettings, ReconcileStores, Reconciler, SyncSettings};
 
 /// Why a runtime could not be wired. The codes are stable; `doctor` and the README use them.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +273,32 @@ pub async fn engine(
         code_host,
         clock,
     })
+}
+
+/// The reconciler for `config`, with the Basecamp and Jira clients and the webhook key read from
+/// `secrets` once (a missing one fails here, at start, naming it).
+pub async fn reconciler(
+    config: &Config,
+    stores: ReconcileStores,
+    secrets: Arc<dyn SecretStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Reconciler, SetupError> {
+    let key_ref =
+        config.server.webhook_key.as_ref().ok_or(SetupError::NotConfigured("[server] webhook_key is missing"))?;
+    let webhook_key = secret(secrets.as_ref(), key_ref.name()).await?;
+    let bc = config.basecamp.as_ref().ok_or(SetupError::NotConfigured("[basecamp] is missing"))?;
+    secret(secrets.as_ref(), bc.access_token.name()).await?;
+    let basecamp = basecamp_client(config, secrets.clone()).await?;
+    let tracker = jira_client(config, secrets.as_ref()).await?;
+    Ok(Reconciler::new(
+        config.routes.clone(),
+        &webhook_key,
+        ReconcileSettings::default(),
+        Arc::new(basecamp),
+        Arc::new(tracker),
+        stores,
+        clock,
+    ))
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ async fn classify(pairs: &dyn PairStore, route: &Route, todo: &Todo) -> Result<(
     Ok(match route.admits(todo) {
         Err(why) => (Action::Skip, format!("not routed: {why}")),
         Ok(()) => {
-            let shared::ports::TrackerTarget::Jira { project, .. } = &route.target;
+            let shared::domain::TrackerTarget::Jira { project, .. } = &route.target;
             (Action::Create, format!("create a {project} issue {:?}", route.summary_for(&todo.title)))
         }
     })

@@ -17,8 +17,9 @@ use shared::clients::ClientError;
 use shared::config::{BitbucketAuth, Config, StoreConfig};
 use shared::doctor::{SetupCode, probe_redirect};
 use shared::domain::StatusStrategy;
+use shared::domain::TrackerTarget;
 use shared::outbound::OutboundGuard;
-use shared::ports::{SecretStore, TrackerTarget};
+use shared::ports::SecretStore;
 
 use super::webhooks::{self, Action};
 use super::{NO_PUBLIC_URL, OpsError, PublicUrls, bitbucket_client_with, mark, secret};

@@ -166,7 +166,7 @@ pub fn jira_steps(site: &str, base: &str, secret_name: &str, config: &Config) ->
         .routes
         .iter()
         .map(|r| {
-            let shared::ports::TrackerTarget::Jira { project, .. } = &r.target;
+            let shared::domain::TrackerTarget::Jira { project, .. } = &r.target;
             project.to_string()
         })
         .collect();

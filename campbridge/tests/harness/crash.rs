@@ -26,12 +26,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shared::domain::{
     BasecampCommentId, DeliveryId, DevItem, DevItemRef, JiraCommentId, JiraKey, NewDevItem, Pair, PairKey, PairState,
-    ProjectId, RouteId, SyncMarker, Todo, TodoId, TodolistId,
+    ProjectId, RouteId, SyncMarker, Todo, TodoId, TodolistId, TrackerTarget,
 };
 use shared::ports::{
     ApiError, BasecampApi, DeadLetter, DeliveryClaim, DeliveryLog, DevItemPatch, Inserted, JobQueue, PairStore,
     Received, RemoteLink, Replaced, Sent, StoreError, TodoComment, TodoPatch, TrackerApi, TrackerComment,
-    TrackerTarget,
 };
 use tokio::sync::Notify;
 

@@ -98,7 +98,7 @@ todolists = ["Sprint *"]
             cursors: Arc::new(MemoryCursorStore::new()),
             queue: Arc::new(MemoryJobQueue::new(Arc::new(SystemClock))),
         };
-        let reconciler = Reconciler::wire(&config, stores, secrets, Arc::new(SystemClock)).await.unwrap();
+        let reconciler = shared::setup::reconciler(&config, stores, secrets, Arc::new(SystemClock)).await.unwrap();
         World { bc, _jira: jira, state: State { reconciler } }
     }
 

@@ -9,7 +9,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use campbridge_lambda::{ConfigError, cold_start_failed, init_tracing, start};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::ports::SystemClock;
-use shared::sync::{ReconcileStores, Reconciler};
+use shared::sync::ReconcileStores;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let (config, aws) = start().await?;
     let table = aws.table.clone().ok_or_else(|| cold_start_failed(ConfigError::Missing("TABLE_NAME")))?;
     let stores = ReconcileStores { pairs: table.clone(), cursors: table, queue: aws.queue };
-    let reconciler = Reconciler::wire(&config.campbridge, stores, aws.secrets.clone(), Arc::new(SystemClock))
+    let reconciler = shared::setup::reconciler(&config.campbridge, stores, aws.secrets.clone(), Arc::new(SystemClock))
         .await
         .map_err(cold_start_failed)?;
     let state = Arc::new(handler::State { reconciler });

@@ -9,8 +9,9 @@ use super::basecamp::BasecampClient;
 use super::bitbucket::{BitbucketClient, PullRequest};
 use super::jira::JiraClient;
 use crate::domain::PullRequestState;
+use crate::domain::TrackerTarget;
 use crate::domain::{DevItem, DevItemRef, NewDevItem, ProjectId, RepoRef, StatusCategory, TodoId};
-use crate::ports::{BasecampApi, DevItemPatch, TodoPatch, TrackerApi, TrackerTarget};
+use crate::ports::{BasecampApi, DevItemPatch, TodoPatch, TrackerApi};
 
 /// Changing only a to-do's title leaves its description, assignees, completion subscribers and
 /// dates as they were (Basecamp clears whatever a PUT omits).

@@ -21,10 +21,11 @@ use url::Url;
 use super::http::{self, BaseUrl, Credentials, HttpSettings, Reply, clip, nullable};
 use super::{ClientError, found};
 use crate::domain::JiraCommentId;
+use crate::domain::TrackerTarget;
 use crate::domain::{
     DevItem, DevItemRef, JiraAccountId, JiraIssueId, JiraKey, NewDevItem, Priority, StatusCategory, SyncMarker,
 };
-use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi, TrackerComment, TrackerTarget};
+use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi, TrackerComment};
 use crate::richtext;
 
 /// The issue property holding the sync marker (`{route, todo}`) on items campbridge created.

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod http;
 pub mod jira;
 pub mod pacing;
+pub mod polling;
 
 #[cfg(test)]
 mod tests;

@@ -7,11 +7,11 @@ use toml_edit::Item;
 use super::UserContact;
 use super::reader::{Ctx, Scope, Section, Span, Spanned, suggest};
 use super::sections::{email, jira_account};
+use crate::domain::TrackerTarget;
 use crate::domain::{
     ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraAccountId, JiraProjectKey, ListMapping, Owner, Ownership,
     PersonId, Priority, ProjectId, Route, RouteId, StatusStrategy, TitleTemplate, User, UserTable,
 };
-use crate::ports::TrackerTarget;
 
 const USER_KEYS: &[&str] = &["name", "basecamp", "jira", "email", "bitbucket"];
 

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::*;
+use crate::domain::TrackerTarget;
 use crate::domain::{
     ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraProjectKey, Owner, Ownership, PersonId, ProjectId,
     StatusStrategy,
 };
-use crate::ports::TrackerTarget;
 
 const EXAMPLE: &str = include_str!("../../../campbridge.example.toml");
 

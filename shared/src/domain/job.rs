@@ -197,7 +197,7 @@ impl RecordRef {
             Self::Issue { issue, .. } | Self::IssueComment { issue, .. } => format!("jira-issue-{issue}"),
             Self::PullRequest { pr } => format!("bb-pr-{}-{}-{}", pr.repo.workspace, pr.repo.repo_slug, pr.id),
             Self::Build { repo, key } => {
-                format!("bb-build-{}-{}-{}", repo.workspace, repo.repo_slug, crate::sync::digest(key))
+                format!("bb-build-{}-{}-{}", repo.workspace, repo.repo_slug, super::digest::digest(key))
             }
         }
     }

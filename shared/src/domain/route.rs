@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{JiraAccountId, PersonId, ProjectId, RouteId};
 use super::model::{DevItem, Field, Fields, Priority, Todo};
-use crate::ports::TrackerTarget;
+use super::target::TrackerTarget;
 
 /// Declares a closed set of kebab-case words with a readable parse error naming what was expected.
 macro_rules! word_enum {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraKey, JiraProjectKey, NewDevItem,
-    PersonId, Priority, ProjectId, StatusCategory, SyncMarker, Todo, TodoId, TodolistId,
+    BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraKey, NewDevItem, PersonId, Priority,
+    ProjectId, StatusCategory, SyncMarker, Todo, TodoId, TodolistId, TrackerTarget,
 };
 
 /// Errors from any upstream API, shaped for the decisions callers make on them.
@@ -107,31 +107,6 @@ pub trait BasecampApi: Send + Sync {
     /// Every to-do of a list in every state — pending and completed, active, archived and trashed — as
     /// fresh reads. `Ok(None)` when the list is gone or we lost access (404).
     async fn list_todos(&self, project: ProjectId, list: TodolistId) -> Result<Option<Vec<Todo>>, ApiError>;
-}
-
-/// Where a route's dev items live.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TrackerTarget {
-    Jira { project: JiraProjectKey, issue_type: String },
-}
-
-impl TrackerTarget {
-    /// The longest rich-text value (description, comment) the tracker takes, as
-    /// [`crate::richtext::adf_length`] measures it: Jira's 32,767 characters per rich-text field.
-    pub fn rich_text_limit(&self) -> usize {
-        match self {
-            Self::Jira { .. } => 32_767,
-        }
-    }
-}
-
-impl std::fmt::Display for TrackerTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Jira { project, issue_type } => write!(f, "Jira project {project} ({issue_type} issues)"),
-        }
-    }
 }
 
 /// The changes the engine asks of a dev item. `None` leaves a field alone; label and component

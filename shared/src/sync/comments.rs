@@ -4,9 +4,7 @@
 //! Basecamp: a comment starting `PM:` becomes a to-do comment, posted once like a signal. Comments
 //! campbridge wrote itself are never mirrored back.
 
-use sha2::{Digest, Sha256};
-
-use crate::domain::{Backlink, CommentLink, Pair, Route, Signal, SignalKey, escape_html};
+use crate::domain::{Backlink, CommentLink, Pair, Route, Signal, SignalKey, digest, escape_html};
 use crate::ports::{TodoComment, TrackerComment};
 use crate::richtext::{html_to_text, text_to_html};
 
@@ -25,12 +23,6 @@ pub enum CommentPlan {
         html: String,
         digest: String,
     },
-}
-
-/// A short, stable digest of a comment's text.
-pub fn digest(text: &str) -> String {
-    let hash = Sha256::digest(text.as_bytes());
-    hex::encode(&hash[..12])
 }
 
 /// Decides what a Basecamp comment means for the tracker. Pure.

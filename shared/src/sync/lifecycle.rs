@@ -9,10 +9,10 @@
 //! from its snapshot as usual. A deleted side is final: the pair stays detached, and nothing is recreated.
 //! Each detach and each resume posts exactly one comment on the side that is still there.
 
+use crate::domain::TrackerTarget;
 use crate::domain::{
     DetachReason, Detachment, DevItem, FilteredOut, Notice, NoticeSide, Pair, RecordingStatus, Route, Todo, escape_html,
 };
-use crate::ports::TrackerTarget;
 
 use super::decide::Fresh;
 use super::plan::Side;

@@ -14,7 +14,7 @@ mod resolve;
 mod signals;
 mod story;
 
-pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment, digest};
+pub use comments::{CommentPlan, ToTodo, decide_comment, decide_tracker_comment};
 pub use decide::{DecideInput, Fresh, decide, new_item, patched_todo, snapshot_after_create, snapshot_after_recovery};
 pub use engine::{Engine, Outcome, SyncError, SyncSettings, backoff};
 pub use mapper::{BatchReport, MessageFate, audit_subject, log_dead_letter, process_batch, run_queue_once, settle};

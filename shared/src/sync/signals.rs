@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use crate::domain::{
     Build, BuildNote, BuildSignals, BuildState, Job, Pair, PairKey, PullRequest, PullRequestState, Signal, SignalKey,
-    escape_html,
+    TrackerTarget, escape_html,
 };
-use crate::ports::{RemoteLink, TrackerTarget};
+use crate::ports::RemoteLink;
 
 use super::engine::{Engine, Outcome, SyncError};
 use super::plan::{Side, Skip};

@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     BasecampCommentId, DevItem, DevItemRef, JiraAccountId, JiraCommentId, JiraIssueId, JiraKey, NewDevItem, ProjectId,
-    StatusCategory, SyncMarker, Todo, TodoId, TodolistId,
+    StatusCategory, SyncMarker, Todo, TodoId, TodolistId, TrackerTarget,
 };
 use crate::ports::{
-    ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerComment, TrackerTarget,
+    ApiError, BasecampApi, DevItemPatch, RemoteLink, TodoComment, TodoPatch, TrackerApi, TrackerComment,
 };
 
 use super::at;

@@ -37,11 +37,11 @@ pub fn todo(id: i64, title: &str) -> Todo {
 pub mod contract;
 pub mod fakes;
 
+use crate::domain::TrackerTarget;
 use crate::domain::{
     ConflictPolicy, DescriptionTemplate, Filter, Glob, JiraAccountId, JiraProjectKey, ListMapping, Owner, Ownership,
     PersonId, Route, RouteId, StatusStrategy, TitleTemplate, User, UserTable,
 };
-use crate::ports::TrackerTarget;
 
 /// Jane (Basecamp 1049715930 ⇄ Jira `acc-jane`), Ana (1049715913 ⇄ `acc-ana`), Tri the triage account.
 pub fn users() -> UserTable {

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use campbridge_simulators::basecamp::{self as bc_sim, TodoWrite};
 use campbridge_simulators::bitbucket as bb_sim;
 use shared::clients::contract;
+use shared::domain::TrackerTarget;
 use shared::domain::{
     JiraAccountId, JiraProjectKey, NewDevItem, Priority, ProjectId, RepoRef, RouteId, StatusCategory, SyncMarker,
     TodoId,
 };
-use shared::ports::TrackerTarget;
 
 use super::support::{self, Basecamp};
 

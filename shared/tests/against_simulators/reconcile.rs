@@ -14,7 +14,7 @@ use shared::adapters::memory::{
 use shared::config::Config;
 use shared::domain::{DeliveryId, Job, PairKey, PairState, ProjectId, RouteId, TodoId};
 use shared::ports::{Clock, CursorStore, DeadLetter, JobQueue, PairStore, Received, Sent, StoreError, SystemClock};
-use shared::setup::Stores;
+use shared::setup::{self, Stores};
 use shared::sync::reconcile::{BASECAMP_CURSOR, JIRA_CURSOR};
 use shared::sync::{Engine, Outcome, ReconcileStores, Reconciler, run_queue_once};
 use shared::webhook::verify::route_token;
@@ -110,7 +110,7 @@ impl World {
         // Above the Jira simulator's index lag, as a deployment sets it above Jira's.
         settings.search_settle = Duration::from_millis(2 * jira_sim::DEFAULT_SEARCH_LAG_MS);
         engine.settings = Arc::new(settings);
-        let reconciler = Reconciler::wire(
+        let reconciler = setup::reconciler(
             &config,
             ReconcileStores { pairs: pairs.clone(), cursors: cursors.clone(), queue: queue.clone() },
             secrets.clone(),

@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 use super::server::{Reply, TestServer, fixture, fixture_json};
 use crate::clients::jira::{self, Issue, JiraClient, JiraConfig, SearchPage, Transitions};
 use crate::clients::{BaseUrl, ClientError, Credentials, HttpSettings};
+use crate::domain::TrackerTarget;
 use crate::domain::{
     DevItemRef, JiraAccountId, JiraIssueId, JiraKey, JiraProjectKey, NewDevItem, Priority, RouteId, StatusCategory,
     SyncMarker, TodoId,
 };
-use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi, TrackerTarget};
+use crate::ports::{ApiError, DevItemPatch, RemoteLink, TrackerApi};
 
 const TOKEN: &str = "jira-api-token-do-not-print";
 

@@ -34,7 +34,6 @@
 //! Every step runs even when another failed; failures are collected in the report, never secrets or
 //! webhook URLs (they carry the route token).
 
-mod polling;
 #[cfg(test)]
 mod tests;
 
@@ -47,15 +46,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
 use crate::domain::{
-    DeliveryId, DevItemRef, JiraProjectKey, Job, PairKey, PairState, ProjectId, Route, RouteId, TodoId,
+    DeliveryId, DevItemRef, JiraProjectKey, Job, PairKey, PairState, ProjectId, Route, RouteId, TrackerTarget,
 };
-use crate::ports::{ApiError, Clock, CursorStore, JobQueue, PairStore, SecretStore, StoreError, TrackerTarget};
-use crate::setup::{SetupError, basecamp_client, jira_client, secret};
+use crate::ports::{
+    ApiError, BasecampPolling, Clock, CursorStore, IssueUpdate, JobQueue, PairStore, ProjectWebhook, StoreError,
+    TrackerPolling,
+};
 use crate::webhook::verify::route_token;
-
-pub use polling::updated_within_jql;
 
 /// The cursor names in the [`CursorStore`].
 pub const BASECAMP_CURSOR: &str = "reconcile:basecamp";
@@ -99,86 +97,6 @@ impl Default for ReconcileSettings {
             pending_limit: 100,
         }
     }
-}
-
-/// What a Basecamp poll listed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TodoUpdates {
-    /// Newest change first.
-    pub updates: Vec<TodoUpdate>,
-    /// `false` when the page limit stopped the listing before it reached `since`: changes older than the
-    /// oldest one listed were not read.
-    pub complete: bool,
-}
-
-/// A to-do as the recordings listing shows it: enough to decide whether it needs a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TodoUpdate {
-    pub project: ProjectId,
-    pub todo: TodoId,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A project webhook as Basecamp lists it. `payload_url` carries a route token: never log it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ProjectWebhook {
-    pub id: i64,
-    pub payload_url: String,
-    pub active: bool,
-}
-
-impl std::fmt::Debug for ProjectWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectWebhook").field("id", &self.id).field("active", &self.active).finish_non_exhaustive()
-    }
-}
-
-/// An issue as a search lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssueUpdate {
-    pub item: DevItemRef,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// One search page, and the token of the next one (`None` on the last).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IssuePage {
-    pub issues: Vec<IssueUpdate>,
-    pub next: Option<String>,
-}
-
-/// The Basecamp reads and the one write the reconciler makes (the real client implements it).
-#[async_trait::async_trait]
-pub trait BasecampPolling: Send + Sync {
-    /// To-dos of `projects` updated at or after `since` — active ones from at most `max_pages` pages of the
-    /// listing, and the first page of those trashed and archived since — newest change first (the listing
-    /// says whether it reached `since`).
-    async fn todos_updated_since(
-        &self,
-        projects: &[ProjectId],
-        since: DateTime<Utc>,
-        max_pages: usize,
-    ) -> Result<TodoUpdates, ApiError>;
-
-    /// The project's webhooks, active or not.
-    async fn webhooks(&self, project: ProjectId) -> Result<Vec<ProjectWebhook>, ApiError>;
-
-    /// Turns a deactivated webhook back on with the same URL and the types the sync needs. Idempotent.
-    async fn reactivate(&self, hook: &ProjectWebhook) -> Result<(), ApiError>;
-}
-
-/// The tracker search the reconciler makes (the real Jira client implements it).
-#[async_trait::async_trait]
-pub trait TrackerPolling: Send + Sync {
-    /// One page of the issues of `projects` updated within the last `within` (by the tracker's clock),
-    /// oldest change first; `page` is the previous page's [`IssuePage::next`].
-    async fn issues_updated_within(
-        &self,
-        projects: &[JiraProjectKey],
-        within: Duration,
-        page_size: u32,
-        page: Option<&str>,
-    ) -> Result<IssuePage, ApiError>;
 }
 
 /// What one source's poll did.
@@ -298,33 +216,7 @@ pub struct ReconcileStores {
 }
 
 impl Reconciler {
-    /// The reconciler for `config`, with the Basecamp and Jira clients and the webhook key read from
-    /// `secrets` once (a missing one fails here, at start, naming it).
-    pub async fn wire(
-        config: &Config,
-        stores: ReconcileStores,
-        secrets: Arc<dyn SecretStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, SetupError> {
-        let key_ref =
-            config.server.webhook_key.as_ref().ok_or(SetupError::NotConfigured("[server] webhook_key is missing"))?;
-        let webhook_key = secret(secrets.as_ref(), key_ref.name()).await?;
-        let bc = config.basecamp.as_ref().ok_or(SetupError::NotConfigured("[basecamp] is missing"))?;
-        secret(secrets.as_ref(), bc.access_token.name()).await?;
-        let basecamp = basecamp_client(config, secrets.clone()).await?;
-        let tracker = jira_client(config, secrets.as_ref()).await?;
-        Ok(Self::new(
-            config.routes.clone(),
-            &webhook_key,
-            ReconcileSettings::default(),
-            Arc::new(basecamp),
-            Arc::new(tracker),
-            stores,
-            clock,
-        ))
-    }
-
-    /// A reconciler over explicit parts (tests, other runtimes).
+    /// A reconciler over explicit parts (`setup::reconciler` wires one from a config).
     pub fn new(
         routes: Vec<Route>,
         webhook_key: &SecretString,

@@ -11,8 +11,10 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::adapters::memory::{ManualClock, MemoryCursorStore, MemoryJobQueue, MemoryPairStore};
-use crate::domain::{JiraIssueId, JiraKey, Pair};
-use crate::ports::{CursorStore, JobQueue, PairStore};
+use crate::domain::{JiraIssueId, JiraKey, Pair, TodoId};
+use crate::ports::{
+    CursorStore, IssuePage, IssueUpdate, JobQueue, PairStore, ProjectWebhook, TodoUpdate, TodoUpdates, TrackerPolling,
+};
 use crate::testkit::{PROJECT, at, route};
 
 #[derive(Default)]

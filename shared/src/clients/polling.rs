@@ -11,11 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{BasecampPolling, IssuePage, IssueUpdate, ProjectWebhook, TodoUpdate, TodoUpdates, TrackerPolling};
-use crate::clients::basecamp::{BasecampClient, RecordingsQuery, SYNC_WEBHOOK_TYPES};
-use crate::clients::jira::{JiraClient, jql_string};
+use super::basecamp::{BasecampClient, RecordingsQuery, SYNC_WEBHOOK_TYPES};
+use super::jira::{JiraClient, jql_string};
 use crate::domain::{JiraProjectKey, ProjectId, TodoId};
-use crate::ports::ApiError;
+use crate::ports::{
+    ApiError, BasecampPolling, IssuePage, IssueUpdate, ProjectWebhook, TodoUpdate, TodoUpdates, TrackerPolling,
+};
 
 /// The search for issues of `projects` changed within the last `within`, oldest change first (key breaks
 /// ties, so paging is stable).
