@@ -17,8 +17,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCa
 use chrono::{DateTime, Utc};
 use shared::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use shared::ports::{
-    AuditEntry, AuditLog, Conflict, ConflictLog, DeadLetter, DeliveryClaim, DeliveryLog, Inserted, JobQueue, PairStore,
-    Received, Replaced, Resolution, Sent, StoreError,
+    AuditEntry, AuditLog, Conflict, ConflictLog, DeadLetter, DeliveryClaim, DeliveryLog, Inserted, JobConsumer,
+    JobProducer, JobQueue, PairStore, QueueOperator, Received, Replaced, Resolution, Sent, StoreError,
 };
 
 /// Named counts, shared by clones.
@@ -51,7 +51,7 @@ pub struct CountingQueue<Q> {
 }
 
 #[async_trait]
-impl<Q: JobQueue> JobQueue for CountingQueue<Q> {
+impl<Q: JobQueue> JobProducer for CountingQueue<Q> {
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         let sent = self.inner.send(group, dedup_id, body).await?;
         self.counts.add("queue.send", 1.0);
@@ -60,7 +60,10 @@ impl<Q: JobQueue> JobQueue for CountingQueue<Q> {
         }
         Ok(sent)
     }
+}
 
+#[async_trait]
+impl<Q: JobQueue> JobConsumer for CountingQueue<Q> {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         let got = self.inner.receive(max, visibility).await?;
         self.counts.add(if got.is_empty() { "queue.receive_empty" } else { "queue.receive" }, 1.0);
@@ -87,7 +90,10 @@ impl<Q: JobQueue> JobQueue for CountingQueue<Q> {
         self.counts.add("queue.dead_letter", 1.0);
         self.inner.dead_letter(message, error).await
     }
+}
 
+#[async_trait]
+impl<Q: JobQueue> QueueOperator for CountingQueue<Q> {
     async fn depth(&self) -> Result<u64, StoreError> {
         self.counts.add("queue.depth", 1.0);
         self.inner.depth().await

@@ -21,7 +21,7 @@ use campbridge_simulators::common::faults::{Faults, WebhookFaults};
 use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
 use serde::Serialize;
 use serde_json::Value;
-use shared::ports::JobQueue;
+use shared::ports::QueueOperator;
 
 use crate::stats::{LatencySpread, Spread};
 

@@ -447,7 +447,7 @@ impl Stack {
 
     /// Waits until every webhook was delivered and the queue is empty with nothing in flight.
     pub async fn settle(&self) -> anyhow::Result<()> {
-        use shared::ports::JobQueue;
+        use shared::ports::QueueOperator;
         for _ in 0..3 {
             self.basecamp.settle().await;
             self.jira.settle().await;

@@ -7,7 +7,7 @@ use campbridge::demo::{self, Stack, StackOptions};
 use campbridge_simulators::common::faults::{Faults, Forced429, WebhookFaults};
 use campbridge_simulators::{basecamp as bc, jira};
 use serde_json::Value;
-use shared::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
+use shared::ports::{AuditLog, ConflictLog, PairStore, QueueOperator};
 
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
     demo::start_in_temp("campbridge-e2e", name, edit).await.expect("stack starts")

@@ -7,7 +7,7 @@
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge_simulators::{basecamp as bc, bitbucket as bb, jira};
 use serde_json::Value;
-use shared::ports::JobQueue;
+use shared::ports::QueueOperator;
 
 async fn start(name: &str, edit: impl FnOnce(&mut StackOptions)) -> Stack {
     demo::start_in_temp("campbridge-fidelity", name, edit).await.expect("stack starts")

@@ -626,7 +626,7 @@ async fn an_open_conflict_is_listed_shown_and_settled_by_taking_one_side() {
 async fn a_dead_lettered_job_is_replayed_once_and_a_second_replay_changes_nothing() {
     use campbridge_simulators::common::faults::Faults;
     use shared::domain::{DeliveryId, Job, ProjectId, TodoId};
-    use shared::ports::{JobQueue, PairStore};
+    use shared::ports::{JobProducer, PairStore};
     let stack = start("replay", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "replay");
@@ -891,7 +891,7 @@ fn status_check(stack: &Stack, config: &std::path::Path, secrets: &[(String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_check_fails_on_silence_conflicts_unhealthy_hooks_and_dead_letters_and_doctor_agrees() {
     use secrecy::ExposeSecret;
-    use shared::ports::JobQueue;
+    use shared::ports::JobProducer;
     let stack = start("status-check", |o| o.conflict_policy = "manual").await;
     let secrets = stack.secrets();
     let base = PublicUrls::base(&stack.server_url);
@@ -1050,7 +1050,7 @@ async fn explain_tells_the_story_of_a_synced_a_filtered_and_a_conflicted_item() 
 async fn explain_shows_the_failed_attempts_and_the_dead_letter_of_an_item_that_never_synced() {
     use campbridge_simulators::common::faults::Faults;
     use shared::domain::{DeliveryId, Job, ProjectId, TodoId};
-    use shared::ports::JobQueue;
+    use shared::ports::{JobProducer, QueueOperator};
     let stack = start("explain-dead", |_| {}).await;
     without_basecamp_webhooks(&stack).await;
     let config = private_store_config(&stack, "explain-dead");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use campbridge::demo::{self, Stack, StackOptions};
 use campbridge::server::Limits;
-use shared::ports::JobQueue;
+use shared::ports::QueueOperator;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use tracing::info;
 
 use crate::domain::{Build, DeliveryId, JiraProjectKey, Job, ProjectId, Route, RouteId};
-use crate::ports::{JobQueue, Sent, StoreError};
+use crate::ports::{JobProducer, Sent, StoreError};
 use crate::webhook::basecamp::BasecampTarget;
 use crate::webhook::bitbucket::BitbucketEvent;
 use crate::webhook::jira::JiraEvent;
@@ -107,7 +107,7 @@ impl BasecampReceiver {
     #[tracing::instrument(skip_all, fields(source = "basecamp"))]
     pub async fn receive(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         token: &str,
         body: &[u8],
         now: DateTime<Utc>,
@@ -117,7 +117,7 @@ impl BasecampReceiver {
 
     async fn accept(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         token: &str,
         body: &[u8],
         now: DateTime<Utc>,
@@ -198,7 +198,7 @@ impl JiraReceiver {
     #[tracing::instrument(skip_all, fields(source = "jira"))]
     pub async fn receive(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -208,7 +208,7 @@ impl JiraReceiver {
 
     async fn accept(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -261,7 +261,7 @@ impl BitbucketReceiver {
     #[tracing::instrument(skip_all, fields(source = "bitbucket"))]
     pub async fn receive(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -271,7 +271,7 @@ impl BitbucketReceiver {
 
     async fn accept(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -329,7 +329,7 @@ impl Receivers {
     /// `POST /basecamp/{token}`.
     pub async fn basecamp(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         token: &str,
         body: &[u8],
         now: DateTime<Utc>,
@@ -340,7 +340,7 @@ impl Receivers {
     /// `POST /jira` (404 when not configured).
     pub async fn jira(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -352,7 +352,7 @@ impl Receivers {
     /// `POST /bitbucket` (404 when not configured).
     pub async fn bitbucket(
         &self,
-        queue: &dyn JobQueue,
+        queue: &dyn JobProducer,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: DateTime<Utc>,
@@ -379,9 +379,8 @@ fn ignored(reason: String) -> Accepted {
     Accepted::Ignored { reason }
 }
 
-async fn enqueue(queue: &dyn JobQueue, job: &Job) -> Result<Accepted, IngestError> {
-    let body = job.to_wire().map_err(|e| StoreError::Unexpected(e.into()))?;
-    let sent = queue.send(&job.record().group_id(), job.delivery().as_str(), &body).await?;
+async fn enqueue(queue: &dyn JobProducer, job: &Job) -> Result<Accepted, IngestError> {
+    let sent = queue.enqueue(job).await?;
     info!(delivery = %job.delivery(), group = %job.record().group_id(), duplicate = sent == Sent::Duplicate, "webhook enqueued");
     Ok(Accepted::Enqueued { delivery: job.delivery().clone(), duplicate: sent == Sent::Duplicate })
 }
@@ -394,7 +393,7 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::{ManualClock, MemoryJobQueue};
-    use crate::ports::JobQueue;
+    use crate::ports::{JobConsumer, QueueOperator};
     use crate::testkit::{at, route};
     use crate::webhook::verify::sign;
 

@@ -18,7 +18,8 @@ use shared::adapters::secrets_manager::SecretsManagerSecrets;
 use shared::adapters::sqs::SqsFifoQueue;
 use shared::domain::DeliveryId;
 use shared::ports::{
-    AuditLog, ConflictLog, CursorStore, DeliveryClaim, DeliveryLog, JobQueue, PairStore, SecretError, SecretStore,
+    AuditLog, ConflictLog, CursorStore, DeliveryClaim, DeliveryLog, JobConsumer, JobProducer, PairStore, QueueOperator,
+    SecretError, SecretStore,
 };
 use shared::testkit::contract::{self, Fixture, QueueFixture, clock};
 

@@ -29,8 +29,9 @@ use shared::domain::{
     ProjectId, RouteId, SyncMarker, Todo, TodoId, TodolistId, TrackerTarget,
 };
 use shared::ports::{
-    ApiError, BasecampApi, DeadLetter, DeliveryClaim, DeliveryLog, DevItemPatch, Inserted, JobQueue, PairStore,
-    Received, RemoteLink, Replaced, Sent, StoreError, TodoComment, TodoPatch, TrackerApi, TrackerComment,
+    ApiError, BasecampApi, DeadLetter, DeliveryClaim, DeliveryLog, DevItemPatch, Inserted, JobConsumer, JobProducer,
+    JobQueue, PairStore, QueueOperator, Received, RemoteLink, Replaced, Sent, StoreError, TodoComment, TodoPatch,
+    TrackerApi, TrackerComment,
 };
 use tokio::sync::Notify;
 
@@ -435,11 +436,15 @@ impl CrashQueue {
 }
 
 #[async_trait]
-impl JobQueue for CrashQueue {
+impl JobProducer for CrashQueue {
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         self.points.alive().await;
         self.inner.send(group, dedup_id, body).await
     }
+}
+
+#[async_trait]
+impl JobConsumer for CrashQueue {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         self.points.alive().await;
         let got = self.inner.receive(max, self.real(visibility)).await?;
@@ -475,6 +480,10 @@ impl JobQueue for CrashQueue {
         self.points.at(Step::Ack, "ack:dead_letter").await;
         r
     }
+}
+
+#[async_trait]
+impl QueueOperator for CrashQueue {
     async fn depth(&self) -> Result<u64, StoreError> {
         self.inner.depth().await
     }

@@ -35,6 +35,7 @@ mod tests {
     use shared::testkit::{at, route};
 
     use super::*;
+    use shared::ports::{JobConsumer, QueueOperator};
 
     /// The receiver with the documented test key of events/README.md.
     fn state() -> (State, Arc<MemoryJobQueue>) {

@@ -31,7 +31,7 @@ mod tests {
 
     use secrecy::SecretString;
     use shared::adapters::memory::{ManualClock, MemoryJobQueue};
-    use shared::ports::JobQueue;
+    use shared::ports::JobConsumer;
     use shared::testkit::at;
 
     use super::*;

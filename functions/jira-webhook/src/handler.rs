@@ -34,6 +34,7 @@ mod tests {
     use shared::testkit::{at, route};
 
     use super::*;
+    use shared::ports::QueueOperator;
 
     /// The receiver with the documented test secret of events/README.md.
     fn state() -> (State, Arc<MemoryJobQueue>) {

@@ -101,7 +101,7 @@ mod tests {
         MemoryAuditLog, MemoryConflictLog, MemoryDeliveryLog, MemoryPairStore, MemorySecrets,
     };
     use shared::config::Config;
-    use shared::ports::{DeadLetter, Sent, StoreError, SystemClock};
+    use shared::ports::{DeadLetter, JobConsumer, JobProducer, QueueOperator, Sent, StoreError, SystemClock};
     use shared::setup::Stores;
 
     use super::*;
@@ -127,10 +127,14 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl JobQueue for RecordingQueue {
+    impl JobProducer for RecordingQueue {
         async fn send(&self, _: &str, _: &str, _: &str) -> Result<Sent, StoreError> {
             Ok(Sent::Enqueued)
         }
+    }
+
+    #[async_trait::async_trait]
+    impl JobConsumer for RecordingQueue {
         async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Received>, StoreError> {
             Ok(Vec::new())
         }
@@ -152,6 +156,10 @@ mod tests {
             self.dead.lock().unwrap().push((message.message_id.clone(), error.to_owned()));
             Ok(())
         }
+    }
+
+    #[async_trait::async_trait]
+    impl QueueOperator for RecordingQueue {
         async fn depth(&self) -> Result<u64, StoreError> {
             Ok(0)
         }

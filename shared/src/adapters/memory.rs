@@ -19,7 +19,8 @@ use super::{DEDUP_WINDOW, DEFAULT_MAX_RECEIVES, earlier, later};
 use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use crate::ports::{
     AuditEntry, AuditLog, Clock, Conflict, ConflictLog, CursorStore, DeadLetter, DeliveryClaim, DeliveryLog, Inserted,
-    JobQueue, PairStore, Received, Replaced, Resolution, SecretError, SecretStore, Sent, StoreError,
+    JobConsumer, JobProducer, PairStore, QueueOperator, Received, Replaced, Resolution, SecretError, SecretStore, Sent,
+    StoreError,
 };
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -286,7 +287,7 @@ impl MemoryJobQueue {
 }
 
 #[async_trait]
-impl JobQueue for MemoryJobQueue {
+impl JobProducer for MemoryJobQueue {
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         let now = self.clock.now();
         let horizon = earlier(now, DEDUP_WINDOW);
@@ -307,7 +308,10 @@ impl JobQueue for MemoryJobQueue {
         });
         Ok(Sent::Enqueued)
     }
+}
 
+#[async_trait]
+impl JobConsumer for MemoryJobQueue {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         let now = self.clock.now();
         let invisible_until = later(now, visibility)?;
@@ -386,7 +390,10 @@ impl JobQueue for MemoryJobQueue {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl QueueOperator for MemoryJobQueue {
     async fn depth(&self) -> Result<u64, StoreError> {
         Ok(lock(&self.inner)?.messages.len() as u64)
     }

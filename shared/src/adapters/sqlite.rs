@@ -43,7 +43,7 @@ use super::{DEDUP_WINDOW, DEFAULT_MAX_RECEIVES, earlier, later};
 use crate::domain::{DeliveryId, DevItemRef, Pair, PairKey, PairState, RouteId};
 use crate::ports::{
     AuditEntry, AuditLog, Clock, Conflict, ConflictLog, CursorStore, DeadLetter, DeliveryClaim, DeliveryLog, Inserted,
-    JobQueue, PairStore, Received, Replaced, Resolution, Sent, StoreError,
+    JobConsumer, JobProducer, PairStore, QueueOperator, Received, Replaced, Resolution, Sent, StoreError,
 };
 
 /// The schema version this build writes (`PRAGMA user_version`). A newer file is refused on open.
@@ -1149,7 +1149,7 @@ impl DeliveryLog for SqliteStore {
 }
 
 #[async_trait]
-impl JobQueue for SqliteStore {
+impl JobProducer for SqliteStore {
     /// Handed to the writer thread (group commit); answered once the send's transaction is on disk.
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         let stopped = || StoreError::Unexpected(anyhow::anyhow!("the SQLite send writer has stopped"));
@@ -1164,7 +1164,10 @@ impl JobQueue for SqliteStore {
         }
         answer.await.map_err(|_| stopped())?
     }
+}
 
+#[async_trait]
+impl JobConsumer for SqliteStore {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         self.blocking(move |s| s.receive_jobs(max, visibility)).await
     }
@@ -1188,7 +1191,10 @@ impl JobQueue for SqliteStore {
         let (receipt, error) = (message.receipt.clone(), error.to_owned());
         self.blocking(move |s| s.dead_letter_job(&receipt, &error)).await
     }
+}
 
+#[async_trait]
+impl QueueOperator for SqliteStore {
     async fn depth(&self) -> Result<u64, StoreError> {
         self.blocking(|s| s.queue_depth()).await
     }

@@ -32,7 +32,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Utc};
 
-use crate::ports::{DeadLetter, JobQueue, Received, Sent, StoreError};
+use crate::ports::{DeadLetter, JobConsumer, JobProducer, QueueOperator, Received, Sent, StoreError};
 
 /// SQS hands out at most ten messages per receive.
 pub const MAX_BATCH: usize = 10;
@@ -237,7 +237,7 @@ fn stale_receipt(code: Option<&str>) -> bool {
 }
 
 #[async_trait]
-impl JobQueue for SqsFifoQueue {
+impl JobProducer for SqsFifoQueue {
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError> {
         self.client
             .send_message()
@@ -250,7 +250,10 @@ impl JobQueue for SqsFifoQueue {
             .map_err(|e| service_error("failed to send a message", &e))?;
         Ok(Sent::Enqueued)
     }
+}
 
+#[async_trait]
+impl JobConsumer for SqsFifoQueue {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         self.receive_from(&self.queue_url, max, visibility).await?.into_iter().map(received).collect()
     }
@@ -314,7 +317,10 @@ impl JobQueue for SqsFifoQueue {
             .map_err(|e| service_error("failed to send a message to the dead-letter queue", &e))?;
         self.settle_original(message).await
     }
+}
 
+#[async_trait]
+impl QueueOperator for SqsFifoQueue {
     async fn depth(&self) -> Result<u64, StoreError> {
         let out = self
             .client

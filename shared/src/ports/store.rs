@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{DeliveryId, DevItemRef, Field, Pair, PairKey, PairState, RouteId};
+use crate::domain::{DeliveryId, DevItemRef, Field, Job, Pair, PairKey, PairState, RouteId};
 
 /// Errors from any storage adapter. Conditional-write outcomes are values, not errors.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ pub trait DeliveryLog: Send + Sync {
     async fn release(&self, id: &DeliveryId) -> Result<(), StoreError>;
 }
 
-/// One message handed out by [`JobQueue::receive`].
+/// One message handed out by [`JobConsumer::receive`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub receipt: String,
@@ -117,7 +117,7 @@ pub enum Sent {
     Duplicate,
 }
 
-/// A message moved aside: by the mapper after its last allowed receive failed ([`JobQueue::dead_letter`]),
+/// A message moved aside: by the mapper after its last allowed receive failed ([`JobConsumer::dead_letter`]),
 /// or by the queue itself after too many receives that never settled (a worker that kept stopping).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -132,13 +132,32 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
-/// A FIFO queue with message groups, visibility timeouts and a dead-letter queue (SQS FIFO semantics).
+/// A FIFO queue with message groups, visibility timeouts and a dead-letter queue (SQS FIFO semantics), in
+/// its three roles: [`JobProducer`] (the receivers, the reconciler), [`JobConsumer`] (the mapper) and
+/// [`QueueOperator`] (`status`, `dead-letters`). Adapters implement the three; anything that does is a
+/// `JobQueue`, and a `&dyn JobQueue` or `Arc<dyn JobQueue>` passes where one role is asked for.
+pub trait JobQueue: JobProducer + JobConsumer + QueueOperator {}
+
+impl<Q: JobProducer + JobConsumer + QueueOperator + ?Sized> JobQueue for Q {}
+
+/// The producer's side of the [`JobQueue`].
 #[async_trait]
-pub trait JobQueue: Send + Sync {
+pub trait JobProducer: Send + Sync {
     /// Enqueues `body` in `group`. A second send with the same `dedup_id` while the first is still queued
     /// (or was sent within the dedupe window) is a `Duplicate` and adds nothing.
     async fn send(&self, group: &str, dedup_id: &str, body: &str) -> Result<Sent, StoreError>;
 
+    /// Enqueues `job` in its wire form, in its record's message group, deduplicated by its delivery id:
+    /// the same delivery sent twice is a `Duplicate`. The one way the product puts a job on the queue.
+    async fn enqueue(&self, job: &Job) -> Result<Sent, StoreError> {
+        let body = job.to_wire().map_err(|e| StoreError::Unexpected(e.into()))?;
+        self.send(&job.record().group_id(), job.delivery().as_str(), &body).await
+    }
+}
+
+/// The consumer's side of the [`JobQueue`]: what the mapper does with the messages it receives.
+#[async_trait]
+pub trait JobConsumer: Send + Sync {
     /// Up to `max` visible messages, oldest first, keeping per-group order: a group with a message in
     /// flight hands out nothing until that message is deleted or becomes visible again. Received
     /// messages stay invisible for `visibility`. A message received more than the queue's max-receive
@@ -149,7 +168,7 @@ pub trait JobQueue: Send + Sync {
     async fn delete(&self, receipt: &str) -> Result<(), StoreError>;
 
     /// Makes a received message visible again after `delay` (0 = now). Counts as a receive like any other:
-    /// use [`JobQueue::requeue`] for a delay that must not move the message towards the dead letters.
+    /// use [`JobConsumer::requeue`] for a delay that must not move the message towards the dead letters.
     async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), StoreError>;
 
     /// Puts a received message back as a fresh one: `body` in the same group, receive count 0, and the
@@ -163,7 +182,11 @@ pub trait JobQueue: Send + Sync {
     /// Moves a received message to the dead letters now, recording `error` (what its last attempt failed
     /// with) with it. A stale receipt: SQS may still file the copy; the others do nothing.
     async fn dead_letter(&self, message: &Received, error: &str) -> Result<(), StoreError>;
+}
 
+/// The operator's side of the [`JobQueue`]: what `status` and `dead-letters` read and do.
+#[async_trait]
+pub trait QueueOperator: Send + Sync {
     /// Messages waiting (visible or in flight), not counting dead letters.
     async fn depth(&self) -> Result<u64, StoreError>;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::domain::{
     Backlink, DevItemRef, JiraAccountId, PairKey, PairState, PersonId, RouteId, StatusCategory, Todo, TodoId,
 };
-use crate::ports::{AuditLog, ConflictLog, JobQueue, PairStore};
+use crate::ports::{AuditLog, ConflictLog, JobConsumer, JobProducer, PairStore, QueueOperator};
 use crate::testkit::todo;
 use crate::testkit::world::World;
 

@@ -10,7 +10,7 @@ use crate::domain::{
     ConflictPolicy, DevItem, DevItemRef, Field, JiraAccountId, Job, Owner, PersonId, Route, StatusCategory,
     StatusStrategy, Todo, TodoId,
 };
-use crate::ports::JobQueue;
+use crate::ports::JobProducer;
 use crate::testkit::world::World;
 use crate::testkit::{route, todo, users};
 

@@ -663,6 +663,25 @@ pub async fn queue_duplicate_sends_are_dropped(f: QueueFixture) {
     assert_eq!(depth(q).await, 1);
 }
 
+/// `enqueue` sends a job's wire form in its record's group, deduplicated by its delivery id.
+pub async fn queue_an_enqueued_job_goes_to_its_records_group_once(f: QueueFixture) {
+    let q = &*f.queue;
+    let job = crate::domain::Job::TodoChanged {
+        delivery: DeliveryId::basecamp(1_052_473_966),
+        route: route("web"),
+        project: ProjectId(2_085_958_505),
+        todo: TodoId(9_007_199_254_741_210),
+        event: "todo_created".into(),
+        received_at: f.clock.now(),
+    };
+    assert_eq!(ok(q.enqueue(&job).await, "enqueue"), Sent::Enqueued);
+    assert_eq!(ok(q.enqueue(&job).await, "enqueue again"), Sent::Duplicate, "the same delivery twice");
+    let got = receive(q, 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got.first().map(|r| r.group.as_str()), Some("bc-todo-9007199254741210"));
+    assert_eq!(got.first().and_then(|r| crate::domain::Job::from_wire(&r.body).ok()), Some(job));
+}
+
 /// A message received `max_receives` times is dead-lettered by the next receive instead of returned; its
 /// group moves on to the next message.
 pub async fn queue_a_message_received_too_often_is_dead_lettered(f: QueueFixture) {
@@ -787,6 +806,10 @@ macro_rules! job_queue_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn a_stale_receipt_neither_deletes_nor_delays() {
             $crate::testkit::contract::queue_a_stale_receipt_is_a_no_op($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn an_enqueued_job_goes_to_its_records_group_once() {
+            $crate::testkit::contract::queue_an_enqueued_job_goes_to_its_records_group_once($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn a_duplicate_send_within_the_window_adds_nothing() {

@@ -9,7 +9,7 @@ use crate::adapters::memory::{
     ManualClock, MemoryAuditLog, MemoryConflictLog, MemoryDeliveryLog, MemoryJobQueue, MemoryPairStore,
 };
 use crate::domain::{DeliveryId, DevItemRef, Job, PairKey, Route, Todo, TodoId, UserTable};
-use crate::ports::{JobQueue, PairStore};
+use crate::ports::{JobProducer, PairStore};
 use crate::sync::{BatchReport, Engine, Outcome, SyncSettings, run_queue_once};
 
 use super::fakes::{FakeBasecamp, FakeTracker};
@@ -170,8 +170,7 @@ impl World {
 
     /// Enqueues `job` as a receiver would (group = record, dedup id = delivery id).
     pub async fn enqueue(&self, job: &Job) {
-        let body = job.to_wire().unwrap_or_default();
-        let sent = self.queue.send(&job.record().group_id(), job.delivery().as_str(), &body).await;
+        let sent = self.queue.enqueue(job).await;
         assert!(sent.is_ok(), "enqueue failed: {sent:?}");
     }
 

@@ -13,7 +13,10 @@ use shared::adapters::memory::{
 };
 use shared::config::Config;
 use shared::domain::{DeliveryId, Job, PairKey, PairState, ProjectId, RouteId, TodoId};
-use shared::ports::{Clock, CursorStore, DeadLetter, JobQueue, PairStore, Received, Sent, StoreError, SystemClock};
+use shared::ports::{
+    Clock, CursorStore, DeadLetter, JobConsumer, JobProducer, PairStore, QueueOperator, Received, Sent, StoreError,
+    SystemClock,
+};
 use shared::setup::{self, Stores};
 use shared::sync::reconcile::{BASECAMP_CURSOR, JIRA_CURSOR};
 use shared::sync::{Engine, Outcome, ReconcileStores, Reconciler, run_queue_once};
@@ -327,10 +330,14 @@ async fn a_create_that_stopped_midway_is_finished_with_the_issue_it_made() {
 struct RefusingQueue;
 
 #[async_trait::async_trait]
-impl JobQueue for RefusingQueue {
+impl JobProducer for RefusingQueue {
     async fn send(&self, _: &str, _: &str, _: &str) -> Result<Sent, StoreError> {
         Err(StoreError::Unexpected(anyhow::anyhow!("queue unavailable")))
     }
+}
+
+#[async_trait::async_trait]
+impl JobConsumer for RefusingQueue {
     async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Received>, StoreError> {
         Ok(Vec::new())
     }
@@ -346,6 +353,10 @@ impl JobQueue for RefusingQueue {
     async fn dead_letter(&self, _: &Received, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl QueueOperator for RefusingQueue {
     async fn depth(&self) -> Result<u64, StoreError> {
         Ok(0)
     }

@@ -13,7 +13,7 @@ use campbridge_simulators::{basecamp as bc_sim, jira as jira_sim};
 use shared::adapters::sqs::SqsFifoQueue;
 use shared::clients::basecamp::SYNC_WEBHOOK_TYPES;
 use shared::domain::{PairKey, ProjectId, RouteId, TodoId};
-use shared::ports::{AuditLog, Clock, JobQueue, PairStore, SecretStore, SystemClock};
+use shared::ports::{AuditLog, Clock, PairStore, QueueOperator, SecretStore, SystemClock};
 use shared::setup::{self, Stores};
 use shared::sync::{Engine, Outcome, run_queue_once};
 

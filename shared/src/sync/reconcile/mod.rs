@@ -182,8 +182,6 @@ enum StepError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("could not encode a job: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
 /// Each route's Basecamp webhook token: the secret last path segment of its webhook URL.
@@ -452,8 +450,7 @@ impl Reconciler {
     }
 
     async fn enqueue(&self, job: &Job) -> Result<(), StepError> {
-        let body = job.to_wire()?;
-        self.queue.send(&job.record().group_id(), job.delivery().as_str(), &body).await?;
+        self.queue.enqueue(job).await?;
         Ok(())
     }
 

@@ -13,7 +13,8 @@ use super::*;
 use crate::adapters::memory::{ManualClock, MemoryCursorStore, MemoryJobQueue, MemoryPairStore};
 use crate::domain::{JiraIssueId, JiraKey, Pair, TodoId};
 use crate::ports::{
-    CursorStore, IssuePage, IssueUpdate, JobQueue, PairStore, ProjectWebhook, TodoUpdate, TodoUpdates, TrackerPolling,
+    CursorStore, IssuePage, IssueUpdate, JobConsumer, PairStore, ProjectWebhook, TodoUpdate, TodoUpdates,
+    TrackerPolling,
 };
 use crate::testkit::{PROJECT, at, route};
 
