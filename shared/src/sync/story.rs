@@ -3,7 +3,7 @@
 //! content is clipped to [`CLIP`] characters; conflicting values are named by their kind, never shown;
 //! nothing here sees a credential.
 
-use crate::domain::{Field, Job, Pair, StatusCategory, TodoId};
+use crate::domain::{BuildNote, Field, Job, Pair, PullRequestState, SignalKey, StatusCategory, TodoId};
 use crate::ports::{DevItemPatch, Resolution, TodoPatch};
 
 use super::plan::ConflictFound;
@@ -131,31 +131,31 @@ pub fn conflict(item: &str, todo: TodoId, policy: &str, c: &ConflictFound) -> St
 }
 
 /// `to-do 9007 ← PR repo#5 opened by Jared Davis: "Fix auth (WEB-12)"` — a signal posted on a to-do.
-pub fn signal(pair: &Pair, post_key: &str, job: &Job) -> String {
+pub fn signal(pair: &Pair, post_key: &SignalKey, job: &Job) -> String {
     let todo = pair.todo;
     match job {
         Job::PullRequestChanged { pull_request: pr, state, .. } => format!(
             "to-do {todo} ← PR {} {} by {}: \"{}\"",
             pr.pr,
-            match state.as_str() {
-                "OPEN" => "opened".to_owned(),
-                other => other.to_lowercase(),
+            match state {
+                PullRequestState::Open => "opened".to_owned(),
+                other => other.as_str().to_lowercase(),
             },
             clip(&pr.author),
             clip(&pr.title)
         ),
         Job::BuildChanged { build, .. } => {
-            let what = match post_key.rsplit(':').next() {
-                Some("FAILED") => "failed",
-                Some("FIXED") => "fixed",
-                Some("SUCCESSFUL") => "passed",
+            let what = match post_key {
+                SignalKey::Build { note: BuildNote::Failed, .. } => "failed",
+                SignalKey::Build { note: BuildNote::Fixed, .. } => "fixed",
+                SignalKey::Build { note: BuildNote::Passed, .. } => "passed",
                 _ => "changed",
             };
             let branch = build.branch.as_deref().unwrap_or("?");
             format!("to-do {todo} ← build \"{}\" {what} on {}", clip(&build.name), clip(branch))
         }
         Job::IssueCommentChanged { .. } => format!("to-do {todo} ← PM comment from {}", item_name(pair)),
-        _ => format!("to-do {todo} ← note from {} ({})", item_name(pair), clip(post_key)),
+        _ => format!("to-do {todo} ← note from {} ({})", item_name(pair), clip(&post_key.to_string())),
     }
 }
 
