@@ -264,6 +264,22 @@ impl DynamoStore {
         Ok(put.build().context("failed to describe a pair write")?)
     }
 
+    /// Deletes `item`'s lookup only while it is absent or still names `owner` (never another pair's).
+    fn lookup_delete(&self, item: &DevItemRef, owner: &PairKey) -> Result<Delete, StoreError> {
+        Ok(Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(item_pk(item)))
+            .key(SK, s(ITEM_SK))
+            .condition_expression("attribute_not_exists(#pk) OR (#r = :r AND #t = :t)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#r", ROUTE)
+            .expression_attribute_names("#t", TODO)
+            .expression_attribute_values(":r", s(owner.route.as_str()))
+            .expression_attribute_values(":t", n(owner.todo.0))
+            .build()
+            .context("failed to describe an item lookup delete")?)
+    }
+
     fn lookup_put(&self, item: &DevItemRef, owner: &PairKey) -> Result<Put, StoreError> {
         let record = HashMap::from([
             (PK.to_owned(), s(item_pk(item))),
@@ -390,19 +406,7 @@ impl PairStore for DynamoStore {
         }
         if let Some(old) = &current.item {
             // The item changed or was dropped: the old lookup must not keep pointing here.
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .key(PK, s(item_pk(old)))
-                .key(SK, s(ITEM_SK))
-                .condition_expression("attribute_not_exists(#pk) OR (#r = :r AND #t = :t)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#r", ROUTE)
-                .expression_attribute_names("#t", TODO)
-                .expression_attribute_values(":r", s(key.route.as_str()))
-                .expression_attribute_values(":t", n(key.todo.0))
-                .build()
-                .context("failed to describe an item lookup delete")?;
-            actions.push(TransactWriteItem::builder().delete(delete).build());
+            actions.push(TransactWriteItem::builder().delete(self.lookup_delete(old, &key)?).build());
         }
         match self.transact(actions).await? {
             Ok(()) => Ok(Replaced::Replaced(next.version)),
@@ -438,19 +442,7 @@ impl PairStore for DynamoStore {
         let mut actions = vec![TransactWriteItem::builder().delete(pair_delete()?).build()];
         if let Some(item) = &current.item {
             // Only a lookup that still names this pair goes with it.
-            let lookup = Delete::builder()
-                .table_name(&self.table)
-                .key(PK, s(item_pk(item)))
-                .key(SK, s(ITEM_SK))
-                .condition_expression("attribute_not_exists(#pk) OR (#r = :r AND #t = :t)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#r", ROUTE)
-                .expression_attribute_names("#t", TODO)
-                .expression_attribute_values(":r", s(key.route.as_str()))
-                .expression_attribute_values(":t", n(key.todo.0))
-                .build()
-                .context("failed to describe an item lookup delete")?;
-            actions.push(TransactWriteItem::builder().delete(lookup).build());
+            actions.push(TransactWriteItem::builder().delete(self.lookup_delete(item, key)?).build());
         }
         match self.transact(actions).await? {
             Ok(()) => Ok(true),
